@@ -1,0 +1,203 @@
+//! Authentication: the user list weir checks clients against, how each user is
+//! challenged, and what weir can answer a server's challenge with.
+//!
+//! Owns: user entries with SCRAM keys derived once per user, md5 digests, the choice of
+//! method. Sans-IO: the client task runs the exchange (see `client::login`).
+//! Does not: read sockets or configuration files.
+
+pub(crate) mod scram;
+pub(crate) mod verifier;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{AuthMethod, UserConfig};
+pub(crate) use scram::{ScramError, ScramServer};
+pub(crate) use verifier::{md5_client_response, md5_digest, md5_verify, ScramKeys};
+use verifier::{parse_secret, Secret, VerifierError};
+
+/// What weir can log in to servers with, for one user.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum ServerPassword {
+    /// No password: only servers that trust weir accept this user.
+    None,
+    /// The plaintext password: answers cleartext, md5 and SCRAM.
+    Plain(String),
+    /// An md5 verifier: answers md5 only.
+    Md5([u8; 16]),
+    /// Only a SCRAM verifier: cannot answer any server challenge until SCRAM pass-through.
+    ScramOnly,
+}
+
+impl std::fmt::Debug for ServerPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::None => "None",
+            Self::Plain(_) => "Plain(..)",
+            Self::Md5(_) => "Md5(..)",
+            Self::ScramOnly => "ScramOnly",
+        })
+    }
+}
+
+/// How a client is challenged.
+#[derive(Debug, Clone)]
+pub(crate) enum Challenge {
+    /// No password asked.
+    Trust,
+    /// md5 with the user's digest.
+    Md5([u8; 16]),
+    /// SCRAM-SHA-256 with keys derived at load time.
+    Scram(Arc<ScramKeys>),
+}
+
+/// One user as weir authenticates it.
+#[derive(Debug)]
+pub(crate) struct UserEntry {
+    /// Role name, as clients and servers know it.
+    pub(crate) name: String,
+    /// How clients logging in as this user are challenged.
+    pub(crate) challenge: Challenge,
+    /// What weir answers a server with.
+    pub(crate) server_password: ServerPassword,
+}
+
+/// Why the user list could not be built.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AuthConfigError {
+    /// A password or verifier is malformed.
+    #[error("users[{index}].password: {source}")]
+    BadSecret {
+        /// Position in `[[users]]`.
+        index: usize,
+        /// What is wrong.
+        #[source]
+        source: VerifierError,
+    },
+    /// The method needs something the user's password cannot give.
+    #[error("users[{index}] ({name}): {reason}")]
+    Unusable {
+        /// Position in `[[users]]`.
+        index: usize,
+        /// The user.
+        name: String,
+        /// What is missing.
+        reason: &'static str,
+    },
+}
+
+/// All users, built once per configuration load (SCRAM keys are derived here, not per login).
+#[derive(Debug)]
+pub(crate) struct UserTable {
+    /// By name.
+    users: HashMap<String, Arc<UserEntry>>,
+    /// Users not listed may log in (auth.method = trust).
+    trust_unlisted: bool,
+    /// Seed of the fake SCRAM exchange given to unknown users.
+    mock_secret: [u8; 32],
+}
+
+impl UserTable {
+    /// Builds the table; the CPU-heavy key derivation happens here.
+    pub(crate) fn build(
+        users: &[UserConfig],
+        default: AuthMethod,
+    ) -> Result<Self, AuthConfigError> {
+        let mut table = HashMap::new();
+        for (index, user) in users.iter().enumerate() {
+            let secret = match user.password.as_deref() {
+                None | Some("") => None,
+                Some(s) => Some(
+                    parse_secret(s)
+                        .map_err(|source| AuthConfigError::BadSecret { index, source })?,
+                ),
+            };
+            let method = user.auth_method.unwrap_or(default);
+            let unusable = |reason| AuthConfigError::Unusable {
+                index,
+                name: user.name.clone(),
+                reason,
+            };
+            let challenge = match (method, &secret) {
+                (AuthMethod::Trust, _) => Challenge::Trust,
+                (AuthMethod::Cert, _) => {
+                    return Err(unusable(
+                        "auth method \"cert\" needs TLS, which this build does not offer yet",
+                    ))
+                }
+                (_, None) => {
+                    return Err(unusable(
+                        "a password is required unless the auth method is trust",
+                    ))
+                }
+                // A user stored as an md5 verifier can only be checked with md5.
+                (_, Some(Secret::Md5(digest))) => Challenge::Md5(*digest),
+                (AuthMethod::Md5, Some(Secret::Plain(pw))) => {
+                    Challenge::Md5(md5_digest(&user.name, pw))
+                }
+                // md5 cannot be checked against a SCRAM verifier: challenge with SCRAM instead.
+                (_, Some(Secret::Scram(keys))) => Challenge::Scram(Arc::new(keys.clone())),
+                (AuthMethod::ScramSha256, Some(Secret::Plain(pw))) => {
+                    Challenge::Scram(Arc::new(ScramKeys::from_plain(pw)))
+                }
+            };
+            let server_password = match secret {
+                None => ServerPassword::None,
+                Some(Secret::Plain(pw)) => ServerPassword::Plain(pw),
+                Some(Secret::Md5(d)) => ServerPassword::Md5(d),
+                Some(Secret::Scram(_)) => ServerPassword::ScramOnly,
+            };
+            table.insert(
+                user.name.clone(),
+                Arc::new(UserEntry {
+                    name: user.name.clone(),
+                    challenge,
+                    server_password,
+                }),
+            );
+        }
+        Ok(Self {
+            users: table,
+            trust_unlisted: default == AuthMethod::Trust,
+            mock_secret: rand::random(),
+        })
+    }
+
+    /// The entry for `name`. An unlisted user gets a trust entry when the default method is
+    /// trust, and `None` otherwise.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<UserEntry>> {
+        if let Some(u) = self.users.get(name) {
+            return Some(u.clone());
+        }
+        self.trust_unlisted.then(|| {
+            Arc::new(UserEntry {
+                name: name.to_owned(),
+                challenge: Challenge::Trust,
+                server_password: ServerPassword::None,
+            })
+        })
+    }
+
+    /// Fake SCRAM keys for an unknown user, so the exchange does not reveal that it is unknown.
+    pub(crate) fn mock_keys(&self, name: &str) -> Arc<ScramKeys> {
+        Arc::new(ScramKeys::mock(name, &self.mock_secret))
+    }
+
+    /// Users that cannot log in to servers, with the reason (for `--check`).
+    pub(crate) fn server_login_warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .users
+            .values()
+            .filter(|u| u.server_password == ServerPassword::ScramOnly)
+            .map(|u| {
+                format!(
+                    "user {:?} is given only as a SCRAM verifier: clients can log in to weir, but weir cannot log in to \
+                     servers as this user until SCRAM pass-through lands; give the plaintext password or an md5 verifier",
+                    u.name
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}

@@ -1,0 +1,176 @@
+//! Cancel requests: weir's keys per client, and which server query each one points at now.
+//!
+//! Owns: the registry of client keys. Does not: read client sockets (the client task
+//! decodes the CancelRequest and calls `forward`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::protocol::MessageBuilder;
+
+/// Registry shards: connects and disconnects of many clients do not contend on one lock.
+const SHARDS: usize = 16;
+
+/// Where a cancel must be sent to reach the query a client is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CancelTarget {
+    /// The server's address.
+    pub(crate) addr: SocketAddr,
+    /// The server backend's process id.
+    pub(crate) process_id: i32,
+    /// The server backend's secret key.
+    pub(crate) secret_key: i32,
+}
+
+/// One client's cancel state; the client task updates `target` at checkout and release.
+#[derive(Debug)]
+pub(crate) struct CancelSlot {
+    /// The secret weir gave this client.
+    secret_key: i32,
+    /// The server the client is using right now, if any. Uncontended: only this client's
+    /// task writes it, and a cancel request reads it.
+    target: Mutex<Option<CancelTarget>>,
+}
+
+impl CancelSlot {
+    /// Points cancels at `target` (a server was checked out) or at nobody (`None`).
+    pub(crate) fn set(&self, target: Option<CancelTarget>) {
+        *self.target.lock().unwrap_or_else(PoisonError::into_inner) = target;
+    }
+}
+
+/// All connected clients' keys.
+#[derive(Debug)]
+pub(crate) struct CancelRegistry {
+    /// Next process id to hand out.
+    next_pid: AtomicI32,
+    /// pid → slot, sharded by pid.
+    shards: Vec<Mutex<HashMap<i32, Arc<CancelSlot>>>>,
+}
+
+/// Keeps a client registered; unregisters on drop.
+#[derive(Debug)]
+pub(crate) struct CancelHandle {
+    /// The registry this came from.
+    registry: Arc<CancelRegistry>,
+    /// The pid handed to the client.
+    pub(crate) process_id: i32,
+    /// The slot to update.
+    pub(crate) slot: Arc<CancelSlot>,
+}
+
+impl CancelHandle {
+    /// The secret handed to the client.
+    pub(crate) fn secret_key(&self) -> i32 {
+        self.slot.secret_key
+    }
+}
+
+impl Drop for CancelHandle {
+    fn drop(&mut self) {
+        self.registry
+            .shard(self.process_id)
+            .remove(&self.process_id);
+    }
+}
+
+impl Default for CancelRegistry {
+    fn default() -> Self {
+        Self {
+            next_pid: AtomicI32::new(rand::random::<u16>() as i32 + 1),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+}
+
+impl CancelRegistry {
+    fn shard(&self, pid: i32) -> std::sync::MutexGuard<'_, HashMap<i32, Arc<CancelSlot>>> {
+        let i = pid.unsigned_abs() as usize % SHARDS;
+        // `shards` has SHARDS entries, and i < SHARDS.
+        #[allow(clippy::indexing_slicing)]
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Gives a new client its keys.
+    pub(crate) fn register(self: &Arc<Self>) -> CancelHandle {
+        let process_id = loop {
+            let pid = self.next_pid.fetch_add(1, Ordering::Relaxed) & 0x3fff_ffff;
+            if pid != 0 && !self.shard(pid).contains_key(&pid) {
+                break pid;
+            }
+        };
+        let slot = Arc::new(CancelSlot {
+            secret_key: rand::random(),
+            target: Mutex::new(None),
+        });
+        self.shard(process_id).insert(process_id, slot.clone());
+        CancelHandle {
+            registry: self.clone(),
+            process_id,
+            slot,
+        }
+    }
+
+    /// The server to cancel for these client keys, if they are valid and the client holds one.
+    pub(crate) fn lookup(&self, process_id: i32, secret_key: i32) -> Option<CancelTarget> {
+        let slot = self.shard(process_id).get(&process_id)?.clone();
+        // Compare without an early exit so timing says nothing about the secret.
+        if (slot.secret_key ^ secret_key) != 0 {
+            return None;
+        }
+        let target = *slot.target.lock().unwrap_or_else(PoisonError::into_inner);
+        target
+    }
+}
+
+/// Sends a CancelRequest with the server's own keys to the server.
+pub(crate) async fn forward(target: CancelTarget, limit: Duration) -> std::io::Result<()> {
+    let send = async {
+        let mut stream = TcpStream::connect(target.addr).await?;
+        let mut buf = BytesMut::new();
+        MessageBuilder::cancel_request(&mut buf, target.process_id, target.secret_key);
+        stream.write_all(&buf).await?;
+        stream.shutdown().await
+    };
+    tokio::time::timeout(limit, send)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_the_current_server_only() {
+        let reg = Arc::new(CancelRegistry::default());
+        let a = reg.register();
+        let b = reg.register();
+        assert_ne!(a.process_id, b.process_id);
+        assert_eq!(reg.lookup(a.process_id, a.secret_key()), None);
+        let t = CancelTarget {
+            addr: "127.0.0.1:5432".parse().expect("addr"),
+            process_id: 42,
+            secret_key: 7,
+        };
+        a.slot.set(Some(t));
+        assert_eq!(reg.lookup(a.process_id, a.secret_key()), Some(t));
+        assert_eq!(
+            reg.lookup(a.process_id, a.secret_key().wrapping_add(1)),
+            None
+        );
+        assert_eq!(reg.lookup(b.process_id, b.secret_key()), None);
+        let pid = a.process_id;
+        drop(a);
+        assert_eq!(reg.lookup(pid, 0), None);
+    }
+}

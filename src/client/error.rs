@@ -1,0 +1,105 @@
+//! Everything that can end a client's request or session, and how each is told to the client.
+
+use std::time::Duration;
+
+use crate::cluster::ClusterError;
+use crate::error::SqlState;
+use crate::net::NetError;
+use crate::pool::PoolError;
+use crate::protocol::{ErrorFields, ProtocolError};
+use crate::server::BackendError;
+
+/// Which wait ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// `listen.client_login_timeout`: startup and authentication.
+    Login,
+    /// `pool.client_idle_timeout`: no transaction for too long.
+    ClientIdle,
+    /// `pool.idle_transaction_timeout`: idle inside a transaction.
+    IdleInTransaction,
+    /// `pool.query_timeout`: a statement ran too long.
+    Query,
+}
+
+/// Why a client's request or session failed. Only this layer turns errors into ErrorResponses.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionError {
+    /// The client broke the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The client socket failed or closed mid-message; nobody to tell.
+    #[error("client connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// A deadline passed.
+    #[error("{0:?} timeout after {1:?}")]
+    Timeout(Deadline, Duration),
+    /// Wrong password (or unknown user, which looks the same on purpose).
+    #[error("password authentication failed for user \"{0}\"")]
+    AuthFailed(String),
+    /// The login was refused for a reason other than a password.
+    #[error("{0}")]
+    NotAuthorized(String),
+    /// No such database in weir's configuration.
+    #[error("database \"{0}\" does not exist")]
+    UnknownDatabase(String),
+    /// `pool.max_client_conn` reached.
+    #[error("sorry, too many clients already (max_client_conn = {0})")]
+    TooManyClients(u32),
+    /// No server connection.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// No primary to send the transaction to.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The server went away mid-transaction.
+    #[error("server connection lost{}", .0.as_ref().map(|f| format!(": {}", f.message)).unwrap_or_default())]
+    ServerLost(Option<ErrorFields>),
+    /// weir is shutting down.
+    #[error("weir is shutting down")]
+    ShuttingDown,
+    /// Something weir does not offer.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl From<NetError> for SessionError {
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::Io(e) => Self::Io(e),
+            NetError::Protocol(e) => Self::Protocol(e),
+            NetError::Truncated => Self::Io(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+}
+
+impl SessionError {
+    /// The SQLSTATE and message the client sees, or `None` when the client is gone.
+    pub(crate) fn client_report(&self) -> Option<(String, String)> {
+        let state = |s: SqlState| s.code().to_owned();
+        Some(match self {
+            Self::Io(_) => return None,
+            Self::Protocol(_) => (state(SqlState::PROTOCOL_VIOLATION), self.to_string()),
+            Self::Timeout(Deadline::Login, _) => (state(SqlState::PROTOCOL_VIOLATION), "login timed out (client_login_timeout)".into()),
+            Self::Timeout(Deadline::ClientIdle, _) => (state(SqlState::IDLE_SESSION_TIMEOUT), "terminating connection due to idle timeout (client_idle_timeout)".into()),
+            Self::Timeout(Deadline::IdleInTransaction, _) => (
+                state(SqlState::IDLE_IN_TRANSACTION_TIMEOUT),
+                "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)".into(),
+            ),
+            Self::Timeout(Deadline::Query, _) => (state(SqlState::QUERY_CANCELED), "canceling statement due to query_timeout".into()),
+            Self::AuthFailed(_) => (state(SqlState::INVALID_PASSWORD), self.to_string()),
+            Self::NotAuthorized(_) => (state(SqlState::INVALID_AUTHORIZATION), self.to_string()),
+            Self::UnknownDatabase(_) => (state(SqlState::INVALID_CATALOG_NAME), self.to_string()),
+            Self::TooManyClients(_) => (state(SqlState::TOO_MANY_CONNECTIONS), self.to_string()),
+            Self::Pool(PoolError::Connect {
+                cause: BackendError::Refused(fields),
+                ..
+            }) => (fields.code.clone(), fields.message.clone()),
+            Self::Pool(PoolError::Closed(_)) => (state(SqlState::CANNOT_CONNECT_NOW), self.to_string()),
+            Self::Pool(_) | Self::Cluster(_) => (state(SqlState::UNABLE_TO_CONNECT), self.to_string()),
+            Self::ServerLost(_) => (state(SqlState::CONNECTION_FAILURE), self.to_string()),
+            Self::ShuttingDown => (state(SqlState::ADMIN_SHUTDOWN), "terminating connection: weir is shutting down".into()),
+            Self::Unsupported(_) => (state(SqlState::FEATURE_NOT_SUPPORTED), self.to_string()),
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! The client-facing password exchange: md5 or SCRAM-SHA-256 against the user table.
+
+use std::sync::Arc;
+
+use crate::auth::{md5_verify, Challenge, ScramError, ScramServer, UserEntry, UserTable};
+use crate::net::Conn;
+use crate::protocol::{FrontendTag, LoginMessage, MessageBuilder, ProtocolError};
+
+use super::SessionError;
+
+/// Largest password/SASL message accepted during login.
+const MAX_LOGIN_MESSAGE: usize = 8 * 1024;
+
+/// Challenges the client as `user` requires. Returns the entry on success; an unknown
+/// user goes through the same exchange (with fake keys) and fails like a wrong password.
+pub(super) async fn authenticate(
+    conn: &mut Conn,
+    name: &str,
+    users: &UserTable,
+) -> Result<Arc<UserEntry>, SessionError> {
+    let entry = users.get(name);
+    let challenge = match &entry {
+        Some(e) => e.challenge.clone(),
+        None => Challenge::Scram(users.mock_keys(name)),
+    };
+    let ok = match challenge {
+        Challenge::Trust => true,
+        Challenge::Md5(digest) => {
+            let salt: [u8; 4] = rand::random();
+            MessageBuilder::auth_md5(&mut conn.wbuf, salt);
+            conn.flush().await?;
+            let body = read_password_message(conn).await?;
+            let response = LoginMessage::password(&body)?;
+            md5_verify(&digest, salt, response)
+        }
+        Challenge::Scram(keys) => {
+            let mut scram = ScramServer::new(keys);
+            MessageBuilder::auth_sasl_scram(&mut conn.wbuf);
+            conn.flush().await?;
+            let body = read_password_message(conn).await?;
+            let (mechanism, first) = LoginMessage::sasl_initial(&body)?;
+            if mechanism != "SCRAM-SHA-256" {
+                return Err(ProtocolError::Malformed {
+                    what: "SASLInitialResponse (client selected an invalid SASL authentication mechanism)",
+                }
+                .into());
+            }
+            let server_first = scram.client_first(first).map_err(scram_error)?;
+            MessageBuilder::auth_sasl_data(&mut conn.wbuf, false, server_first.as_bytes());
+            conn.flush().await?;
+            let body = read_password_message(conn).await?;
+            match scram.client_final(&body) {
+                Ok(server_final) => {
+                    MessageBuilder::auth_sasl_data(&mut conn.wbuf, true, server_final.as_bytes());
+                    true
+                }
+                Err(ScramError::WrongPassword) => false,
+                Err(e) => return Err(scram_error(e)),
+            }
+        }
+    };
+    match entry {
+        Some(entry) if ok => Ok(entry),
+        _ => Err(SessionError::AuthFailed(name.to_owned())),
+    }
+}
+
+/// A malformed SCRAM message is a protocol violation (08P01), not a wrong password.
+fn scram_error(e: ScramError) -> SessionError {
+    match e {
+        ScramError::WrongPassword => SessionError::AuthFailed(String::new()),
+        other => {
+            tracing::debug!("SCRAM exchange failed: {other}");
+            ProtocolError::Malformed { what: "SASL" }.into()
+        }
+    }
+}
+
+/// Reads the next message, which must be a `p` message; anything else ends the login.
+async fn read_password_message(conn: &mut Conn) -> Result<bytes::Bytes, SessionError> {
+    // Refuse anything else at once (a StartupMessage mid-SCRAM has no tag at all), without
+    // waiting for the length it seems to announce.
+    if conn.rbuf.is_empty() && conn.read_some().await? == 0 {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
+    if let Some(&tag) = conn.rbuf.first() {
+        if FrontendTag::try_from(tag).ok() != Some(FrontendTag::Password) {
+            return Err(ProtocolError::UnexpectedTag(char::from(tag)).into());
+        }
+    }
+    match conn.read_frame(MAX_LOGIN_MESSAGE).await? {
+        Some(frame) if frame.tag() == b'p' => Ok(bytes::Bytes::copy_from_slice(frame.body())),
+        Some(frame) => Err(ProtocolError::UnexpectedTag(char::from(frame.tag())).into()),
+        None => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
+    }
+}

@@ -1,0 +1,176 @@
+//! One task per client connection: startup, authentication, then the session loop.
+//!
+//! Owns: the client socket and, while a transaction runs, the server it leased; turning
+//! errors into ErrorResponses. Does not: share sockets with other tasks, or parse SQL.
+
+mod error;
+mod login;
+mod relay;
+mod session;
+mod startup;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BufMut;
+use tokio::net::TcpStream;
+
+use crate::app::{Shared, Snapshot};
+use crate::net::Conn;
+use crate::pool::DbUserPool;
+use crate::protocol::{ErrorSeverity, MessageBuilder, StartupPacket, TxStatus};
+use crate::server::ServerTarget;
+pub(crate) use error::{Deadline, SessionError};
+use session::Attach;
+use startup::StartupRequest;
+
+/// How long a cancel request may take to reach its server.
+const CANCEL_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long weir tries to deliver a final error before closing.
+const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves one client connection to the end. Never panics on input; every failure the
+/// client can still hear about is sent as an ErrorResponse.
+pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
+    let mut conn = Conn::new(socket);
+    let snap = shared.snapshot();
+    let limit = snap.config.listen.client_login_timeout;
+    let login = match tokio::time::timeout(limit, start(&mut conn, &shared, &snap)).await {
+        Ok(result) => result,
+        Err(_) => Err(SessionError::Timeout(Deadline::Login, limit)),
+    };
+    match login {
+        Ok(Some(attach)) => {
+            let mut session = attach.into_session(conn);
+            if let Err(err) = session.run().await {
+                tracing::debug!("client session ended: {err}");
+                send_fatal(&mut session.client, &err).await;
+            }
+        }
+        Ok(None) => {}
+        Err(err) => {
+            tracing::debug!("client login failed: {err}");
+            send_fatal(&mut conn, &err).await;
+        }
+    }
+}
+
+/// Writes a FATAL error and gives up on the connection.
+async fn send_fatal(conn: &mut Conn, err: &SessionError) {
+    if let Some((code, message)) = err.client_report() {
+        MessageBuilder::error(&mut conn.wbuf, ErrorSeverity::Fatal, &code, &message);
+        let _ = tokio::time::timeout(FINAL_WRITE_TIMEOUT, conn.flush()).await;
+    }
+}
+
+/// Startup and login. `Ok(None)` when the connection was a cancel request.
+async fn start(
+    conn: &mut Conn,
+    shared: &Arc<Shared>,
+    snap: &Arc<Snapshot>,
+) -> Result<Option<Attach>, SessionError> {
+    let (minor, raw) = loop {
+        let Some(packet) = conn.read_startup().await? else {
+            return Ok(None);
+        };
+        match packet {
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                if !conn.rbuf.is_empty() {
+                    // Bytes sent before our answer would be read as if they were encrypted.
+                    return Err(crate::protocol::ProtocolError::Malformed {
+                        what: "SSLRequest (data sent before the server's answer)",
+                    }
+                    .into());
+                }
+                conn.wbuf.put_u8(b'N');
+                conn.flush().await?;
+            }
+            StartupPacket::Cancel {
+                process_id,
+                secret_key,
+            } => {
+                if let Some(target) = shared.cancel.lookup(process_id, secret_key) {
+                    if let Err(e) = crate::cancel::forward(target, CANCEL_FORWARD_TIMEOUT).await {
+                        tracing::warn!("cannot forward cancel request: {e}");
+                    }
+                }
+                return Ok(None);
+            }
+            StartupPacket::Startup { minor, params } => break (minor, params),
+        }
+    };
+    let request = StartupRequest::parse(raw)?;
+    if minor > 0 || !request.protocol_options.is_empty() {
+        MessageBuilder::negotiate_protocol_version(&mut conn.wbuf, &request.protocol_options);
+    }
+    let max = snap.config.pool.max_client_conn.get();
+    if shared.clients.load(Ordering::Relaxed) > max as usize {
+        return Err(SessionError::TooManyClients(max));
+    }
+    if *shared.shutdown.borrow() {
+        return Err(SessionError::ShuttingDown);
+    }
+    let user = login::authenticate(conn, &request.user, &snap.users).await?;
+    let db = snap
+        .databases
+        .get(&request.database)
+        .cloned()
+        .ok_or_else(|| SessionError::UnknownDatabase(request.database.clone()))?;
+    let targets: Arc<Vec<ServerTarget>> = Arc::new(
+        db.config
+            .hosts
+            .iter()
+            .map(|h| ServerTarget {
+                host: h.host.clone(),
+                port: h.port,
+                dbname: db.config.dbname.clone(),
+                user: user.name.clone(),
+                password: user.server_password.clone(),
+            })
+            .collect(),
+    );
+    let pool = shared.pools.get_or_create(&db.config.name, &user.name, || {
+        DbUserPool::new(
+            format!("{}/{}", db.config.name, user.name),
+            targets.as_ref().clone(),
+            &snap.config.pool,
+        )
+    });
+    let defaults = match pool.server_defaults.get() {
+        Some(d) => d.clone(),
+        None => {
+            // The first client of a pool: log in to a server to learn what PostgreSQL reports.
+            let host = db
+                .cluster
+                .primary(&targets, snap.config.pool.server_connect_timeout)
+                .await?;
+            let lease = pool.checkout(host).await?;
+            let d = lease.params.reported.clone();
+            drop(lease);
+            d
+        }
+    };
+    let mut desired = defaults.client_defaults();
+    for (name, value) in request.params.iter() {
+        desired.set(name, value);
+    }
+    let cancel = shared.cancel.register();
+    MessageBuilder::auth_ok(&mut conn.wbuf);
+    for (name, value) in defaults.iter() {
+        let value = desired.get(name).unwrap_or(value);
+        MessageBuilder::parameter_status(&mut conn.wbuf, name, value);
+    }
+    MessageBuilder::backend_key_data(&mut conn.wbuf, cancel.process_id, cancel.secret_key());
+    MessageBuilder::ready_for_query(&mut conn.wbuf, TxStatus::Idle);
+    conn.flush().await?;
+    Ok(Some(Attach {
+        snap: snap.clone(),
+        db,
+        pool,
+        targets,
+        desired,
+        cancel,
+        shutdown: shared.shutdown.subscribe(),
+    }))
+}

@@ -1,0 +1,275 @@
+//! The life of an authenticated client: wait for a transaction, lease a server, relay,
+//! give the server back. One task per client owns all of this; nothing here is shared.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Buf;
+use tokio::sync::watch;
+
+use crate::app::{Database, Snapshot};
+use crate::cancel::CancelHandle;
+use crate::config::PoolMode;
+use crate::net::Conn;
+use crate::pool::{DbUserPool, Lease};
+use crate::protocol::{
+    ErrorSeverity, FrontendEvent, FrontendScanner, FrontendTag, MessageBuilder, TxStatus,
+};
+use crate::server::{ParamSet, ServerTarget};
+
+use super::relay::{Outcome, Relay, RelayLimits};
+use super::{Deadline, SessionError};
+
+/// An idle client's buffers are freed after this long without a request.
+const IDLE_SHRINK_AFTER: Duration = Duration::from_secs(2);
+/// Limit on weir's own reset statement in session mode.
+const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the client wants next.
+enum Next {
+    /// It sent the first message of a transaction.
+    Request,
+    /// It sent Terminate or closed the connection.
+    Leave,
+}
+
+/// Everything a logged-in client needs except its socket.
+pub(crate) struct Attach {
+    /// Configuration and users as of login.
+    pub(super) snap: Arc<Snapshot>,
+    /// The database the client connected to.
+    pub(super) db: Arc<Database>,
+    /// Pools of (database, user).
+    pub(super) pool: Arc<DbUserPool>,
+    /// Logins for each host, used to find the primary.
+    pub(super) targets: Arc<Vec<ServerTarget>>,
+    /// The session parameters this client has (startup + what its own commands changed).
+    pub(super) desired: ParamSet,
+    /// This client's cancel keys; points at the server it holds.
+    pub(super) cancel: CancelHandle,
+    /// Fires when weir shuts down.
+    pub(super) shutdown: watch::Receiver<bool>,
+}
+
+impl Attach {
+    /// Joins the login state with the client socket.
+    pub(super) fn into_session(self, client: Conn) -> Session {
+        Session {
+            client,
+            attach: self,
+            lost: None,
+        }
+    }
+}
+
+/// Per-client state after login. Lives in exactly one task; nothing here is shared.
+pub(crate) struct Session {
+    /// The client socket; only this task reads or writes it.
+    pub(super) client: Conn,
+    /// Pools, parameters, keys.
+    attach: Attach,
+    /// A server lost while the client sat idle in its transaction: reported on its next request.
+    lost: Option<SessionError>,
+}
+
+impl Session {
+    /// Serves transactions until the client leaves or an error ends the session.
+    pub(crate) async fn run(&mut self) -> Result<(), SessionError> {
+        let mode = self.attach.snap.config.pool.mode;
+        loop {
+            match self.wait_for_request().await? {
+                Next::Leave => return Ok(()),
+                Next::Request => {}
+            }
+            if let Some(err) = self.lost.take() {
+                self.reject_request(err).await?;
+                continue;
+            }
+            let (mut lease, host) = match self.checkout().await {
+                Ok(h) => h,
+                Err(e) => {
+                    self.reject_request(e).await?;
+                    continue;
+                }
+            };
+            let hidden = match lease.params.sync_sql(&self.attach.desired) {
+                Some(sql) => {
+                    MessageBuilder::query(&mut lease.conn.wbuf, &sql);
+                    1
+                }
+                None => 0,
+            };
+            self.attach.cancel.slot.set(Some(lease.cancel_target()));
+            let pool_cfg = &self.attach.snap.config.pool;
+            let limits = RelayLimits {
+                query: pool_cfg.query_timeout,
+                idle_in_transaction: pool_cfg.idle_transaction_timeout,
+            };
+            let mut relay = Relay::new(mode != PoolMode::Session, hidden, limits);
+            let outcome = relay
+                .run(&mut self.client, &mut lease, &mut self.attach.desired)
+                .await;
+            self.attach.cancel.slot.set(None);
+            match outcome {
+                Ok(Outcome::Done) => drop(lease),
+                Ok(Outcome::ClientGone) => {
+                    self.finish_with(lease, &relay, mode).await;
+                    return Ok(());
+                }
+                Ok(Outcome::ServerLost { fatal }) => {
+                    lease.poison();
+                    drop(lease);
+                    self.attach.db.cluster.primary_failed(host);
+                    let err = SessionError::ServerLost(fatal);
+                    tracing::warn!(pool = %self.attach.pool.label, "{err}");
+                    if !relay.client_at_boundary() {
+                        return Err(err);
+                    }
+                    relay.discard_unsent(&mut self.client);
+                    if relay.terminated() {
+                        return Ok(());
+                    }
+                    if relay.pending > 0 || relay.unsynced() {
+                        self.report(&err, relay.pending).await?;
+                    } else {
+                        // Idle in a transaction: the next request learns the transaction is gone.
+                        self.lost = Some(err);
+                    }
+                }
+                Err(e) => {
+                    lease.poison();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Returns the server after the client left: clean servers go back (reset first in
+    /// session mode), anything mid-transaction is closed so the server rolls back.
+    async fn finish_with(&mut self, mut lease: Lease, relay: &Relay, mode: PoolMode) {
+        let idle = relay.pending == 0 && relay.tx == TxStatus::Idle && lease.conn.rbuf.is_empty();
+        if !idle {
+            lease.poison();
+            return;
+        }
+        if mode == PoolMode::Session {
+            let reset =
+                tokio::time::timeout(RESET_TIMEOUT, lease.simple_query("DISCARD ALL")).await;
+            if !matches!(reset, Ok(Ok(_))) {
+                lease.poison();
+                return;
+            }
+            lease.params.applied = ParamSet::default();
+        }
+    }
+
+    /// Waits for the first message of the next transaction.
+    async fn wait_for_request(&mut self) -> Result<Next, SessionError> {
+        let idle_limit = self.attach.snap.config.pool.client_idle_timeout;
+        let idle_deadline =
+            (!idle_limit.is_zero()).then(|| tokio::time::Instant::now() + idle_limit);
+        let mut shrunk = false;
+        loop {
+            if let Some(&tag) = self.client.rbuf.first() {
+                if self.client.rbuf.len() >= 5 {
+                    return Ok(match FrontendTag::try_from(tag)? {
+                        FrontendTag::Terminate => Next::Leave,
+                        _ => Next::Request,
+                    });
+                }
+            }
+            if !self.client.wbuf.is_empty() {
+                self.client.flush().await?;
+            }
+            tokio::select! {
+                r = self.client.io.readable() => {
+                    r?;
+                    match self.client.try_read() {
+                        Ok(0) => return Ok(Next::Leave),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                _ = tokio::time::sleep(IDLE_SHRINK_AFTER), if !shrunk => {
+                    self.client.shrink_idle();
+                    shrunk = true;
+                }
+                _ = sleep_until_opt(idle_deadline) => {
+                    return Err(SessionError::Timeout(Deadline::ClientIdle, idle_limit));
+                }
+                _ = self.attach.shutdown.changed() => return Err(SessionError::ShuttingDown),
+            }
+        }
+    }
+
+    /// Leases a server of the database's primary.
+    async fn checkout(&mut self) -> Result<(Lease, usize), SessionError> {
+        let limit = self.attach.snap.config.pool.server_connect_timeout;
+        let host = self
+            .attach
+            .db
+            .cluster
+            .primary(&self.attach.targets, limit)
+            .await?;
+        let lease = self.attach.pool.checkout(host).await?;
+        Ok((lease, host))
+    }
+
+    /// Answers a request that could not get a server: its messages up to the next Sync (or
+    /// the Query) are skipped, then the error and ReadyForQuery are sent.
+    async fn reject_request(&mut self, err: SessionError) -> Result<(), SessionError> {
+        tracing::warn!(pool = %self.attach.pool.label, "{err}");
+        let mut scan = FrontendScanner::default();
+        let mut ends_request = false;
+        loop {
+            match scan.next(&self.client.rbuf)? {
+                FrontendEvent::Start(FrontendTag::Terminate) => return Err(err),
+                FrontendEvent::Start(
+                    FrontendTag::Query | FrontendTag::Sync | FrontendTag::FunctionCall,
+                ) => {
+                    ends_request = true;
+                }
+                FrontendEvent::Start(_) => {}
+                FrontendEvent::Pass(n) => {
+                    self.client.rbuf.advance(n);
+                    if ends_request && scan.at_boundary() {
+                        break;
+                    }
+                }
+                FrontendEvent::NeedMore => {
+                    let read = tokio::time::timeout(
+                        self.attach.snap.config.pool.query_wait_timeout,
+                        self.client.read_some(),
+                    )
+                    .await;
+                    match read {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return Err(err),
+                    }
+                }
+            }
+        }
+        self.report(&err, 1).await
+    }
+
+    /// Sends `err` as an ERROR followed by `ready` ReadyForQuery messages.
+    async fn report(&mut self, err: &SessionError, ready: u32) -> Result<(), SessionError> {
+        if let Some((code, message)) = err.client_report() {
+            MessageBuilder::error(&mut self.client.wbuf, ErrorSeverity::Error, &code, &message);
+        }
+        for _ in 0..ready {
+            MessageBuilder::ready_for_query(&mut self.client.wbuf, TxStatus::Idle);
+        }
+        self.client.flush().await?;
+        Ok(())
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+pub(super) async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,597 @@
+//! Raw file structs to validated settings: the only place configuration values are checked.
+//!
+//! Owns: parsing every leaf value, defaults, and the rules between keys (`min_size <= size`,
+//! unique names, reserved names, `cert` needs `[tls]`...). Every error names its key path.
+//! Does not: read files or the environment, or check a password's form (`auth` does).
+
+use std::collections::HashMap;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::duration::{self, DurationError};
+use super::error::{ConfigError, Problem};
+use super::model::{
+    AdminSettings, AuthMethod, AuthSettings, Config, DatabaseConfig, HostAddr, ListenSettings,
+    MetricsSettings, PoolMode, PoolSettings, Routing, TlsSettings, UserConfig,
+};
+use super::raw::{
+    RawAdmin, RawAuth, RawConfig, RawDatabase, RawListen, RawMetrics, RawPool, RawTls, RawUser,
+    Scalar, StringList,
+};
+
+/// Database names that open the admin console instead of a pool.
+pub const RESERVED_DATABASES: [&str; 2] = ["weir", "pgbouncer"];
+
+/// PostgreSQL truncates names longer than this (NAMEDATALEN - 1), so a longer user or
+/// database name could never match what the server sees.
+const NAME_MAX_BYTES: usize = 63;
+
+/// Whether a duration key accepts zero (meaning "off") or not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Zero {
+    /// Zero turns the timeout off (or, for `shutdown_timeout`, means "do not wait").
+    Allowed,
+    /// A zero deadline would make every attempt fail: refused.
+    Refused,
+}
+
+/// Checks and converts the whole file.
+pub(crate) fn config(raw: RawConfig) -> Result<Config, ConfigError> {
+    let config = Config {
+        listen: listen(raw.listen.unwrap_or_default())?,
+        pool: pool(raw.pool.unwrap_or_default())?,
+        auth: auth(raw.auth.unwrap_or_default())?,
+        admin: admin(raw.admin.unwrap_or_default())?,
+        metrics: raw.metrics.map(metrics).transpose()?.flatten(),
+        tls: raw.tls.map(tls).transpose()?.flatten(),
+        users: users(raw.users.unwrap_or_default().0)?,
+        databases: databases(raw.databases.unwrap_or_default().0)?,
+    };
+    cross_check(&config)?;
+    Ok(config)
+}
+
+/// `[listen]`.
+fn listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
+    let d = ListenSettings::default();
+    Ok(ListenSettings {
+        addr: or(raw.addr, d.addr, |v| socket_addr("listen.addr", v))?,
+        client_login_timeout: or(raw.client_login_timeout, d.client_login_timeout, |v| {
+            duration("listen.client_login_timeout", v, Zero::Refused)
+        })?,
+        shutdown_timeout: or(raw.shutdown_timeout, d.shutdown_timeout, |v| {
+            duration("listen.shutdown_timeout", v, Zero::Allowed)
+        })?,
+    })
+}
+
+/// `[pool]`.
+fn pool(raw: RawPool) -> Result<PoolSettings, ConfigError> {
+    let d = PoolSettings::default();
+    let settings = PoolSettings {
+        mode: or(raw.mode, d.mode, |v| {
+            choice("pool.mode", v, PoolMode::VARIANTS)
+        })?,
+        size: or(raw.size, d.size, |v| non_zero("pool.size", v))?,
+        min_size: or(raw.min_size, d.min_size, |v| whole("pool.min_size", v, 0))?,
+        max_client_conn: or(raw.max_client_conn, d.max_client_conn, |v| {
+            non_zero("pool.max_client_conn", v)
+        })?,
+        query_wait_timeout: or(raw.query_wait_timeout, d.query_wait_timeout, |v| {
+            duration("pool.query_wait_timeout", v, Zero::Refused)
+        })?,
+        server_lifetime: or(raw.server_lifetime, d.server_lifetime, |v| {
+            duration("pool.server_lifetime", v, Zero::Refused)
+        })?,
+        server_idle_timeout: or(raw.server_idle_timeout, d.server_idle_timeout, |v| {
+            duration("pool.server_idle_timeout", v, Zero::Refused)
+        })?,
+        server_connect_timeout: or(raw.server_connect_timeout, d.server_connect_timeout, |v| {
+            duration("pool.server_connect_timeout", v, Zero::Refused)
+        })?,
+        client_idle_timeout: or(raw.client_idle_timeout, d.client_idle_timeout, |v| {
+            duration("pool.client_idle_timeout", v, Zero::Allowed)
+        })?,
+        idle_transaction_timeout: or(
+            raw.idle_transaction_timeout,
+            d.idle_transaction_timeout,
+            |v| duration("pool.idle_transaction_timeout", v, Zero::Allowed),
+        )?,
+        query_timeout: or(raw.query_timeout, d.query_timeout, |v| {
+            duration("pool.query_timeout", v, Zero::Allowed)
+        })?,
+    };
+    if settings.min_size > settings.size.get() {
+        return Err(ConfigError::invalid(
+            "pool.min_size",
+            Problem::MinAboveSize {
+                min_size: settings.min_size,
+                size: settings.size.get(),
+            },
+        ));
+    }
+    Ok(settings)
+}
+
+/// `[auth]`.
+fn auth(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
+    Ok(AuthSettings {
+        method: or(raw.method, AuthMethod::default(), |v| {
+            choice("auth.method", v, AuthMethod::VARIANTS)
+        })?,
+    })
+}
+
+/// `[admin]`.
+fn admin(raw: RawAdmin) -> Result<AdminSettings, ConfigError> {
+    let StringList(names) = raw.users.unwrap_or_default();
+    let users = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| check_name(&format!("admin.users[{i}]"), n))
+        .collect::<Result<_, _>>()?;
+    Ok(AdminSettings { users })
+}
+
+/// `[metrics]`: no section, no `listen`, or an empty `listen` all mean no listener.
+fn metrics(raw: RawMetrics) -> Result<Option<MetricsSettings>, ConfigError> {
+    match raw.listen {
+        None => Ok(None),
+        Some(Scalar::Str(s)) if s.trim().is_empty() => Ok(None),
+        Some(v) => Ok(Some(MetricsSettings {
+            listen: socket_addr("metrics.listen", v)?,
+        })),
+    }
+}
+
+/// `[tls]`: an empty section is no TLS; otherwise both files are required.
+fn tls(raw: RawTls) -> Result<Option<TlsSettings>, ConfigError> {
+    match (raw.cert, raw.key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsSettings {
+            cert: path("tls.cert", cert)?,
+            key: path("tls.key", key)?,
+        })),
+        (None, Some(_)) => Err(ConfigError::invalid(
+            "tls.cert",
+            Problem::Missing("[tls] needs both cert and key"),
+        )),
+        (Some(_), None) => Err(ConfigError::invalid(
+            "tls.key",
+            Problem::Missing("[tls] needs both cert and key"),
+        )),
+    }
+}
+
+/// `[[users]]`: names present, valid and unique.
+fn users(raw: Vec<RawUser>) -> Result<Vec<UserConfig>, ConfigError> {
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut users = Vec::with_capacity(raw.len());
+    for (i, u) in raw.into_iter().enumerate() {
+        let at = format!("users[{i}]");
+        let name_key = format!("{at}.name");
+        let name = required(&name_key, u.name, "every [[users]] entry needs a name")?;
+        let name = check_name(&name_key, string(&name_key, name)?)?;
+        unique(&mut seen, &name, &name_key)?;
+        let password = u
+            .password
+            .map(|v| {
+                let key = format!("{at}.password");
+                let password = string(&key, v)?;
+                if password.is_empty() {
+                    return Err(ConfigError::invalid(key, Problem::Empty));
+                }
+                Ok(password)
+            })
+            .transpose()?;
+        let auth_method = u
+            .auth_method
+            .map(|v| choice(&format!("{at}.auth_method"), v, AuthMethod::VARIANTS))
+            .transpose()?;
+        users.push(UserConfig {
+            name,
+            password,
+            auth_method,
+        });
+    }
+    Ok(users)
+}
+
+/// `[[databases]]`: names present, valid, unique and not reserved; at least one host each.
+fn databases(raw: Vec<RawDatabase>) -> Result<Vec<DatabaseConfig>, ConfigError> {
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut databases = Vec::with_capacity(raw.len());
+    for (i, d) in raw.into_iter().enumerate() {
+        let at = format!("databases[{i}]");
+        let name_key = format!("{at}.name");
+        let name = required(&name_key, d.name, "every [[databases]] entry needs a name")?;
+        let name = check_name(&name_key, string(&name_key, name)?)?;
+        if RESERVED_DATABASES.contains(&name.as_str()) {
+            return Err(ConfigError::invalid(name_key, Problem::Reserved(name)));
+        }
+        unique(&mut seen, &name, &name_key)?;
+        let dbname = match d.dbname {
+            Some(v) => {
+                let key = format!("{at}.dbname");
+                check_name(&key, string(&key, v)?)?
+            }
+            None => name.clone(),
+        };
+        let hosts = hosts(&format!("{at}.hosts"), d.hosts)?;
+        let routing = or(d.routing, Routing::default(), |v| {
+            choice(&format!("{at}.routing"), v, Routing::VARIANTS)
+        })?;
+        databases.push(DatabaseConfig {
+            name,
+            dbname,
+            hosts,
+            routing,
+        });
+    }
+    Ok(databases)
+}
+
+/// A database's `hosts`: at least one, each a valid host:port, none twice.
+fn hosts(key: &str, raw: Option<StringList>) -> Result<Vec<HostAddr>, ConfigError> {
+    let StringList(entries) = raw.unwrap_or_default();
+    if entries.is_empty() {
+        return Err(ConfigError::invalid(
+            key,
+            Problem::Missing(r#"at least one server is needed, e.g. hosts = ["127.0.0.1:5432"]"#),
+        ));
+    }
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut hosts = Vec::with_capacity(entries.len());
+    for (j, entry) in entries.into_iter().enumerate() {
+        let at = format!("{key}[{j}]");
+        let host = parse_host_addr(&entry).map_err(|reason| {
+            ConfigError::invalid(
+                at.clone(),
+                Problem::NotAHostPort {
+                    value: entry.clone(),
+                    reason,
+                },
+            )
+        })?;
+        unique(&mut seen, &host.to_string(), &at)?;
+        hosts.push(host);
+    }
+    Ok(hosts)
+}
+
+/// Rules that involve more than one key.
+fn cross_check(config: &Config) -> Result<(), ConfigError> {
+    if let Some(metrics) = &config.metrics {
+        if metrics.listen == config.listen.addr && metrics.listen.port() != 0 {
+            return Err(ConfigError::invalid(
+                "metrics.listen",
+                Problem::AddressClash {
+                    addr: metrics.listen.to_string(),
+                    other: "listen.addr",
+                },
+            ));
+        }
+    }
+    if config.tls.is_none() && config.auth.method == AuthMethod::Cert {
+        return Err(ConfigError::invalid(
+            "auth.method",
+            Problem::CertWithoutTls(AuthMethod::Cert.as_str()),
+        ));
+    }
+    for (i, user) in config.users.iter().enumerate() {
+        let method = config.auth_method_for(user);
+        if method == AuthMethod::Cert && config.tls.is_none() {
+            return Err(ConfigError::invalid(
+                format!("users[{i}].auth_method"),
+                Problem::CertWithoutTls(method.as_str()),
+            ));
+        }
+        match &user.password {
+            None if method.needs_password() => {
+                return Err(ConfigError::invalid(
+                    format!("users[{i}].password"),
+                    Problem::PasswordRequired {
+                        user: user.name.clone(),
+                        method: method.as_str(),
+                    },
+                ));
+            }
+            Some(p) if method == AuthMethod::Md5 && p.starts_with("SCRAM-SHA-256$") => {
+                return Err(ConfigError::invalid(
+                    format!("users[{i}].password"),
+                    Problem::ScramVerifierWithMd5(user.name.clone()),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses an optional value, or returns `default` when the key is absent.
+fn or<T>(
+    value: Option<Scalar>,
+    default: T,
+    parse: impl FnOnce(Scalar) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    Ok(match value {
+        Some(v) => parse(v)?,
+        None => default,
+    })
+}
+
+/// A key that must be present.
+fn required(key: &str, value: Option<Scalar>, why: &'static str) -> Result<Scalar, ConfigError> {
+    value.ok_or_else(|| ConfigError::invalid(key, Problem::Missing(why)))
+}
+
+/// A string; other TOML types are refused without echoing the value (it may be secret).
+fn string(key: &str, value: Scalar) -> Result<String, ConfigError> {
+    match value {
+        Scalar::Str(s) => Ok(s),
+        other => Err(ConfigError::invalid(
+            key,
+            Problem::WrongType {
+                expected: "a string in quotes",
+                found: other.kind(),
+            },
+        )),
+    }
+}
+
+/// A user or database name: non-empty, at most 63 bytes, no NUL.
+fn check_name(key: &str, name: String) -> Result<String, ConfigError> {
+    if name.is_empty() {
+        Err(ConfigError::invalid(key, Problem::Empty))
+    } else if name.len() > NAME_MAX_BYTES {
+        Err(ConfigError::invalid(key, Problem::NameTooLong(name)))
+    } else if name.contains('\0') {
+        Err(ConfigError::invalid(key, Problem::NulInName(name)))
+    } else {
+        Ok(name)
+    }
+}
+
+/// Records `name` as defined at `key`, or reports where it was defined first.
+fn unique(seen: &mut HashMap<String, String>, name: &str, key: &str) -> Result<(), ConfigError> {
+    if let Some(first) = seen.get(name) {
+        return Err(ConfigError::invalid(
+            key,
+            Problem::Duplicate {
+                name: name.to_owned(),
+                first: first.clone(),
+            },
+        ));
+    }
+    seen.insert(name.to_owned(), key.to_owned());
+    Ok(())
+}
+
+/// A file path: a non-empty string, kept as written.
+fn path(key: &str, value: Scalar) -> Result<PathBuf, ConfigError> {
+    let text = string(key, value)?;
+    if text.trim().is_empty() {
+        return Err(ConfigError::invalid(key, Problem::Empty));
+    }
+    Ok(PathBuf::from(text))
+}
+
+/// One of a fixed set of words, spelled exactly.
+fn choice<T: Copy>(
+    key: &str,
+    value: Scalar,
+    variants: &'static [(&'static str, T)],
+) -> Result<T, ConfigError> {
+    let text = string(key, value)?;
+    variants
+        .iter()
+        .find(|(name, _)| *name == text)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                key,
+                Problem::UnknownValue {
+                    value: text,
+                    expected: variants.iter().map(|(name, _)| *name).collect(),
+                },
+            )
+        })
+}
+
+/// A whole number from `min` to `u32::MAX`, from a TOML integer or a string of digits.
+fn whole(key: &str, value: Scalar, min: u32) -> Result<u32, ConfigError> {
+    let (n, written) = match value {
+        Scalar::Int(n) => (n, n.to_string()),
+        Scalar::Str(s) => match s.trim().parse::<i128>() {
+            Ok(n) => (n, s),
+            Err(_) => {
+                return Err(ConfigError::invalid(
+                    key,
+                    Problem::NotANumber {
+                        value: s,
+                        min: min.into(),
+                        max: u32::MAX.into(),
+                    },
+                ))
+            }
+        },
+        other => {
+            return Err(ConfigError::invalid(
+                key,
+                Problem::WrongType {
+                    expected: "a whole number",
+                    found: other.kind(),
+                },
+            ))
+        }
+    };
+    u32::try_from(n).ok().filter(|n| *n >= min).ok_or_else(|| {
+        ConfigError::invalid(
+            key,
+            Problem::OutOfRange {
+                value: written,
+                min: min.into(),
+                max: u32::MAX.into(),
+            },
+        )
+    })
+}
+
+/// A whole number of at least 1.
+fn non_zero(key: &str, value: Scalar) -> Result<NonZeroU32, ConfigError> {
+    let n = whole(key, value, 1)?;
+    NonZeroU32::new(n).ok_or_else(|| {
+        ConfigError::invalid(
+            key,
+            Problem::OutOfRange {
+                value: n.to_string(),
+                min: 1,
+                max: u32::MAX.into(),
+            },
+        )
+    })
+}
+
+/// A duration: `"30s"`, `"500ms"`, `"5m"`, or whole seconds (`30`, `"30"`).
+fn duration(key: &str, value: Scalar, zero: Zero) -> Result<Duration, ConfigError> {
+    let (parsed, written) = match value {
+        Scalar::Int(n) => (duration::from_seconds(n), n.to_string()),
+        Scalar::Str(s) => (duration::parse(&s), s),
+        Scalar::Float(f) => (Err(DurationError::Syntax), f.to_string()),
+        Scalar::Bool(b) => (Err(DurationError::Syntax), b.to_string()),
+    };
+    let d = parsed.map_err(|e| {
+        ConfigError::invalid(
+            key,
+            match e {
+                DurationError::Syntax => Problem::NotADuration(written),
+                DurationError::TooLong => Problem::DurationTooLong(written),
+            },
+        )
+    })?;
+    if d.is_zero() && zero == Zero::Refused {
+        return Err(ConfigError::invalid(key, Problem::ZeroDuration));
+    }
+    Ok(d)
+}
+
+/// An IP address and port to listen on.
+fn socket_addr(key: &str, value: Scalar) -> Result<SocketAddr, ConfigError> {
+    let text = string(key, value)?;
+    text.trim()
+        .parse()
+        .map_err(|_| ConfigError::invalid(key, Problem::NotASocketAddr(text)))
+}
+
+/// `host:port`, `[v6]:port`, `host` or a bare IPv6 literal; the port defaults to 5432.
+/// The error is the reason, for `"x" is not a valid host:port (reason)`.
+pub(crate) fn parse_host_addr(text: &str) -> Result<HostAddr, &'static str> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty");
+    }
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or("missing closing ]")?;
+        host.parse::<Ipv6Addr>()
+            .map_err(|_| "not an IPv6 address inside [ ]")?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or("expected :port after ]")?),
+        };
+        (host, port)
+    } else if text.matches(':').count() > 1 {
+        // Several colons and no brackets: only a bare IPv6 address makes sense.
+        text.parse::<Ipv6Addr>()
+            .map_err(|_| "write IPv6 addresses with a port as [address]:port")?;
+        (text, None)
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("empty host");
+    }
+    let is_ipv6 = host.contains(':');
+    if !is_ipv6
+        && !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        return Err("the host may contain only letters, digits, '.', '-' and '_'");
+    }
+    let port = match port {
+        None => HostAddr::DEFAULT_PORT,
+        Some(p) => parse_port(p)?,
+    };
+    Ok(HostAddr {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// A TCP port from 1 to 65535.
+fn parse_port(text: &str) -> Result<u16, &'static str> {
+    if text.is_empty() {
+        return Err("missing port after ':'");
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("port is not a number");
+    }
+    match text.parse::<u16>() {
+        Ok(0) => Err("port 0 is not a server port"),
+        Ok(port) => Ok(port),
+        Err(_) => Err("port out of range"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_addresses_parse_and_print_back() {
+        for (text, host, port, shown) in [
+            ("db1:5433", "db1", 5433, "db1:5433"),
+            ("db1", "db1", 5432, "db1:5432"),
+            ("10.0.0.5:6000", "10.0.0.5", 6000, "10.0.0.5:6000"),
+            ("[::1]:5432", "::1", 5432, "[::1]:5432"),
+            ("[fe80::1]", "fe80::1", 5432, "[fe80::1]:5432"),
+            ("::1", "::1", 5432, "[::1]:5432"),
+            (" pg_primary:5432 ", "pg_primary", 5432, "pg_primary:5432"),
+        ] {
+            let h = parse_host_addr(text).unwrap();
+            assert_eq!((h.host.as_str(), h.port), (host, port), "{text}");
+            assert_eq!(h.to_string(), shown);
+            assert_eq!(parse_host_addr(shown).unwrap(), h);
+        }
+    }
+
+    #[test]
+    fn bad_host_addresses_say_why() {
+        for (text, reason) in [
+            ("localhost:99999", "port out of range"),
+            ("localhost:", "missing port after ':'"),
+            ("localhost:abc", "port is not a number"),
+            ("localhost:0", "port 0 is not a server port"),
+            (":5432", "empty host"),
+            ("", "empty"),
+            ("[::1:5432", "missing closing ]"),
+            ("[db]:5432", "not an IPv6 address inside [ ]"),
+            ("[::1]5432", "expected :port after ]"),
+            (
+                "fe80::1:zz:5432",
+                "write IPv6 addresses with a port as [address]:port",
+            ),
+            (
+                "db 1:5432",
+                "the host may contain only letters, digits, '.', '-' and '_'",
+            ),
+        ] {
+            assert_eq!(parse_host_addr(text), Err(reason), "{text}");
+        }
+    }
+}

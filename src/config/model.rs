@@ -1,0 +1,353 @@
+//! The validated configuration the rest of weir sees: typed, defaults applied.
+//!
+//! Owns: the settings types, their defaults, and how they print (passwords never).
+//! Does not: read files, parse text or validate; `convert.rs` builds these from `raw.rs`.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A `NonZeroU32` constant without `unwrap` (`NonZeroU32::new` is not usable in `const` with `?`).
+const fn non_zero(n: u32) -> NonZeroU32 {
+    match NonZeroU32::new(n) {
+        Some(n) => n,
+        None => NonZeroU32::MIN,
+    }
+}
+
+/// The whole configuration: one immutable snapshot, swapped whole on reload.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Where clients connect and how long they get to log in; `[listen]`.
+    pub listen: ListenSettings,
+    /// How server connections are shared and when waits give up; `[pool]`.
+    pub pool: PoolSettings,
+    /// The client-facing login method unless a user overrides it; `[auth]`.
+    pub auth: AuthSettings,
+    /// Who may use the admin console (`weir` / `pgbouncer` database); `[admin]`.
+    pub admin: AdminSettings,
+    /// The Prometheus listener; `None` when `[metrics]` is absent or `listen` is empty.
+    pub metrics: Option<MetricsSettings>,
+    /// Client-facing TLS; `None` when `[tls]` is absent (then weir refuses `SSLRequest`).
+    pub tls: Option<TlsSettings>,
+    /// The users clients may log in as (`[[users]]`), in file order, names unique.
+    pub users: Vec<UserConfig>,
+    /// The databases clients may connect to (`[[databases]]`), in file order, names unique.
+    pub databases: Vec<DatabaseConfig>,
+}
+
+impl Config {
+    /// The `[[users]]` entry a client names in its startup packet, if any.
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    /// The `[[databases]]` entry a client names in its startup packet, if any.
+    pub fn database(&self, name: &str) -> Option<&DatabaseConfig> {
+        self.databases.iter().find(|d| d.name == name)
+    }
+
+    /// The method a user must log in with: its own `auth_method`, else `auth.method`.
+    pub fn auth_method_for(&self, user: &UserConfig) -> AuthMethod {
+        user.auth_method.unwrap_or(self.auth.method)
+    }
+}
+
+/// `[listen]`: the client-facing socket and the deadlines that belong to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenSettings {
+    /// Address clients connect to; PgBouncer's `listen_addr` + `listen_port` in one value.
+    pub addr: SocketAddr,
+    /// A client that has not finished startup + authentication by then is disconnected,
+    /// so half-open connections cannot pin slots forever. Never zero.
+    pub client_login_timeout: Duration,
+    /// On shutdown, how long running transactions get to finish before their clients are
+    /// cut off. Zero closes everything at once.
+    pub shutdown_timeout: Duration,
+}
+
+impl ListenSettings {
+    /// Default client-facing address: loopback only, PgBouncer's port, so a fresh install is
+    /// not reachable from the network by accident.
+    pub const DEFAULT_ADDR: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6432));
+}
+
+impl Default for ListenSettings {
+    fn default() -> Self {
+        Self {
+            addr: Self::DEFAULT_ADDR,
+            client_login_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[pool]`: server-connection pools, one per (backend host, database, user).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// When a server connection goes back to the pool (after the session, transaction or
+    /// statement).
+    pub mode: PoolMode,
+    /// Most server connections per (host, database, user); PgBouncer's `default_pool_size`.
+    pub size: NonZeroU32,
+    /// Server connections kept open even when idle, so a burst after a quiet period does not
+    /// pay for connects; always `<= size`.
+    pub min_size: u32,
+    /// Most client connections weir accepts in total; more get SQLSTATE 53300.
+    pub max_client_conn: NonZeroU32,
+    /// A client waiting for a server connection gives up with 08001 after this. Never zero.
+    pub query_wait_timeout: Duration,
+    /// An idle server connection older than this is closed instead of reused, so servers
+    /// shed per-connection memory and pick up `ALTER ROLE ... SET` changes. Never zero.
+    pub server_lifetime: Duration,
+    /// A server connection idle in the pool for this long is closed (down to `min_size`).
+    /// Never zero.
+    pub server_idle_timeout: Duration,
+    /// Connecting to and logging in on a server must finish within this. Never zero.
+    pub server_connect_timeout: Duration,
+    /// A client idle (outside a transaction) this long is disconnected; zero = off.
+    pub client_idle_timeout: Duration,
+    /// A client idle inside a transaction this long is disconnected and its server rolled
+    /// back, so one stuck client cannot hold a server and its locks; zero = off.
+    pub idle_transaction_timeout: Duration,
+    /// A query running this long is cancelled on the server; zero = off. Meant as a
+    /// backstop slightly above the server's own `statement_timeout`.
+    pub query_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            mode: PoolMode::Transaction,
+            size: non_zero(20),
+            min_size: 0,
+            max_client_conn: non_zero(10_000),
+            query_wait_timeout: Duration::from_secs(30),
+            server_lifetime: Duration::from_secs(3600),
+            server_idle_timeout: Duration::from_secs(600),
+            server_connect_timeout: Duration::from_secs(5),
+            client_idle_timeout: Duration::ZERO,
+            idle_transaction_timeout: Duration::ZERO,
+            query_timeout: Duration::ZERO,
+        }
+    }
+}
+
+/// When a server connection is handed back to the pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PoolMode {
+    /// After the client disconnects: every session feature works, least sharing.
+    Session,
+    /// After each transaction: the default, the reason weir exists.
+    #[default]
+    Transaction,
+    /// After each statement: multi-statement transactions are refused.
+    Statement,
+}
+
+impl PoolMode {
+    /// Every accepted spelling, in the order error messages list them.
+    pub const VARIANTS: &'static [(&'static str, Self)] = &[
+        ("session", Self::Session),
+        ("transaction", Self::Transaction),
+        ("statement", Self::Statement),
+    ];
+
+    /// The configuration-file spelling, also used by `SHOW CONFIG` / `SHOW POOLS`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+            Self::Transaction => "transaction",
+            Self::Statement => "statement",
+        }
+    }
+}
+
+impl fmt::Display for PoolMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[auth]`: client-facing authentication defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// The method clients log in with unless their `[[users]]` entry says otherwise.
+    pub method: AuthMethod,
+}
+
+/// How a client proves who it is to weir.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// SCRAM-SHA-256 (`"scram-sha-256"`): the default; the password never crosses the wire.
+    #[default]
+    ScramSha256,
+    /// MD5 challenge (`"md5"`): for old clients; also used for users stored as md5 verifiers.
+    Md5,
+    /// No password (`"trust"`): the user name must still be listed.
+    Trust,
+    /// TLS client certificate (`"cert"`): the certificate's CN is the user name; needs `[tls]`.
+    Cert,
+}
+
+impl AuthMethod {
+    /// Every accepted spelling, in the order error messages list them.
+    pub const VARIANTS: &'static [(&'static str, Self)] = &[
+        ("scram-sha-256", Self::ScramSha256),
+        ("md5", Self::Md5),
+        ("trust", Self::Trust),
+        ("cert", Self::Cert),
+    ];
+
+    /// The configuration-file spelling (PgBouncer's `auth_type` values).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ScramSha256 => "scram-sha-256",
+            Self::Md5 => "md5",
+            Self::Trust => "trust",
+            Self::Cert => "cert",
+        }
+    }
+
+    /// Whether a user logging in this way must have a `password` configured.
+    pub fn needs_password(self) -> bool {
+        matches!(self, Self::ScramSha256 | Self::Md5)
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[admin]`: access to the admin console.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Users allowed to connect to the `weir` / `pgbouncer` database and run every command;
+    /// PgBouncer's `admin_users`. Empty = nobody.
+    pub users: Vec<String>,
+}
+
+impl AdminSettings {
+    /// Whether `user` may use the admin console.
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.users.iter().any(|u| u == user)
+    }
+}
+
+/// `[metrics]`: the Prometheus exporter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Address of the HTTP listener serving `/metrics`, kept apart from the client port.
+    pub listen: SocketAddr,
+}
+
+/// `[tls]`: the certificate weir presents to clients that send `SSLRequest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM certificate chain, as written (relative paths resolve against the working directory).
+    pub cert: PathBuf,
+    /// PEM private key for `cert`, as written.
+    pub key: PathBuf,
+}
+
+/// One `[[users]]` entry: a user clients may log in as, and the credentials weir uses on
+/// the servers for it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserConfig {
+    /// The user name clients send in the startup packet (and weir sends to the servers).
+    pub name: String,
+    /// Plaintext, or a stored verifier (`SCRAM-SHA-256$...`, or `md5` + 32 hex digits); the
+    /// `auth` module checks its form. `None` only for users logging in with trust or cert.
+    pub password: Option<String>,
+    /// Per-user override of `auth.method`.
+    pub auth_method: Option<AuthMethod>,
+}
+
+impl fmt::Debug for UserConfig {
+    /// Prints everything but the password, which shows only whether one is set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("auth_method", &self.auth_method)
+            .finish()
+    }
+}
+
+/// One `[[databases]]` entry: a name clients connect to and the servers behind it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// The name clients put in their startup packet; unique, never `weir` or `pgbouncer`.
+    pub name: String,
+    /// The database name on the servers (defaults to `name`), so a pool can be renamed
+    /// without renaming the real database.
+    pub dbname: String,
+    /// The servers, at least one, in file order. Primary and replicas are discovered with
+    /// `pg_is_in_recovery()`, not configured.
+    pub hosts: Vec<HostAddr>,
+    /// Whether plain reads may go to replicas.
+    pub routing: Routing,
+}
+
+/// Where the statements of one database may go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Routing {
+    /// `"read_write"`: reads to a healthy replica within the lag limit, the rest to the primary.
+    #[default]
+    ReadWrite,
+    /// `"primary_only"`: everything to the primary; replicas are only failover candidates.
+    PrimaryOnly,
+}
+
+impl Routing {
+    /// Every accepted spelling, in the order error messages list them.
+    pub const VARIANTS: &'static [(&'static str, Self)] = &[
+        ("read_write", Self::ReadWrite),
+        ("primary_only", Self::PrimaryOnly),
+    ];
+
+    /// The configuration-file spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadWrite => "read_write",
+            Self::PrimaryOnly => "primary_only",
+        }
+    }
+}
+
+impl fmt::Display for Routing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A backend server as configured: a host name or IP literal and a port. Host names are
+/// resolved when connecting, not here, so DNS changes are picked up.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HostAddr {
+    /// Host name or IP address, without brackets for IPv6.
+    pub host: String,
+    /// TCP port; 5432 when the configuration gave none.
+    pub port: u16,
+}
+
+impl HostAddr {
+    /// PostgreSQL's port, used when an entry names only a host.
+    pub const DEFAULT_PORT: u16 = 5432;
+}
+
+impl fmt::Display for HostAddr {
+    /// `host:port`, with brackets around IPv6 literals (`[::1]:5432`), so it parses back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! SQLSTATE codes weir itself reports, and the trait that maps a layer's error to one.
+//!
+//! Errors a server sends are relayed byte for byte and never pass through here.
+
+/// A five-character SQLSTATE code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SqlState(pub(crate) &'static str);
+
+impl SqlState {
+    /// 08P01: the peer broke the protocol.
+    pub(crate) const PROTOCOL_VIOLATION: Self = Self("08P01");
+    /// 08006: the server connection was lost.
+    pub(crate) const CONNECTION_FAILURE: Self = Self("08006");
+    /// 08001: no server could be reached.
+    pub(crate) const UNABLE_TO_CONNECT: Self = Self("08001");
+    /// 28P01: wrong password.
+    pub(crate) const INVALID_PASSWORD: Self = Self("28P01");
+    /// 28000: not allowed to log in this way.
+    pub(crate) const INVALID_AUTHORIZATION: Self = Self("28000");
+    /// 3D000: no such database.
+    pub(crate) const INVALID_CATALOG_NAME: Self = Self("3D000");
+    /// 53300: too many clients.
+    pub(crate) const TOO_MANY_CONNECTIONS: Self = Self("53300");
+    /// 57P01: weir is shutting down.
+    pub(crate) const ADMIN_SHUTDOWN: Self = Self("57P01");
+    /// 57P03: cannot connect now.
+    pub(crate) const CANNOT_CONNECT_NOW: Self = Self("57P03");
+    /// 0A000: a feature weir does not offer.
+    pub(crate) const FEATURE_NOT_SUPPORTED: Self = Self("0A000");
+    /// 57014: a statement was cancelled on a timeout.
+    pub(crate) const QUERY_CANCELED: Self = Self("57014");
+    /// 25P03: idle-in-transaction timeout.
+    pub(crate) const IDLE_IN_TRANSACTION_TIMEOUT: Self = Self("25P03");
+    /// 57P05: idle-session timeout.
+    pub(crate) const IDLE_SESSION_TIMEOUT: Self = Self("57P05");
+
+    /// The code as text.
+    pub(crate) fn code(self) -> &'static str {
+        self.0
+    }
+}

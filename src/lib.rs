@@ -1,0 +1,41 @@
+//! weir: a PostgreSQL connection pooler and router.
+//!
+//! Clients speak the PostgreSQL protocol to weir; weir multiplexes their transactions
+//! onto a small pool of server connections. See docs/architecture.md for the map.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms, clippy::await_holding_lock)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod app;
+mod auth;
+mod cancel;
+mod client;
+mod cluster;
+pub mod config;
+pub mod demo;
+mod error;
+mod metrics;
+mod net;
+pub mod pgcluster;
+mod pool;
+mod protocol;
+mod server;
+
+pub use app::{ShutdownTrigger, StartError, Weir};
+
+/// Checks a configuration beyond what loading validates (the user list, server logins).
+/// Returns warnings a person should read; an error means weir would not start.
+pub fn check(config: &config::Config) -> Result<Vec<String>, StartError> {
+    let users = auth::UserTable::build(&config.users, config.auth.method)
+        .map_err(|e| StartError::Users(Box::new(e)))?;
+    Ok(users.server_login_warnings())
+}

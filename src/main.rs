@@ -1,0 +1,103 @@
+//! The `weir` command: run the pooler, check a configuration, or start a demo.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A PostgreSQL connection pooler and router.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about)]
+struct Cli {
+    /// The configuration file (TOML); every key can be overridden with WEIR_<TABLE>__<KEY>.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate the configuration and exit: 0 if it is usable, 1 with the reason if not.
+    #[arg(long, requires = "config")]
+    check: bool,
+    /// What to do instead of running the pooler.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a throwaway PostgreSQL primary and replica with weir in front, print how to
+    /// connect, and clean everything up on Ctrl-C.
+    Demo {
+        /// Where weir listens.
+        #[arg(long, default_value = "127.0.0.1:6432")]
+        listen: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weir: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match (&cli.command, &cli.config) {
+        (Some(Command::Demo { listen }), _) => runtime.block_on(weir::demo::run(listen)),
+        (None, Some(path)) => runtime.block_on(run(path, cli.check)),
+        (None, None) => {
+            Err("no configuration given: use `weir --config etc/weir.toml` (or `weir demo`)".into())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("weir: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(path: &std::path::Path, check_only: bool) -> Result<(), String> {
+    let config = weir::config::load(path).map_err(|e| e.to_string())?;
+    let warnings = weir::check(&config).map_err(|e| e.to_string())?;
+    for w in &warnings {
+        eprintln!("weir: warning: {w}");
+    }
+    if check_only {
+        println!("configuration {} is valid", path.display());
+        return Ok(());
+    }
+    let weir = weir::Weir::start(config).await.map_err(|e| e.to_string())?;
+    let trigger = weir.shutdown_trigger();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: shutting down gracefully");
+        trigger.trigger();
+    });
+    weir.wait().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop weir with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,447 @@
+//! Messages weir builds itself (toward clients and servers) and the backend messages it
+//! decodes during server login. Relayed traffic never passes through here: see `scan`.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use postgres_protocol::message::{backend, frontend};
+
+use super::startup::take_cstr;
+use super::ProtocolError;
+
+/// Transaction status reported by ReadyForQuery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxStatus {
+    /// `I`: not in a transaction block.
+    Idle,
+    /// `T`: in a transaction block.
+    InBlock,
+    /// `E`: in a failed transaction block.
+    Failed,
+}
+
+impl TxStatus {
+    /// Decodes the status byte of a ReadyForQuery body.
+    pub(crate) fn from_byte(b: u8) -> Result<Self, ProtocolError> {
+        match b {
+            b'I' => Ok(Self::Idle),
+            b'T' => Ok(Self::InBlock),
+            b'E' => Ok(Self::Failed),
+            _ => Err(ProtocolError::Malformed {
+                what: "ReadyForQuery",
+            }),
+        }
+    }
+
+    fn byte(self) -> u8 {
+        match self {
+            Self::Idle => b'I',
+            Self::InBlock => b'T',
+            Self::Failed => b'E',
+        }
+    }
+}
+
+/// Severity of an error or notice weir sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorSeverity {
+    /// The statement failed; the session goes on.
+    Error,
+    /// The session ends after this message.
+    Fatal,
+    /// A notice: nothing failed.
+    Warning,
+}
+
+impl ErrorSeverity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "ERROR",
+            Self::Fatal => "FATAL",
+            Self::Warning => "WARNING",
+        }
+    }
+}
+
+/// The fields of an ErrorResponse or NoticeResponse that weir looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ErrorFields {
+    /// Non-localized severity (`V`, or `S` when `V` is absent).
+    pub(crate) severity: String,
+    /// SQLSTATE (`C`).
+    pub(crate) code: String,
+    /// Primary message (`M`).
+    pub(crate) message: String,
+}
+
+impl ErrorFields {
+    /// Decodes the fields of an ErrorResponse/NoticeResponse body.
+    pub(crate) fn parse(mut body: &[u8]) -> Result<Self, ProtocolError> {
+        let mut out = Self::default();
+        loop {
+            let Some((&kind, rest)) = body.split_first() else {
+                return Err(ProtocolError::Malformed {
+                    what: "ErrorResponse",
+                });
+            };
+            body = rest;
+            if kind == 0 {
+                break;
+            }
+            let value = take_cstr(&mut body).ok_or(ProtocolError::Malformed {
+                what: "ErrorResponse",
+            })?;
+            match kind {
+                b'V' => out.severity = value,
+                b'S' if out.severity.is_empty() => out.severity = value,
+                b'C' => out.code = value,
+                b'M' => out.message = value,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the server ends the session after this error.
+    pub(crate) fn is_fatal(&self) -> bool {
+        matches!(self.severity.as_str(), "FATAL" | "PANIC")
+    }
+}
+
+/// What a server asks for during login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AuthRequest {
+    /// Authentication succeeded.
+    Ok,
+    /// Send the password in clear.
+    Cleartext,
+    /// Send an md5 hash with this salt.
+    Md5([u8; 4]),
+    /// Start SASL with one of these mechanisms.
+    Sasl(Vec<String>),
+    /// SASL server-first (or later) data.
+    SaslContinue(Bytes),
+    /// SASL server-final data.
+    SaslFinal(Bytes),
+    /// A method weir cannot answer (Kerberos, GSS, SSPI).
+    Unsupported(i32),
+}
+
+/// A backend message as weir sees it while logging in to a server.
+#[derive(Debug)]
+pub(crate) enum BackendMessage {
+    /// An Authentication* message.
+    Auth(AuthRequest),
+    /// A run-time parameter the server reports.
+    ParameterStatus {
+        /// Parameter name.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// The server's cancel keys.
+    BackendKeyData {
+        /// Server process id.
+        process_id: i32,
+        /// Server secret key.
+        secret_key: i32,
+    },
+    /// Login finished (or a query ended).
+    ReadyForQuery(TxStatus),
+    /// The server refused something.
+    Error(ErrorFields),
+    /// Anything else weir does not need during login.
+    Other,
+}
+
+impl BackendMessage {
+    /// Decodes one backend message from the front of `buf`; `Ok(None)` until complete.
+    pub(crate) fn decode(buf: &mut BytesMut) -> Result<Option<Self>, ProtocolError> {
+        if let Some(&[tag, a, b, c, d]) = buf.get(..5) {
+            let len = u32::from_be_bytes([a, b, c, d]) as usize;
+            if !(4..=super::MAX_INSPECTED_LEN).contains(&len) {
+                return Err(ProtocolError::BadLength {
+                    tag: char::from(tag),
+                    len,
+                });
+            }
+            if tag == b'E' {
+                // postgres-protocol does not expose the raw fields; ErrorFields reads them.
+                if buf.len() < len + 1 {
+                    return Ok(None);
+                }
+                let msg = buf.split_to(len + 1);
+                let body = msg.get(5..).unwrap_or_default();
+                return Ok(Some(Self::Error(ErrorFields::parse(body)?)));
+            }
+        }
+        let malformed = |_| ProtocolError::Malformed {
+            what: "backend message",
+        };
+        let Some(msg) = backend::Message::parse(buf).map_err(malformed)? else {
+            return Ok(None);
+        };
+        use backend::Message as M;
+        Ok(Some(match msg {
+            M::AuthenticationOk => Self::Auth(AuthRequest::Ok),
+            M::AuthenticationCleartextPassword => Self::Auth(AuthRequest::Cleartext),
+            M::AuthenticationMd5Password(b) => Self::Auth(AuthRequest::Md5(b.salt())),
+            M::AuthenticationSasl(b) => {
+                let mut mechs = Vec::new();
+                let mut it = b.mechanisms();
+                while let Some(m) =
+                    fallible_iterator::FallibleIterator::next(&mut it).map_err(malformed)?
+                {
+                    mechs.push(m.to_owned());
+                }
+                Self::Auth(AuthRequest::Sasl(mechs))
+            }
+            M::AuthenticationSaslContinue(b) => {
+                Self::Auth(AuthRequest::SaslContinue(Bytes::copy_from_slice(b.data())))
+            }
+            M::AuthenticationSaslFinal(b) => {
+                Self::Auth(AuthRequest::SaslFinal(Bytes::copy_from_slice(b.data())))
+            }
+            M::AuthenticationKerberosV5 => Self::Auth(AuthRequest::Unsupported(2)),
+            M::AuthenticationScmCredential => Self::Auth(AuthRequest::Unsupported(6)),
+            M::AuthenticationGss => Self::Auth(AuthRequest::Unsupported(7)),
+            M::AuthenticationSspi => Self::Auth(AuthRequest::Unsupported(9)),
+            M::AuthenticationGssContinue(_) => Self::Auth(AuthRequest::Unsupported(8)),
+            M::ParameterStatus(b) => Self::ParameterStatus {
+                name: b.name().map_err(malformed)?.to_owned(),
+                value: b.value().map_err(malformed)?.to_owned(),
+            },
+            M::BackendKeyData(b) => Self::BackendKeyData {
+                process_id: b.process_id(),
+                secret_key: b.secret_key(),
+            },
+            M::ReadyForQuery(b) => Self::ReadyForQuery(TxStatus::from_byte(b.status())?),
+            _ => Self::Other,
+        }))
+    }
+}
+
+/// Takes a DataRow off the front of `buf` (text columns, NULL as `None`) if one is there whole.
+pub(crate) fn decode_data_row(
+    buf: &mut BytesMut,
+) -> Result<Option<Vec<Option<String>>>, ProtocolError> {
+    let Some(&[b'D', a, b, c, d]) = buf.get(..5) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    if !(6..=super::MAX_INSPECTED_LEN).contains(&len) {
+        return Err(ProtocolError::BadLength { tag: 'D', len });
+    }
+    if buf.len() < len + 1 {
+        return Ok(None);
+    }
+    let msg = buf.split_to(len + 1);
+    let malformed = || ProtocolError::Malformed { what: "DataRow" };
+    let mut body = msg.get(5..).ok_or_else(malformed)?;
+    let (count, rest) = body.split_first_chunk::<2>().ok_or_else(malformed)?;
+    body = rest;
+    let mut row = Vec::with_capacity(usize::from(u16::from_be_bytes(*count)));
+    for _ in 0..u16::from_be_bytes(*count) {
+        let (n, rest) = body.split_first_chunk::<4>().ok_or_else(malformed)?;
+        body = rest;
+        let n = i32::from_be_bytes(*n);
+        if n < 0 {
+            row.push(None);
+            continue;
+        }
+        let (value, rest) = body.split_at_checked(n as usize).ok_or_else(malformed)?;
+        body = rest;
+        row.push(Some(String::from_utf8_lossy(value).into_owned()));
+    }
+    Ok(Some(row))
+}
+
+/// Builders for every message weir writes itself, appended to a caller-owned buffer.
+pub(crate) struct MessageBuilder;
+
+impl MessageBuilder {
+    fn tagged(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+        buf.put_u8(tag);
+        let at = buf.len();
+        buf.put_u32(0);
+        body(buf);
+        let len = (buf.len() - at) as u32;
+        if let Some(slot) = buf.get_mut(at..at + 4) {
+            slot.copy_from_slice(&len.to_be_bytes());
+        }
+    }
+
+    fn cstr(buf: &mut BytesMut, s: &str) {
+        // A NUL inside would end the field early; weir's own strings never carry one.
+        buf.put_slice(s.replace('\0', " ").as_bytes());
+        buf.put_u8(0);
+    }
+
+    /// ErrorResponse (or NoticeResponse for `Warning`) with severity, SQLSTATE and message.
+    pub(crate) fn error(buf: &mut BytesMut, severity: ErrorSeverity, code: &str, message: &str) {
+        let tag = if severity == ErrorSeverity::Warning {
+            b'N'
+        } else {
+            b'E'
+        };
+        Self::tagged(buf, tag, |b| {
+            for (kind, value) in [
+                (b'S', severity.as_str()),
+                (b'V', severity.as_str()),
+                (b'C', code),
+                (b'M', message),
+            ] {
+                b.put_u8(kind);
+                Self::cstr(b, value);
+            }
+            b.put_u8(0);
+        });
+    }
+
+    /// AuthenticationOk.
+    pub(crate) fn auth_ok(buf: &mut BytesMut) {
+        Self::tagged(buf, b'R', |b| b.put_i32(0));
+    }
+
+    /// AuthenticationMD5Password with the salt to hash with.
+    pub(crate) fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
+        Self::tagged(buf, b'R', |b| {
+            b.put_i32(5);
+            b.put_slice(&salt);
+        });
+    }
+
+    /// AuthenticationSASL offering SCRAM-SHA-256.
+    pub(crate) fn auth_sasl_scram(buf: &mut BytesMut) {
+        Self::tagged(buf, b'R', |b| {
+            b.put_i32(10);
+            Self::cstr(b, "SCRAM-SHA-256");
+            b.put_u8(0);
+        });
+    }
+
+    /// AuthenticationSASLContinue (code 11) or AuthenticationSASLFinal (code 12).
+    pub(crate) fn auth_sasl_data(buf: &mut BytesMut, final_message: bool, data: &[u8]) {
+        Self::tagged(buf, b'R', |b| {
+            b.put_i32(if final_message { 12 } else { 11 });
+            b.put_slice(data);
+        });
+    }
+
+    /// ParameterStatus.
+    pub(crate) fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
+        Self::tagged(buf, b'S', |b| {
+            Self::cstr(b, name);
+            Self::cstr(b, value);
+        });
+    }
+
+    /// BackendKeyData with weir's own keys for this client.
+    pub(crate) fn backend_key_data(buf: &mut BytesMut, process_id: i32, secret_key: i32) {
+        Self::tagged(buf, b'K', |b| {
+            b.put_i32(process_id);
+            b.put_i32(secret_key);
+        });
+    }
+
+    /// ReadyForQuery.
+    pub(crate) fn ready_for_query(buf: &mut BytesMut, status: TxStatus) {
+        Self::tagged(buf, b'Z', |b| b.put_u8(status.byte()));
+    }
+
+    /// NegotiateProtocolVersion: weir speaks 3.0 and none of the given `_pq_.` options.
+    pub(crate) fn negotiate_protocol_version(buf: &mut BytesMut, unsupported: &[String]) {
+        Self::tagged(buf, b'v', |b| {
+            b.put_i32(0);
+            b.put_i32(unsupported.len() as i32);
+            for option in unsupported {
+                Self::cstr(b, option);
+            }
+        });
+    }
+
+    /// StartupMessage toward a server.
+    pub(crate) fn startup(
+        buf: &mut BytesMut,
+        params: &[(&str, &str)],
+    ) -> Result<(), ProtocolError> {
+        frontend::startup_message(params.iter().copied(), buf).map_err(|_| {
+            ProtocolError::Malformed {
+                what: "StartupMessage",
+            }
+        })
+    }
+
+    /// A simple-protocol Query toward a server.
+    pub(crate) fn query(buf: &mut BytesMut, sql: &str) {
+        Self::tagged(buf, b'Q', |b| Self::cstr(b, sql));
+    }
+
+    /// PasswordMessage (cleartext or md5 answer) toward a server.
+    pub(crate) fn password(buf: &mut BytesMut, password: &[u8]) -> Result<(), ProtocolError> {
+        frontend::password_message(password, buf).map_err(|_| ProtocolError::Malformed {
+            what: "PasswordMessage",
+        })
+    }
+
+    /// SASLInitialResponse toward a server.
+    pub(crate) fn sasl_initial(
+        buf: &mut BytesMut,
+        mechanism: &str,
+        data: &[u8],
+    ) -> Result<(), ProtocolError> {
+        frontend::sasl_initial_response(mechanism, data, buf).map_err(|_| {
+            ProtocolError::Malformed {
+                what: "SASLInitialResponse",
+            }
+        })
+    }
+
+    /// SASLResponse toward a server.
+    pub(crate) fn sasl_response(buf: &mut BytesMut, data: &[u8]) -> Result<(), ProtocolError> {
+        frontend::sasl_response(data, buf).map_err(|_| ProtocolError::Malformed {
+            what: "SASLResponse",
+        })
+    }
+
+    /// Terminate toward a server.
+    pub(crate) fn terminate(buf: &mut BytesMut) {
+        frontend::terminate(buf);
+    }
+
+    /// CancelRequest toward a server, with that server's keys.
+    pub(crate) fn cancel_request(buf: &mut BytesMut, process_id: i32, secret_key: i32) {
+        frontend::cancel_request(process_id, secret_key, buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_round_trips() {
+        let mut buf = BytesMut::new();
+        MessageBuilder::error(
+            &mut buf,
+            ErrorSeverity::Fatal,
+            "28P01",
+            "password authentication failed for user \"x\"",
+        );
+        let Some(BackendMessage::Error(fields)) = BackendMessage::decode(&mut buf).expect("ok")
+        else {
+            panic!("not an error");
+        };
+        assert_eq!(fields.code, "28P01");
+        assert!(fields.is_fatal());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn malformed_error_fields_are_errors() {
+        assert!(ErrorFields::parse(b"").is_err());
+        assert!(ErrorFields::parse(b"Mno terminator").is_err());
+        assert_eq!(
+            ErrorFields::parse(b"\0").expect("ok"),
+            ErrorFields::default()
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! Streaming scanners for relayed traffic: they walk message headers in a byte stream and
+//! report which spans to forward untouched and which messages weir must look at.
+//!
+//! Nothing is copied or re-encoded: the caller forwards the bytes it was told to pass
+//! straight from its read buffer. A message weir does not inspect may be larger than any
+//! buffer; it is passed through piece by piece.
+
+use super::{ErrorFields, FrontendTag, ProtocolError, TxStatus, MAX_INSPECTED_LEN};
+
+/// PostgreSQL never accepts a message larger than this (MaxAllocSize).
+const MAX_MESSAGE_LEN: usize = 0x3fff_ffff;
+
+/// Reads a message header (tag, total length including the tag byte) if 5 bytes are there.
+fn header(buf: &[u8]) -> Result<Option<(u8, usize)>, ProtocolError> {
+    let Some(&[tag, a, b, c, d]) = buf.get(..5) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    if !(4..=MAX_MESSAGE_LEN).contains(&len) {
+        return Err(ProtocolError::BadLength {
+            tag: char::from(tag),
+            len,
+        });
+    }
+    Ok(Some((tag, len + 1)))
+}
+
+/// What the next bytes of a client stream are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrontendEvent {
+    /// A new message of this type starts here; the following `Pass` events cover it.
+    Start(FrontendTag),
+    /// Forward this many bytes as they are.
+    Pass(usize),
+    /// Not enough bytes to say more.
+    NeedMore,
+}
+
+/// Walks the client→server byte stream.
+#[derive(Debug, Default)]
+pub(crate) struct FrontendScanner {
+    /// Bytes of the current message not yet passed.
+    remaining: usize,
+}
+
+impl FrontendScanner {
+    /// Looks at the unscanned bytes `buf` (everything after what earlier events covered).
+    pub(crate) fn next(&mut self, buf: &[u8]) -> Result<FrontendEvent, ProtocolError> {
+        if self.remaining > 0 {
+            if buf.is_empty() {
+                return Ok(FrontendEvent::NeedMore);
+            }
+            let n = self.remaining.min(buf.len());
+            self.remaining -= n;
+            return Ok(FrontendEvent::Pass(n));
+        }
+        let Some((tag, total)) = header(buf)? else {
+            return Ok(FrontendEvent::NeedMore);
+        };
+        let tag = FrontendTag::try_from(tag)?;
+        self.remaining = total;
+        Ok(FrontendEvent::Start(tag))
+    }
+
+    /// Whether the scanner is between messages.
+    pub(crate) fn at_boundary(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+/// What the next bytes of a server stream are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BackendEvent {
+    /// Forward this many bytes as they are.
+    Pass(usize),
+    /// A whole ReadyForQuery of `len` bytes.
+    ReadyForQuery {
+        /// Transaction status after the command.
+        status: TxStatus,
+        /// Bytes the message takes.
+        len: usize,
+    },
+    /// A whole ParameterStatus.
+    ParameterStatus {
+        /// Parameter name.
+        name: String,
+        /// New value.
+        value: String,
+        /// Bytes the message takes.
+        len: usize,
+    },
+    /// A whole ErrorResponse.
+    Error {
+        /// Severity, SQLSTATE and message.
+        fields: ErrorFields,
+        /// Bytes the message takes.
+        len: usize,
+    },
+    /// Not enough bytes to say more.
+    NeedMore,
+}
+
+impl BackendEvent {
+    /// How many bytes at the front this event covers.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Pass(n) => *n,
+            Self::ReadyForQuery { len, .. }
+            | Self::ParameterStatus { len, .. }
+            | Self::Error { len, .. } => *len,
+            Self::NeedMore => 0,
+        }
+    }
+}
+
+/// Walks the server→client byte stream.
+#[derive(Debug, Default)]
+pub(crate) struct BackendScanner {
+    /// Bytes of the current (uninspected) message not yet passed.
+    remaining: usize,
+}
+
+impl BackendScanner {
+    /// Looks at the unscanned bytes `buf`. Inspected messages are returned only when whole.
+    pub(crate) fn next(&mut self, buf: &[u8]) -> Result<BackendEvent, ProtocolError> {
+        if self.remaining > 0 {
+            if buf.is_empty() {
+                return Ok(BackendEvent::NeedMore);
+            }
+            let n = self.remaining.min(buf.len());
+            self.remaining -= n;
+            return Ok(BackendEvent::Pass(n));
+        }
+        let Some((tag, total)) = header(buf)? else {
+            return Ok(BackendEvent::NeedMore);
+        };
+        if !matches!(tag, b'Z' | b'S' | b'E') {
+            let n = total.min(buf.len());
+            self.remaining = total - n;
+            return Ok(BackendEvent::Pass(n));
+        }
+        if total > MAX_INSPECTED_LEN {
+            return Err(ProtocolError::BadLength {
+                tag: char::from(tag),
+                len: total - 1,
+            });
+        }
+        let Some(body) = buf.get(5..total) else {
+            return Ok(BackendEvent::NeedMore);
+        };
+        let malformed = |what| ProtocolError::Malformed { what };
+        Ok(match tag {
+            b'Z' => match body {
+                &[status] => BackendEvent::ReadyForQuery {
+                    status: TxStatus::from_byte(status)?,
+                    len: total,
+                },
+                _ => return Err(malformed("ReadyForQuery")),
+            },
+            b'S' => {
+                let mut rest = body;
+                let name =
+                    super::startup::take_cstr(&mut rest).ok_or(malformed("ParameterStatus"))?;
+                let value =
+                    super::startup::take_cstr(&mut rest).ok_or(malformed("ParameterStatus"))?;
+                BackendEvent::ParameterStatus {
+                    name,
+                    value,
+                    len: total,
+                }
+            }
+            _ => BackendEvent::Error {
+                fields: ErrorFields::parse(body)?,
+                len: total,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frontend_stream_in_pieces() {
+        let stream = b"Q\0\0\0\x0dSELECT 1\0S\0\0\0\x04";
+        let mut sc = FrontendScanner::default();
+        assert_eq!(sc.next(&stream[..3]).expect("ok"), FrontendEvent::NeedMore);
+        assert_eq!(
+            sc.next(&stream[..]).expect("ok"),
+            FrontendEvent::Start(FrontendTag::Query)
+        );
+        assert_eq!(sc.next(&stream[..6]).expect("ok"), FrontendEvent::Pass(6));
+        assert_eq!(sc.next(&stream[6..]).expect("ok"), FrontendEvent::Pass(8));
+        assert!(sc.at_boundary());
+        assert_eq!(
+            sc.next(&stream[14..]).expect("ok"),
+            FrontendEvent::Start(FrontendTag::Sync)
+        );
+        assert_eq!(sc.next(&stream[14..]).expect("ok"), FrontendEvent::Pass(5));
+        assert!(sc.next(b"Z\0\0\0\x04").is_err());
+        assert!(FrontendScanner::default().next(b"Q\0\0\0\x01").is_err());
+    }
+
+    #[test]
+    fn backend_stream_inspects_only_what_matters() {
+        let mut stream = Vec::new();
+        stream.extend_from_slice(b"D\0\0\0\x0a\0\x01\0\0\0\0"); // DataRow, 11 bytes
+        stream.extend_from_slice(b"S\0\0\0\x0eTimeZone\0\0"); // 15 bytes, empty value
+        stream.extend_from_slice(b"Z\0\0\0\x05I");
+        let mut sc = BackendScanner::default();
+        assert_eq!(sc.next(&stream[..7]).expect("ok"), BackendEvent::Pass(7));
+        assert_eq!(sc.next(&stream[7..]).expect("ok"), BackendEvent::Pass(4));
+        let ev = sc.next(&stream[11..]).expect("ok");
+        assert_eq!(ev.len(), 15);
+        assert_eq!(
+            sc.next(&stream[26..30]).expect("ok"),
+            BackendEvent::NeedMore
+        );
+        assert_eq!(
+            sc.next(&stream[26..]).expect("ok"),
+            BackendEvent::ReadyForQuery {
+                status: TxStatus::Idle,
+                len: 6
+            }
+        );
+        assert!(BackendScanner::default().next(b"Z\0\0\0\x06II").is_err());
+    }
+}

@@ -1,0 +1,216 @@
+//! One server connection: connect, log in, remember the server's keys and parameters.
+//!
+//! Owns: `ServerConn` and its login. Does not: pool connections (see `pool`), or decide
+//! which client uses it.
+
+mod login;
+pub(crate) mod params;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+use crate::auth::ServerPassword;
+use crate::cancel::CancelTarget;
+use crate::net::{Conn, NetError};
+use crate::protocol::{
+    decode_data_row, BackendMessage, ErrorFields, MessageBuilder, ProtocolError, TxStatus,
+};
+pub(crate) use params::{ParamSet, ServerParams};
+
+/// Where and as whom to open server connections.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerTarget {
+    /// Host name or address.
+    pub(crate) host: String,
+    /// TCP port.
+    pub(crate) port: u16,
+    /// Database name on the server.
+    pub(crate) dbname: String,
+    /// Role to log in as.
+    pub(crate) user: String,
+    /// What weir can answer the server's password challenge with.
+    pub(crate) password: ServerPassword,
+}
+
+/// Why a server connection could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BackendError {
+    /// TCP connect failed.
+    #[error("cannot connect to server {addr}: {source}")]
+    Connect {
+        /// host:port tried.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Connect plus login took longer than `server_connect_timeout`.
+    #[error("server {0} did not complete login in time")]
+    LoginTimeout(String),
+    /// The server refused us with an ErrorResponse; relayed to the client as is.
+    #[error("server refused: {} ({})", .0.message, .0.code)]
+    Refused(ErrorFields),
+    /// The server asked for a password we do not have in a usable form.
+    #[error("cannot log in to server as {user}: {reason}")]
+    NoUsablePassword {
+        /// The role.
+        user: String,
+        /// What is missing.
+        reason: &'static str,
+    },
+    /// The server's SCRAM exchange was invalid.
+    #[error("SCRAM login to server failed: {0}")]
+    Scram(String),
+    /// The server asked for an authentication method weir does not speak.
+    #[error("server requested unsupported authentication method {0}")]
+    UnsupportedAuth(i32),
+    /// Socket or framing trouble.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The server closed the connection.
+    #[error("server closed the connection unexpectedly")]
+    Closed,
+}
+
+impl From<io::Error> for BackendError {
+    fn from(e: io::Error) -> Self {
+        Self::Net(NetError::Io(e))
+    }
+}
+
+impl From<ProtocolError> for BackendError {
+    fn from(e: ProtocolError) -> Self {
+        Self::Net(NetError::Protocol(e))
+    }
+}
+
+/// A logged-in server connection, idle between transactions when in the pool.
+#[derive(Debug)]
+pub(crate) struct ServerConn {
+    /// The socket and its buffers; the relay reads server bytes into `conn.rbuf`.
+    pub(crate) conn: Conn,
+    /// Address connected to, for cancel requests.
+    pub(crate) peer: SocketAddr,
+    /// The server's BackendKeyData.
+    pub(crate) process_id: i32,
+    /// The server's BackendKeyData.
+    pub(crate) secret_key: i32,
+    /// Parameters as the server's session has them now.
+    pub(crate) params: ServerParams,
+    /// Login time, for `server_lifetime`.
+    pub(crate) created: Instant,
+    /// False once anything went wrong mid-use: such a connection is closed, never reused.
+    pub(crate) clean: bool,
+}
+
+impl ServerConn {
+    /// Connects and logs in, all within `limit`.
+    pub(crate) async fn connect(
+        target: &ServerTarget,
+        limit: Duration,
+    ) -> Result<Self, BackendError> {
+        let addr = format!("{}:{}", target.host, target.port);
+        match tokio::time::timeout(limit, Self::connect_inner(target, &addr)).await {
+            Ok(result) => result,
+            Err(_) => Err(BackendError::LoginTimeout(addr)),
+        }
+    }
+
+    async fn connect_inner(target: &ServerTarget, addr: &str) -> Result<Self, BackendError> {
+        let io = TcpStream::connect((target.host.as_str(), target.port))
+            .await
+            .map_err(|source| BackendError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let peer = io.peer_addr()?;
+        let mut conn = Conn::new(io);
+        let login = login::login(&mut conn, target).await?;
+        Ok(Self {
+            conn,
+            peer,
+            process_id: login.process_id,
+            secret_key: login.secret_key,
+            params: ServerParams {
+                reported: login.params,
+                applied: ParamSet::default(),
+            },
+            created: Instant::now(),
+            clean: true,
+        })
+    }
+
+    /// Where a cancel for the query running on this connection must go.
+    pub(crate) fn cancel_target(&self) -> CancelTarget {
+        CancelTarget {
+            addr: self.peer,
+            process_id: self.process_id,
+            secret_key: self.secret_key,
+        }
+    }
+
+    /// Whether an idle connection is still usable: nothing unread, not closed by the server.
+    /// One non-blocking read, so a pooled connection the server dropped is never handed out.
+    pub(crate) fn check_idle(&mut self) -> bool {
+        if !self.clean || !self.conn.rbuf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.conn.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Runs one simple query and returns its rows as text (NULL as `None`).
+    /// Used for weir's own statements (probes, reset), never for client traffic.
+    pub(crate) async fn simple_query(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
+        MessageBuilder::query(&mut self.conn.wbuf, sql);
+        self.conn.flush().await?;
+        let mut rows = Vec::new();
+        let mut failure = None;
+        loop {
+            let msg = loop {
+                if let Some(row) = decode_data_row(&mut self.conn.rbuf)? {
+                    rows.push(row);
+                    continue;
+                }
+                if let Some(msg) = BackendMessage::decode(&mut self.conn.rbuf)? {
+                    break msg;
+                }
+                if self.conn.read_some().await? == 0 {
+                    self.clean = false;
+                    return Err(BackendError::Closed);
+                }
+            };
+            match msg {
+                BackendMessage::ReadyForQuery(status) => {
+                    if status != TxStatus::Idle {
+                        self.clean = false;
+                    }
+                    return match failure {
+                        Some(fields) => Err(BackendError::Refused(fields)),
+                        None => Ok(rows),
+                    };
+                }
+                BackendMessage::ParameterStatus { name, value } => {
+                    self.params.reported.set(&name, &value)
+                }
+                BackendMessage::Error(fields) => failure = Some(fields),
+                _ => {}
+            }
+        }
+    }
+
+    /// Says goodbye politely; errors do not matter, the socket closes either way.
+    pub(crate) async fn terminate(mut self) {
+        let mut buf = BytesMut::new();
+        MessageBuilder::terminate(&mut buf);
+        self.conn.wbuf = buf;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.conn.flush()).await;
+    }
+}

@@ -1,0 +1,189 @@
+//! Test harness: one real PostgreSQL cluster per test binary (started by weir's own
+//! `pgcluster`), one fresh database per test, and an in-process weir on port 0.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use weir::pgcluster::{ClusterOptions, PgCluster};
+use weir::Weir;
+
+/// The role every test connects as (stored as SCRAM on the server).
+pub const USER: &str = "app";
+/// Its password.
+pub const PASSWORD: &str = "app-secret";
+/// A role stored as md5 on the server.
+pub const MD5_USER: &str = "legacy";
+/// Its password.
+pub const MD5_PASSWORD: &str = "legacy-secret";
+
+static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+/// The shared cluster, started on first use.
+pub fn pg() -> &'static PgCluster {
+    CLUSTER.get_or_init(|| {
+        let opts = ClusterOptions {
+            hba_lines: vec![format!("host all {MD5_USER} 127.0.0.1/32 md5")],
+            ..ClusterOptions::default()
+        };
+        let cluster = PgCluster::start(&opts).expect("start PostgreSQL");
+        cluster.create_role(USER, PASSWORD).expect("create role");
+        cluster
+            .create_role_md5(MD5_USER, MD5_PASSWORD)
+            .expect("create md5 role");
+        cluster
+    })
+}
+
+/// A new, empty database owned by `USER`; its name is unique in this cluster.
+pub fn fresh_database() -> String {
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    );
+    pg().create_database(&name, USER).expect("create database");
+    pg().psql(
+        pg().primary().port,
+        &name,
+        &format!("GRANT ALL ON SCHEMA public TO {MD5_USER}"),
+    )
+    .expect("grant");
+    name
+}
+
+/// Runs SQL on the primary directly (as superuser), returning psql's unaligned output.
+pub fn psql(db: &str, sql: &str) -> String {
+    pg().psql(pg().primary().port, db, sql).expect("psql")
+}
+
+/// A weir configuration for one database on the shared cluster. `extra` is TOML appended
+/// inside `[pool]` (e.g. "size = 5").
+pub fn config_toml(db: &str, pool_extra: &str, tail: &str) -> String {
+    format!(
+        r#"
+[listen]
+addr = "127.0.0.1:0"
+[pool]
+mode = "transaction"
+{size}
+{pool_extra}
+[auth]
+method = "scram-sha-256"
+[[users]]
+name = "{USER}"
+password = "{PASSWORD}"
+[[users]]
+name = "{MD5_USER}"
+password = "{MD5_PASSWORD}"
+auth_method = "md5"
+[[databases]]
+name = "{db}"
+hosts = ["127.0.0.1:{port}"]
+{tail}
+"#,
+        port = pg().primary().port,
+        size = if pool_extra.contains("size") {
+            ""
+        } else {
+            "size = 5"
+        },
+    )
+}
+
+/// A weir running in this process.
+pub struct Proxy {
+    /// The running instance.
+    pub weir: Option<Weir>,
+    /// Where it listens.
+    pub port: u16,
+}
+
+impl Proxy {
+    /// Starts weir with a configuration from `config_toml`.
+    pub async fn start(toml: &str) -> Proxy {
+        if let Ok(filter) = std::env::var("WEIR_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+        let config = weir::config::from_toml_str(toml).expect("valid config");
+        let weir = Weir::start(config).await.expect("weir starts");
+        let port = weir.local_addr().port();
+        Proxy {
+            weir: Some(weir),
+            port,
+        }
+    }
+
+    /// A libpq-style connection string through weir.
+    pub fn url(&self, user: &str, password: &str, db: &str) -> String {
+        format!(
+            "postgresql://{user}:{password}@127.0.0.1:{}/{db}",
+            self.port
+        )
+    }
+
+    /// A tokio-postgres client through weir as `USER`.
+    pub async fn client(&self, db: &str) -> tokio_postgres::Client {
+        self.try_client(USER, PASSWORD, db)
+            .await
+            .expect("connect through weir")
+    }
+
+    /// Like `client`, but returns the error.
+    pub async fn try_client(
+        &self,
+        user: &str,
+        password: &str,
+        db: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, conn) =
+            tokio_postgres::connect(&self.url(user, password, db), tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    /// The error of a login that must fail.
+    pub async fn login_error(
+        &self,
+        user: &str,
+        password: &str,
+        db: &str,
+        why: &str,
+    ) -> tokio_postgres::Error {
+        match self.try_client(user, password, db).await {
+            Ok(_) => panic!("login succeeded but must fail: {why}"),
+            Err(e) => e,
+        }
+    }
+
+    /// Stops weir gracefully.
+    pub async fn stop(mut self) {
+        if let Some(w) = self.weir.take() {
+            w.shutdown().await;
+        }
+    }
+}
+
+/// The SQLSTATE of a tokio-postgres error, if the server (or weir) sent one.
+pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
+    e.as_db_error().map(|d| d.code().code().to_owned())
+}
+
+/// Polls `f` until it returns true or `limit` passes.
+pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f()
+}
