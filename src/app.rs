@@ -218,6 +218,7 @@ async fn listen_loop(socket: TcpListener, shared: Arc<Shared>) {
         }
     }
     drop(socket);
+    shared.cancel.wake_all();
     let limit = shared.snapshot().config.listen.shutdown_timeout;
     tracing::info!(
         clients = tasks.len(),

@@ -1,7 +1,9 @@
-//! Cancel requests: weir's keys per client, and which server query each one points at now.
+//! The registry of connected clients: weir's cancel keys per client, which server query
+//! each one points at now, and a per-client wake-up used to tell idle clients to leave
+//! (shutdown). One `Notify` per client, so waking thousands never contends on one lock.
 //!
-//! Owns: the registry of client keys. Does not: read client sockets (the client task
-//! decodes the CancelRequest and calls `forward`).
+//! Owns: the registry. Does not: read client sockets (the client task decodes the
+//! CancelRequest and calls `forward`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,6 +39,9 @@ pub(crate) struct CancelSlot {
     /// The server the client is using right now, if any. Uncontended: only this client's
     /// task writes it, and a cancel request reads it.
     target: Mutex<Option<CancelTarget>>,
+    /// Wakes the client task when weir wants it to stop (shutdown). A permit is kept if
+    /// the task is busy, so it sees the request at its next wait.
+    pub(crate) wake: tokio::sync::Notify,
 }
 
 impl CancelSlot {
@@ -111,12 +116,29 @@ impl CancelRegistry {
         let slot = Arc::new(CancelSlot {
             secret_key: rand::random(),
             target: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
         });
         self.shard(process_id).insert(process_id, slot.clone());
         CancelHandle {
             registry: self.clone(),
             process_id,
             slot,
+        }
+    }
+
+    /// Wakes every connected client (shutdown: idle clients leave at once, busy ones after
+    /// their transaction).
+    pub(crate) fn wake_all(&self) {
+        for shard in &self.shards {
+            let slots: Vec<Arc<CancelSlot>> = shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+                .cloned()
+                .collect();
+            for slot in slots {
+                slot.wake.notify_one();
+            }
         }
     }
 

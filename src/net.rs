@@ -6,12 +6,21 @@
 use std::io;
 
 use bytes::BytesMut;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::protocol::{self, Frame, ProtocolError, StartupPacket};
 
 /// How much free space a read asks for; a server's large result arrives in chunks this big.
 const READ_CHUNK: usize = 16 * 1024;
+/// Spare read buffers kept per worker thread for clients that go idle.
+const SPARE_BUFFERS_PER_THREAD: usize = 64;
+
+thread_local! {
+    /// Read buffers of clients that went idle, reused by the next client that reads on this
+    /// thread: idle clients hold no buffer, and busy ones do not allocate per transaction.
+    static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Why reading or writing a connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,10 +73,34 @@ impl Conn {
 
     /// One non-blocking read into `rbuf`; `WouldBlock` when nothing is there.
     pub(crate) fn try_read(&mut self) -> io::Result<usize> {
+        if self.rbuf.capacity() == 0 {
+            if let Some(spare) = SPARE.with(|s| s.borrow_mut().pop()) {
+                self.rbuf = spare;
+            }
+        }
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
             self.rbuf.reserve(READ_CHUNK);
         }
-        self.io.try_read_buf(&mut self.rbuf)
+        let spare = self.rbuf.capacity() - self.rbuf.len();
+        let (io, rbuf) = (&self.io, &mut self.rbuf);
+        let mut got = 0;
+        // A short read means the socket is drained: report it as WouldBlock to tokio so
+        // the readiness flag is cleared now, instead of paying a second read that fails
+        // with EAGAIN (nginx does the same). tokio clears only if no newer readiness event
+        // arrived since the read began, so no wake-up is lost.
+        let result = io.try_io(Interest::READABLE, || {
+            let n = io.try_read_buf(rbuf)?;
+            got = n;
+            if n > 0 && n < spare {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(n)
+            }
+        });
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+            other => other,
+        }
     }
 
     /// Reads one whole message (login phase), or `None` at a clean end of stream.
@@ -121,7 +154,17 @@ impl Conn {
     /// Gives back buffer memory of an idle connection (thousands of idle clients must be cheap).
     pub(crate) fn shrink_idle(&mut self) {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
-            self.rbuf = BytesMut::new();
+            let mut buf = std::mem::take(&mut self.rbuf);
+            buf.clear();
+            // Only ordinary-sized buffers are kept; one grown by a huge message is freed.
+            if buf.capacity() <= 4 * READ_CHUNK {
+                SPARE.with(|s| {
+                    let mut spare = s.borrow_mut();
+                    if spare.len() < SPARE_BUFFERS_PER_THREAD {
+                        spare.push(buf);
+                    }
+                });
+            }
         }
         if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
             self.wbuf = BytesMut::new();

@@ -20,8 +20,6 @@ use crate::server::{ParamSet, ServerTarget};
 use super::relay::{Outcome, Relay, RelayLimits};
 use super::{Deadline, SessionError};
 
-/// An idle client's buffers are freed after this long without a request.
-const IDLE_SHRINK_AFTER: Duration = Duration::from_secs(2);
 /// Limit on weir's own reset statement in session mode.
 const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -47,7 +45,7 @@ pub(crate) struct Attach {
     pub(super) desired: ParamSet,
     /// This client's cancel keys; points at the server it holds.
     pub(super) cancel: CancelHandle,
-    /// Fires when weir shuts down.
+    /// Tells whether weir is shutting down (checked when woken through `cancel.slot.wake`).
     pub(super) shutdown: watch::Receiver<bool>,
 }
 
@@ -168,8 +166,10 @@ impl Session {
         let idle_limit = self.attach.snap.config.pool.client_idle_timeout;
         let idle_deadline =
             (!idle_limit.is_zero()).then(|| tokio::time::Instant::now() + idle_limit);
-        let mut shrunk = false;
         loop {
+            if *self.attach.shutdown.borrow() {
+                return Err(SessionError::ShuttingDown);
+            }
             if let Some(&tag) = self.client.rbuf.first() {
                 if self.client.rbuf.len() >= 5 {
                     return Ok(match FrontendTag::try_from(tag)? {
@@ -181,6 +181,9 @@ impl Session {
             if !self.client.wbuf.is_empty() {
                 self.client.flush().await?;
             }
+            // An idle client holds no buffer memory: thousands of idle clients stay cheap.
+            // The next read allocates again: once per transaction, not per message.
+            self.client.shrink_idle();
             tokio::select! {
                 r = self.client.io.readable() => {
                     r?;
@@ -191,14 +194,10 @@ impl Session {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                _ = tokio::time::sleep(IDLE_SHRINK_AFTER), if !shrunk => {
-                    self.client.shrink_idle();
-                    shrunk = true;
-                }
                 _ = sleep_until_opt(idle_deadline) => {
                     return Err(SessionError::Timeout(Deadline::ClientIdle, idle_limit));
                 }
-                _ = self.attach.shutdown.changed() => return Err(SessionError::ShuttingDown),
+                _ = self.attach.cancel.slot.wake.notified() => {}
             }
         }
     }

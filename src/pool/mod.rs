@@ -131,12 +131,24 @@ impl DbUserPool {
             return Err(PoolError::Closed(self.label.clone()));
         };
         let waited = self.settings.query_wait_timeout;
-        let timeouts = managed::Timeouts {
-            wait: Some(waited),
-            create: Some(self.settings.server_connect_timeout),
-            recycle: Some(Duration::from_secs(5)),
+        // Creating a server connection has its own deadline (`ServerConn::connect`) and
+        // recycling does no I/O, so neither needs a deadpool timer.
+        let immediate = managed::Timeouts {
+            wait: Some(Duration::ZERO),
+            create: None,
+            recycle: None,
         };
-        let got = tokio::time::timeout(waited, hp.pool.timeout_get(&timeouts)).await;
+        // Fast path: a free connection (or room for a new one) needs no timer at all.
+        let got = match hp.pool.timeout_get(&immediate).await {
+            Err(DeadpoolError::Timeout(TimeoutType::Wait)) => {
+                let waiting = managed::Timeouts {
+                    wait: Some(waited),
+                    ..immediate
+                };
+                tokio::time::timeout(waited, hp.pool.timeout_get(&waiting)).await
+            }
+            other => Ok(other),
+        };
         let obj = match got {
             Ok(Ok(obj)) => obj,
             Err(_) | Ok(Err(DeadpoolError::Timeout(TimeoutType::Wait))) => {
@@ -159,7 +171,9 @@ impl DbUserPool {
             }
             Ok(Err(_)) => return Err(PoolError::Closed(self.label.clone())),
         };
-        let _ = self.server_defaults.set(obj.params.reported.clone());
+        if self.server_defaults.get().is_none() {
+            let _ = self.server_defaults.set(obj.params.reported.clone());
+        }
         Ok(Lease::new(obj))
     }
 
