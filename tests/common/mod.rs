@@ -2,6 +2,9 @@
 //! `pgcluster`), one fresh database per test, and an in-process weir on port 0.
 #![allow(dead_code)]
 
+pub mod process;
+pub mod raw;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -62,23 +65,84 @@ pub fn psql(db: &str, sql: &str) -> String {
 /// A weir configuration for one database on the shared cluster. `extra` is TOML appended
 /// inside `[pool]` (e.g. "size = 5").
 pub fn config_toml(db: &str, pool_extra: &str, tail: &str) -> String {
+    config_toml_with(
+        db,
+        Settings {
+            pool_extra,
+            tail,
+            ..Settings::default()
+        },
+    )
+}
+
+/// The default `[[users]]` entries: `USER` with its plaintext password (challenged with the
+/// default method) and `MD5_USER` with its plaintext password and `auth_method = "md5"`.
+pub fn default_users() -> String {
     format!(
-        r#"
-[listen]
-addr = "127.0.0.1:0"
-[pool]
-mode = "transaction"
-{size}
-{pool_extra}
-[auth]
-method = "scram-sha-256"
-[[users]]
+        r#"[[users]]
 name = "{USER}"
 password = "{PASSWORD}"
 [[users]]
 name = "{MD5_USER}"
 password = "{MD5_PASSWORD}"
 auth_method = "md5"
+"#
+    )
+}
+
+/// What `config_toml_with` varies; `Default` gives `config_toml(db, "", "")`.
+#[derive(Clone, Copy)]
+pub struct Settings<'a> {
+    /// `pool.mode`.
+    pub mode: &'a str,
+    /// TOML appended inside `[pool]`; `size = 5` is added unless it sets `size`.
+    pub pool_extra: &'a str,
+    /// TOML appended inside `[listen]`.
+    pub listen_extra: &'a str,
+    /// `auth.method`.
+    pub auth_method: &'a str,
+    /// The `[[users]]` entries; `None` for `default_users()`.
+    pub users: Option<&'a str>,
+    /// TOML appended after the `[[databases]]` entry.
+    pub tail: &'a str,
+}
+
+impl Default for Settings<'_> {
+    fn default() -> Self {
+        Settings {
+            mode: "transaction",
+            pool_extra: "",
+            listen_extra: "",
+            auth_method: "scram-sha-256",
+            users: None,
+            tail: "",
+        }
+    }
+}
+
+/// A weir configuration for one database on the shared cluster, with `settings` applied.
+pub fn config_toml_with(db: &str, settings: Settings<'_>) -> String {
+    let Settings {
+        mode,
+        pool_extra,
+        listen_extra,
+        auth_method,
+        users,
+        tail,
+    } = settings;
+    let users = users.map_or_else(default_users, str::to_owned);
+    format!(
+        r#"
+[listen]
+addr = "127.0.0.1:0"
+{listen_extra}
+[pool]
+mode = "{mode}"
+{size}
+{pool_extra}
+[auth]
+method = "{auth_method}"
+{users}
 [[databases]]
 name = "{db}"
 hosts = ["127.0.0.1:{port}"]
@@ -134,6 +198,22 @@ impl Proxy {
             .expect("connect through weir")
     }
 
+    /// A tokio-postgres client through weir whose connection task is kept: the handle
+    /// resolves when the connection ends, with the error weir sent if it sent one (an
+    /// unsolicited FATAL such as 57P01 makes it resolve to `Err`).
+    pub async fn watched_client(
+        &self,
+        user: &str,
+        password: &str,
+        db: &str,
+    ) -> (tokio_postgres::Client, ConnectionEnd) {
+        let (client, conn) =
+            tokio_postgres::connect(&self.url(user, password, db), tokio_postgres::NoTls)
+                .await
+                .expect("connect through weir");
+        (client, ConnectionEnd(tokio::spawn(conn)))
+    }
+
     /// Like `client`, but returns the error.
     pub async fn try_client(
         &self,
@@ -186,4 +266,69 @@ pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     f()
+}
+
+/// Polls the async `f` until it returns true or `limit` passes.
+pub async fn eventually_async<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < end {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f().await
+}
+
+/// The connection task of a `Proxy::watched_client`.
+pub struct ConnectionEnd(pub tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>);
+
+impl ConnectionEnd {
+    /// Waits (at most `limit`, else panics) for the connection to end; returns the SQLSTATE
+    /// weir sent as it closed, or `None` if it just closed.
+    pub async fn sqlstate_within(self, limit: Duration) -> Option<String> {
+        match tokio::time::timeout(limit, self.0).await {
+            Err(_) => panic!("the connection was still open after {limit:?}"),
+            Ok(joined) => match joined.expect("connection task") {
+                Ok(()) => None,
+                Err(e) => sqlstate(&e),
+            },
+        }
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
+/// Whether weir still serves a fresh client: logs in and runs a query within 10 s.
+pub async fn assert_serving(proxy: &Proxy, db: &str) {
+    let check = async {
+        let c = proxy.client(db).await;
+        simple_value(&c, "SELECT 41 + 1").await
+    };
+    let got = tokio::time::timeout(Duration::from_secs(10), check)
+        .await
+        .expect("weir answered a normal client within 10 s");
+    assert_eq!(got, "42");
+}
+
+/// The first column of the first row of a simple query (which needs no named statement, so
+/// it works on any server of the pool), as text.
+pub async fn simple_value(client: &tokio_postgres::Client, sql: &str) -> String {
+    let messages = client.simple_query(sql).await.expect("simple query");
+    messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                Some(row.get(0).unwrap_or("NULL").to_owned())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no row from {sql}"))
 }
