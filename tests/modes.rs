@@ -532,7 +532,6 @@ async fn client_idle_timeout_does_not_cut_a_long_query() {
 }
 
 #[tokio::test]
-#[ignore = "weir bug: idle_transaction_timeout counts from the client's last send, not from the server's last reply (src/client/relay.rs, client_active)"]
 async fn idle_transaction_timeout_counts_from_the_last_reply() {
     // PostgreSQL's idle_in_transaction_session_timeout starts when the backend goes idle,
     // i.e. after it answered. A statement that ran longer than the limit must not count
@@ -568,7 +567,6 @@ fn session_config(db: &str, pool_extra: &str) -> String {
 }
 
 #[tokio::test]
-#[ignore = "weir bug: in session mode the relay never returns to wait_for_request, so client_idle_timeout never fires (src/client/session.rs, src/client/relay.rs)"]
 async fn session_mode_client_idle_timeout_disconnects_with_57p05() {
     let db = fresh_database();
     let proxy = Proxy::start(&session_config(&db, "client_idle_timeout = \"1s\"")).await;
@@ -585,7 +583,6 @@ async fn session_mode_client_idle_timeout_disconnects_with_57p05() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "weir bug: in session mode an idle client is inside the relay, which does not watch for shutdown; it gets no 57P01 and shutdown waits for shutdown_timeout (src/client/relay.rs)"]
 async fn session_mode_shutdown_tells_idle_clients() {
     // docs/architecture.md: "Idle clients get FATAL 57P01", and the shutdown does not wait
     // for them. In session mode a client between transactions is idle too.
@@ -623,7 +620,6 @@ async fn session_mode_timeouts_inside_the_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "weir bug: the login phase does not watch for shutdown, so a client that has not finished logging in holds the shutdown up for shutdown_timeout (src/client/mod.rs start)"]
 async fn shutdown_does_not_wait_for_clients_still_logging_in() {
     // A client that has not logged in has no transaction to finish: shutdown closes it at
     // once (57P01), as PostgreSQL does with a fast shutdown, instead of waiting up to

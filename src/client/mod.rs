@@ -5,6 +5,7 @@
 
 mod error;
 mod login;
+mod prepared;
 mod relay;
 mod session;
 mod startup;
@@ -36,9 +37,15 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
     let mut conn = Conn::new(socket);
     let snap = shared.snapshot();
     let limit = snap.config.listen.client_login_timeout;
-    let login = match tokio::time::timeout(limit, start(&mut conn, &shared, &snap)).await {
-        Ok(result) => result,
-        Err(_) => Err(SessionError::Timeout(Deadline::Login, limit)),
+    let mut shutdown = shared.shutdown.subscribe();
+    let started = std::sync::atomic::AtomicBool::new(false);
+    // A client still logging in when shutdown starts is told at once, not waited for.
+    let login = tokio::select! {
+        r = tokio::time::timeout(limit, start(&mut conn, &shared, &snap, &started)) => match r {
+            Ok(result) => result,
+            Err(_) => Err(SessionError::Timeout(Deadline::Login, limit)),
+        },
+        _ = shutdown.wait_for(|down| *down) => Err(SessionError::ShuttingDown),
     };
     match login {
         Ok(Some(attach)) => {
@@ -49,6 +56,8 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
             }
         }
         Ok(None) => {}
+        // Before a whole startup packet arrived there is no protocol to speak yet (shutdown).
+        Err(SessionError::ShuttingDown) if !started.load(Ordering::Relaxed) => {}
         Err(err) => {
             tracing::debug!("client login failed: {err}");
             send_fatal(&mut conn, &err).await;
@@ -69,6 +78,7 @@ async fn start(
     conn: &mut Conn,
     shared: &Arc<Shared>,
     snap: &Arc<Snapshot>,
+    started: &std::sync::atomic::AtomicBool,
 ) -> Result<Option<Attach>, SessionError> {
     let (minor, raw) = loop {
         let Some(packet) = conn.read_startup().await? else {
@@ -97,7 +107,10 @@ async fn start(
                 }
                 return Ok(None);
             }
-            StartupPacket::Startup { minor, params } => break (minor, params),
+            StartupPacket::Startup { minor, params } => {
+                started.store(true, Ordering::Relaxed);
+                break (minor, params);
+            }
         }
     };
     let request = StartupRequest::parse(raw)?;
@@ -145,8 +158,9 @@ async fn start(
                 .cluster
                 .primary(&targets, snap.config.pool.server_connect_timeout)
                 .await?;
-            let lease = pool.checkout(host).await?;
+            let mut lease = pool.checkout(host).await?;
             let d = lease.params.reported.clone();
+            lease.mark_clean();
             drop(lease);
             d
         }
@@ -165,11 +179,14 @@ async fn start(
     MessageBuilder::ready_for_query(&mut conn.wbuf, TxStatus::Idle);
     conn.flush().await?;
     Ok(Some(Attach {
+        state: session::ClientState {
+            desired,
+            statements: Default::default(),
+        },
         snap: snap.clone(),
         db,
         pool,
         targets,
-        desired,
         cancel,
         shutdown: shared.shutdown.subscribe(),
     }))

@@ -17,9 +17,12 @@ use crate::protocol::{
 };
 use crate::server::{ParamSet, ServerTarget};
 
-use super::relay::{Outcome, Relay, RelayLimits};
+use super::prepared::ClientStatements;
+use super::relay::{Outcome, Relay, RelayConfig, Signals};
 use super::{Deadline, SessionError};
 
+/// A first message up to this size is read whole before a server is leased for it.
+const FIRST_MESSAGE_WHOLE: usize = 64 * 1024;
 /// Limit on weir's own reset statement in session mode.
 const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -29,6 +32,15 @@ enum Next {
     Request,
     /// It sent Terminate or closed the connection.
     Leave,
+}
+
+/// What belongs to the client's session whichever server runs its transactions.
+#[derive(Debug, Default)]
+pub(crate) struct ClientState {
+    /// Session parameters (startup + what its own commands changed).
+    pub(crate) desired: ParamSet,
+    /// Named prepared statements.
+    pub(crate) statements: ClientStatements,
 }
 
 /// Everything a logged-in client needs except its socket.
@@ -41,8 +53,8 @@ pub(crate) struct Attach {
     pub(super) pool: Arc<DbUserPool>,
     /// Logins for each host, used to find the primary.
     pub(super) targets: Arc<Vec<ServerTarget>>,
-    /// The session parameters this client has (startup + what its own commands changed).
-    pub(super) desired: ParamSet,
+    /// Session parameters and prepared statements: the client's state, whatever server it is on.
+    pub(super) state: ClientState,
     /// This client's cancel keys; points at the server it holds.
     pub(super) cancel: CancelHandle,
     /// Tells whether weir is shutting down (checked when woken through `cancel.slot.wake`).
@@ -73,7 +85,16 @@ pub(crate) struct Session {
 impl Session {
     /// Serves transactions until the client leaves or an error ends the session.
     pub(crate) async fn run(&mut self) -> Result<(), SessionError> {
-        let mode = self.attach.snap.config.pool.mode;
+        let pool_cfg = &self.attach.snap.config.pool;
+        let mode = pool_cfg.mode;
+        let config = RelayConfig {
+            release_when_idle: mode != PoolMode::Session,
+            rewrite: mode != PoolMode::Session,
+            max_prepared: pool_cfg.max_prepared_statements as usize,
+            query_timeout: pool_cfg.query_timeout,
+            idle_in_transaction: pool_cfg.idle_transaction_timeout,
+            client_idle: pool_cfg.client_idle_timeout,
+        };
         loop {
             match self.wait_for_request().await? {
                 Next::Leave => return Ok(()),
@@ -90,29 +111,41 @@ impl Session {
                     continue;
                 }
             };
-            let hidden = match lease.params.sync_sql(&self.attach.desired) {
+            let param_sync = match lease.params.sync_sql(&self.attach.state.desired) {
                 Some(sql) => {
                     MessageBuilder::query(&mut lease.conn.wbuf, &sql);
-                    1
+                    true
                 }
-                None => 0,
+                None => false,
             };
             self.attach.cancel.slot.set(Some(lease.cancel_target()));
-            let pool_cfg = &self.attach.snap.config.pool;
-            let limits = RelayLimits {
-                query: pool_cfg.query_timeout,
-                idle_in_transaction: pool_cfg.idle_transaction_timeout,
+            let mut relay = Relay::new(config, param_sync);
+            let signals = Signals {
+                wake: &self.attach.cancel.slot.wake,
+                shutdown: &self.attach.shutdown,
             };
-            let mut relay = Relay::new(mode != PoolMode::Session, hidden, limits);
             let outcome = relay
-                .run(&mut self.client, &mut lease, &mut self.attach.desired)
+                .run(
+                    &mut self.client,
+                    &mut lease,
+                    &mut self.attach.state,
+                    signals,
+                )
                 .await;
             self.attach.cancel.slot.set(None);
+            tracing::debug!(?outcome, "relay ended");
             match outcome {
-                Ok(Outcome::Done) => drop(lease),
+                Ok(Outcome::Done) => {
+                    lease.mark_clean();
+                    drop(lease);
+                }
                 Ok(Outcome::ClientGone) => {
                     self.finish_with(lease, &relay, mode).await;
                     return Ok(());
+                }
+                Ok(Outcome::Leave(err)) => {
+                    self.finish_with(lease, &relay, mode).await;
+                    return Err(err);
                 }
                 Ok(Outcome::ServerLost { fatal }) => {
                     lease.poison();
@@ -145,8 +178,7 @@ impl Session {
     /// Returns the server after the client left: clean servers go back (reset first in
     /// session mode), anything mid-transaction is closed so the server rolls back.
     async fn finish_with(&mut self, mut lease: Lease, relay: &Relay, mode: PoolMode) {
-        let idle = relay.pending == 0 && relay.tx == TxStatus::Idle && lease.conn.rbuf.is_empty();
-        if !idle {
+        if !relay.server_idle() || !lease.conn.rbuf.is_empty() {
             lease.poison();
             return;
         }
@@ -158,7 +190,9 @@ impl Session {
                 return;
             }
             lease.params.applied = ParamSet::default();
+            lease.prepared.clear();
         }
+        lease.mark_clean();
     }
 
     /// Waits for the first message of the next transaction.
@@ -170,9 +204,16 @@ impl Session {
             if *self.attach.shutdown.borrow() {
                 return Err(SessionError::ShuttingDown);
             }
-            if let Some(&tag) = self.client.rbuf.first() {
-                if self.client.rbuf.len() >= 5 {
-                    return Ok(match FrontendTag::try_from(tag)? {
+            // A server is leased only once the first message is complete (when it is of a
+            // reasonable size): a client that stalls mid-message must not hold a server.
+            if let Some((tag, total)) = FrontendScanner::default().peek(&self.client.rbuf)? {
+                let needed = if total <= FIRST_MESSAGE_WHOLE {
+                    total
+                } else {
+                    5
+                };
+                if self.client.rbuf.len() >= needed {
+                    return Ok(match tag {
                         FrontendTag::Terminate => Next::Leave,
                         _ => Next::Request,
                     });

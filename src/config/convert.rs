@@ -102,6 +102,11 @@ fn pool(raw: RawPool) -> Result<PoolSettings, ConfigError> {
         query_timeout: or(raw.query_timeout, d.query_timeout, |v| {
             duration("pool.query_timeout", v, Zero::Allowed)
         })?,
+        max_prepared_statements: or(
+            raw.max_prepared_statements,
+            d.max_prepared_statements,
+            |v| whole("pool.max_prepared_statements", v, 1),
+        )?,
     };
     if settings.min_size > settings.size.get() {
         return Err(ConfigError::invalid(

@@ -116,6 +116,10 @@ pub struct PoolSettings {
     /// A query running this long is cancelled on the server; zero = off. Meant as a
     /// backstop slightly above the server's own `statement_timeout`.
     pub query_timeout: Duration,
+    /// Named prepared statements weir keeps per server connection in transaction mode;
+    /// past it the least recently used one is closed on that server (clients keep theirs
+    /// and get it re-prepared when they use it).
+    pub max_prepared_statements: u32,
 }
 
 impl Default for PoolSettings {
@@ -132,6 +136,7 @@ impl Default for PoolSettings {
             client_idle_timeout: Duration::ZERO,
             idle_transaction_timeout: Duration::ZERO,
             query_timeout: Duration::ZERO,
+            max_prepared_statements: 200,
         }
     }
 }

@@ -133,6 +133,8 @@ pub(crate) struct RawPool {
     pub idle_transaction_timeout: Option<Scalar>,
     /// `query_timeout = 0`
     pub query_timeout: Option<Scalar>,
+    /// `max_prepared_statements = 200`
+    pub max_prepared_statements: Option<Scalar>,
 }
 
 /// `[auth]` as written.

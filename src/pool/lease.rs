@@ -17,8 +17,18 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
-    pub(super) fn new(obj: Object<ServerManager>) -> Self {
+    /// Takes a connection out of the pool. It counts as dirty until `mark_clean`: a task
+    /// that is aborted mid-transaction (shutdown) then closes it instead of returning it.
+    pub(super) fn new(mut obj: Object<ServerManager>) -> Self {
+        obj.clean = false;
         Self { obj: Some(obj) }
+    }
+
+    /// The transaction ended cleanly: dropping the lease returns the server to the pool.
+    pub(crate) fn mark_clean(&mut self) {
+        if let Some(obj) = self.obj.as_mut() {
+            obj.clean = true;
+        }
     }
 
     /// Marks the connection as not reusable: it will be closed instead of returned.

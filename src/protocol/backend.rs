@@ -402,6 +402,44 @@ impl MessageBuilder {
         })
     }
 
+    /// Parse toward a server: statement `name`, then the original body after the name
+    /// (query text and parameter types).
+    pub(crate) fn parse(buf: &mut BytesMut, name: &str, tail: &[u8]) {
+        Self::tagged(buf, b'P', |b| {
+            Self::cstr(b, name);
+            b.put_slice(tail);
+        });
+    }
+
+    /// The start of a Bind toward a server, up to and including the statement name; the
+    /// caller forwards the original rest (`rest_len` bytes) right after it.
+    pub(crate) fn bind_prefix(buf: &mut BytesMut, portal: &[u8], stmt: &str, rest_len: usize) {
+        let len = 4 + portal.len() + 1 + stmt.len() + 1 + rest_len;
+        buf.put_u8(b'B');
+        buf.put_u32(len as u32);
+        buf.put_slice(portal);
+        buf.put_u8(0);
+        Self::cstr(buf, stmt);
+    }
+
+    /// Describe (`b'D'`) or Close (`b'C'`) of statement or portal `name` toward a server.
+    pub(crate) fn target(buf: &mut BytesMut, tag: u8, kind: u8, name: &str) {
+        Self::tagged(buf, tag, |b| {
+            b.put_u8(kind);
+            Self::cstr(b, name);
+        });
+    }
+
+    /// ParseComplete, for a Parse weir answered itself.
+    pub(crate) fn parse_complete(buf: &mut BytesMut) {
+        Self::tagged(buf, b'1', |_| {});
+    }
+
+    /// CloseComplete, for a Close weir answered itself.
+    pub(crate) fn close_complete(buf: &mut BytesMut) {
+        Self::tagged(buf, b'3', |_| {});
+    }
+
     /// Terminate toward a server.
     pub(crate) fn terminate(buf: &mut BytesMut) {
         frontend::terminate(buf);

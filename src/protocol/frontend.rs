@@ -92,6 +92,62 @@ impl LoginMessage {
     }
 }
 
+/// A Bind's portal name, statement name, and where its parameters start in the body.
+pub(crate) type BindNames<'a> = (&'a [u8], &'a str, usize);
+
+/// Views into the extended-protocol messages that name prepared statements.
+pub(crate) struct Extended;
+
+impl Extended {
+    /// The statement name of a Parse body and everything after it (query text and
+    /// parameter types), or `None` while the name is not complete in `body`.
+    pub(crate) fn parse_name(body: &[u8]) -> Result<Option<(&str, &[u8])>, ProtocolError> {
+        let Some(nul) = body.iter().position(|&b| b == 0) else {
+            return Ok(None);
+        };
+        let (name, rest) = body.split_at(nul);
+        let name =
+            std::str::from_utf8(name).map_err(|_| ProtocolError::Malformed { what: "Parse" })?;
+        Ok(Some((name, rest.get(1..).unwrap_or_default())))
+    }
+
+    /// The portal and statement names at the start of a Bind body, and where the rest of the
+    /// body (parameters) starts; `None` while both names are not in `body` yet.
+    pub(crate) fn bind_names(body: &[u8]) -> Result<Option<BindNames<'_>>, ProtocolError> {
+        let Some(p) = body.iter().position(|&b| b == 0) else {
+            return Ok(None);
+        };
+        let after_portal = body.get(p + 1..).unwrap_or_default();
+        let Some(s) = after_portal.iter().position(|&b| b == 0) else {
+            return Ok(None);
+        };
+        let portal = body.get(..p).unwrap_or_default();
+        let stmt = after_portal.get(..s).unwrap_or_default();
+        let stmt =
+            std::str::from_utf8(stmt).map_err(|_| ProtocolError::Malformed { what: "Bind" })?;
+        Ok(Some((portal, stmt, p + 1 + s + 1)))
+    }
+
+    /// The target of a Describe or Close body: `b'S'` (statement) or `b'P'` (portal), and its name.
+    pub(crate) fn target<'a>(
+        body: &'a [u8],
+        what: &'static str,
+    ) -> Result<(u8, &'a str), ProtocolError> {
+        let malformed = ProtocolError::Malformed { what };
+        let Some((&kind, rest)) = body.split_first() else {
+            return Err(malformed);
+        };
+        let Some((0, name)) = rest.split_last() else {
+            return Err(malformed);
+        };
+        if !matches!(kind, b'S' | b'P') || name.contains(&0) {
+            return Err(malformed);
+        }
+        let name = std::str::from_utf8(name).map_err(|_| ProtocolError::Malformed { what })?;
+        Ok((kind, name))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +163,25 @@ mod tests {
         assert!(LoginMessage::sasl_initial(b"SCRAM-SHA-256\0\0\0\0\x09abc").is_err());
         assert!(LoginMessage::sasl_initial(b"SCRAM").is_err());
         assert!(FrontendTag::try_from(b'Z').is_err());
+    }
+
+    #[test]
+    fn extended_message_names() {
+        assert_eq!(
+            Extended::parse_name(b"s1\0SELECT 1\0\0\0").expect("ok"),
+            Some(("s1", &b"SELECT 1\0\0\0"[..]))
+        );
+        assert_eq!(Extended::parse_name(b"s1").expect("ok"), None);
+        assert_eq!(
+            Extended::bind_names(b"\0stmt\0\0\0").expect("ok"),
+            Some((&b""[..], "stmt", 6))
+        );
+        assert_eq!(Extended::bind_names(b"portal\0st").expect("ok"), None);
+        assert_eq!(
+            Extended::target(b"Sname\0", "Describe").expect("ok"),
+            (b'S', "name")
+        );
+        assert!(Extended::target(b"Xname\0", "Describe").is_err());
+        assert!(Extended::target(b"S", "Close").is_err());
     }
 }

@@ -17,10 +17,35 @@ pub(crate) use backend::{
 };
 pub(crate) use error::ProtocolError;
 pub(crate) use frame::{decode, Frame};
-pub(crate) use frontend::{FrontendTag, LoginMessage};
-pub(crate) use scan::{BackendEvent, BackendScanner, FrontendEvent, FrontendScanner};
+pub(crate) use frontend::{Extended, FrontendTag, LoginMessage};
+pub(crate) use scan::{BackendEvent, BackendScanner, BackendTag, FrontendEvent, FrontendScanner};
 pub(crate) use startup::{decode_startup, StartupPacket};
 
 /// Largest message weir accepts whole (login messages, error responses, ...).
 /// Larger messages are only ever streamed through, never buffered.
 pub(crate) const MAX_INSPECTED_LEN: usize = 1 << 20;
+
+/// Replaces `remove` bytes at `at` in `buf` with `insert`, keeping everything after in
+/// order. Used to rename statements in place and to slip weir's own messages into a
+/// stream; the cost is moving the bytes after `at`, which are few on these paths.
+pub(crate) fn splice(buf: &mut bytes::BytesMut, at: usize, remove: usize, insert: &[u8]) {
+    let at = at.min(buf.len());
+    let remove = remove.min(buf.len() - at);
+    let tail = buf.split_off(at + remove);
+    buf.truncate(at);
+    buf.extend_from_slice(insert);
+    buf.extend_from_slice(&tail);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn splice_replaces_in_place() {
+        let mut b = bytes::BytesMut::from(&b"abcdef"[..]);
+        super::splice(&mut b, 2, 2, b"XYZ");
+        assert_eq!(&b[..], b"abXYZef");
+        super::splice(&mut b, 0, 0, b"<");
+        super::splice(&mut b, 8, 5, b">");
+        assert_eq!(&b[..], b"<abXYZef>");
+    }
+}

@@ -36,7 +36,8 @@ pub(crate) enum FrontendEvent {
     NeedMore,
 }
 
-/// Walks the client→server byte stream.
+/// Walks the client→server byte stream. At a message boundary the caller may `peek` at the
+/// next header and then either `pass` the message through or edit it in its buffer.
 #[derive(Debug, Default)]
 pub(crate) struct FrontendScanner {
     /// Bytes of the current message not yet passed.
@@ -44,21 +45,43 @@ pub(crate) struct FrontendScanner {
 }
 
 impl FrontendScanner {
-    /// Looks at the unscanned bytes `buf` (everything after what earlier events covered).
-    pub(crate) fn next(&mut self, buf: &[u8]) -> Result<FrontendEvent, ProtocolError> {
+    /// The next message's type and total length (tag byte included), if its header is
+    /// in `buf` and the scanner is between messages.
+    pub(crate) fn peek(&self, buf: &[u8]) -> Result<Option<(FrontendTag, usize)>, ProtocolError> {
         if self.remaining > 0 {
-            if buf.is_empty() {
-                return Ok(FrontendEvent::NeedMore);
-            }
-            let n = self.remaining.min(buf.len());
-            self.remaining -= n;
-            return Ok(FrontendEvent::Pass(n));
+            return Ok(None);
         }
         let Some((tag, total)) = header(buf)? else {
+            return Ok(None);
+        };
+        Ok(Some((FrontendTag::try_from(tag)?, total)))
+    }
+
+    /// Starts passing a message of `total` bytes through untouched.
+    pub(crate) fn pass(&mut self, total: usize) {
+        self.remaining = total;
+    }
+
+    /// How many of the `available` bytes belong to the message being passed (and are
+    /// now counted as passed).
+    pub(crate) fn passable(&mut self, available: usize) -> usize {
+        let n = self.remaining.min(available);
+        self.remaining -= n;
+        n
+    }
+
+    /// `peek` + `pass` in one step, for callers that forward everything.
+    pub(crate) fn next(&mut self, buf: &[u8]) -> Result<FrontendEvent, ProtocolError> {
+        if self.remaining > 0 {
+            return Ok(match self.passable(buf.len()) {
+                0 => FrontendEvent::NeedMore,
+                n => FrontendEvent::Pass(n),
+            });
+        }
+        let Some((tag, total)) = self.peek(buf)? else {
             return Ok(FrontendEvent::NeedMore);
         };
-        let tag = FrontendTag::try_from(tag)?;
-        self.remaining = total;
+        self.pass(total);
         Ok(FrontendEvent::Start(tag))
     }
 
@@ -68,10 +91,68 @@ impl FrontendScanner {
     }
 }
 
+/// Backend message types the relay tells apart (the rest are `Other`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BackendTag {
+    /// `1`
+    ParseComplete,
+    /// `2`
+    BindComplete,
+    /// `3`
+    CloseComplete,
+    /// `t`
+    ParameterDescription,
+    /// `T`
+    RowDescription,
+    /// `n`
+    NoData,
+    /// `C`
+    CommandComplete,
+    /// `I`
+    EmptyQueryResponse,
+    /// `s`
+    PortalSuspended,
+    /// `N`
+    NoticeResponse,
+    /// `A`
+    NotificationResponse,
+    /// `G`: the server now reads COPY data (and ignores Sync until CopyDone/CopyFail).
+    CopyInResponse,
+    /// Anything else (DataRow, COPY messages, FunctionCallResponse, ...).
+    Other,
+}
+
+impl BackendTag {
+    fn from_byte(b: u8) -> Self {
+        match b {
+            b'1' => Self::ParseComplete,
+            b'2' => Self::BindComplete,
+            b'3' => Self::CloseComplete,
+            b't' => Self::ParameterDescription,
+            b'T' => Self::RowDescription,
+            b'n' => Self::NoData,
+            b'C' => Self::CommandComplete,
+            b'I' => Self::EmptyQueryResponse,
+            b's' => Self::PortalSuspended,
+            b'N' => Self::NoticeResponse,
+            b'A' => Self::NotificationResponse,
+            b'G' => Self::CopyInResponse,
+            _ => Self::Other,
+        }
+    }
+}
+
 /// What the next bytes of a server stream are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BackendEvent {
-    /// Forward this many bytes as they are.
+    /// A message weir does not decode starts here; `Pass` events follow for its bytes.
+    Start {
+        /// Its type.
+        tag: BackendTag,
+        /// Its total length.
+        len: usize,
+    },
+    /// Bytes of the message started last (forward or drop them as decided at `Start`).
     Pass(usize),
     /// A whole ReadyForQuery of `len` bytes.
     ReadyForQuery {
@@ -108,7 +189,7 @@ impl BackendEvent {
             Self::ReadyForQuery { len, .. }
             | Self::ParameterStatus { len, .. }
             | Self::Error { len, .. } => *len,
-            Self::NeedMore => 0,
+            Self::Start { .. } | Self::NeedMore => 0,
         }
     }
 }
@@ -135,9 +216,11 @@ impl BackendScanner {
             return Ok(BackendEvent::NeedMore);
         };
         if !matches!(tag, b'Z' | b'S' | b'E') {
-            let n = total.min(buf.len());
-            self.remaining = total - n;
-            return Ok(BackendEvent::Pass(n));
+            self.remaining = total;
+            return Ok(BackendEvent::Start {
+                tag: BackendTag::from_byte(tag),
+                len: total,
+            });
         }
         if total > MAX_INSPECTED_LEN {
             return Err(ProtocolError::BadLength {
@@ -209,6 +292,13 @@ mod tests {
         stream.extend_from_slice(b"S\0\0\0\x0eTimeZone\0\0"); // 15 bytes, empty value
         stream.extend_from_slice(b"Z\0\0\0\x05I");
         let mut sc = BackendScanner::default();
+        assert_eq!(
+            sc.next(&stream[..7]).expect("ok"),
+            BackendEvent::Start {
+                tag: BackendTag::Other,
+                len: 11
+            }
+        );
         assert_eq!(sc.next(&stream[..7]).expect("ok"), BackendEvent::Pass(7));
         assert_eq!(sc.next(&stream[7..]).expect("ok"), BackendEvent::Pass(4));
         let ev = sc.next(&stream[11..]).expect("ok");

@@ -5,6 +5,7 @@
 
 mod login;
 pub(crate) mod params;
+pub(crate) mod prepared;
 
 use std::io;
 use std::net::SocketAddr;
@@ -101,6 +102,8 @@ pub(crate) struct ServerConn {
     pub(crate) secret_key: i32,
     /// Parameters as the server's session has them now.
     pub(crate) params: ServerParams,
+    /// weir's named prepared statements this server holds (transaction mode).
+    pub(crate) prepared: prepared::PreparedSet,
     /// Login time, for `server_lifetime`.
     pub(crate) created: Instant,
     /// False once anything went wrong mid-use: such a connection is closed, never reused.
@@ -139,6 +142,7 @@ impl ServerConn {
                 reported: login.params,
                 applied: ParamSet::default(),
             },
+            prepared: prepared::PreparedSet::default(),
             created: Instant::now(),
             clean: true,
         })

@@ -1,24 +1,31 @@
 //! Relaying one transaction (or a whole session) between a client and a leased server.
 //!
-//! Bytes move straight from one socket's read buffer to the other socket; only message
-//! headers are looked at, and only ReadyForQuery, ParameterStatus and ErrorResponse are
-//! decoded. Reads stop while the other side is not draining, so nothing buffers without bound.
+//! Bytes move straight from one socket's read buffer to the other socket. Only message
+//! headers are walked; ReadyForQuery, ParameterStatus and ErrorResponse are decoded, and
+//! named prepared statements are renamed in place (`requests`). `replies` keeps, in order,
+//! what the server owes, so replies to weir's own requests are dropped and replies weir
+//! makes itself go out at the right place. Reads stop while the other side is not draining,
+//! so nothing buffers without bound.
+
+mod replies;
+mod requests;
 
 use std::io;
 use std::time::Duration;
 
+use bytes::{Buf, BytesMut};
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
-
-use bytes::Buf;
 
 use crate::net::Conn;
 use crate::protocol::{
-    BackendEvent, BackendScanner, ErrorFields, ErrorSeverity, FrontendEvent, FrontendScanner,
-    FrontendTag, MessageBuilder, ProtocolError, TxStatus,
+    self, BackendEvent, BackendScanner, BackendTag, ErrorFields, ErrorSeverity, FrontendScanner,
+    MessageBuilder, TxStatus,
 };
-use crate::server::{ParamSet, ServerConn};
+use crate::server::ServerConn;
+use replies::{Ending, Expect, Hidden, Replies, Route, Synth};
 
-use super::session::sleep_until_opt;
+use super::session::{sleep_until_opt, ClientState};
 use super::{Deadline, SessionError};
 
 /// Stop reading a side once this much of its data waits to be written to the other side.
@@ -31,11 +38,39 @@ pub(super) enum Outcome {
     Done,
     /// The client closed its connection (Terminate or end of stream).
     ClientGone,
+    /// The client must be disconnected with this error; the server is idle and clean
+    /// (session mode: idle timeout or shutdown between transactions).
+    Leave(SessionError),
     /// The server connection failed; the client is owed an error per pending request.
     ServerLost {
         /// The server's last FATAL message, if it sent one before closing.
         fatal: Option<ErrorFields>,
     },
+}
+
+/// How a relay behaves, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RelayConfig {
+    /// Give the server back at the end of each transaction (transaction mode).
+    pub(super) release_when_idle: bool,
+    /// Rename named prepared statements (transaction mode: servers change between transactions).
+    pub(super) rewrite: bool,
+    /// `pool.max_prepared_statements` per server.
+    pub(super) max_prepared: usize,
+    /// A request unanswered this long is cancelled on the server (zero = off).
+    pub(super) query_timeout: Duration,
+    /// A client idle this long inside a transaction is disconnected (zero = off).
+    pub(super) idle_in_transaction: Duration,
+    /// A client idle this long between transactions is disconnected (session mode; zero = off).
+    pub(super) client_idle: Duration,
+}
+
+/// What the relay listens to besides the two sockets.
+pub(super) struct Signals<'a> {
+    /// This client's wake-up (shutdown).
+    pub(super) wake: &'a Notify,
+    /// Whether weir is shutting down.
+    pub(super) shutdown: &'a watch::Receiver<bool>,
 }
 
 /// Protocol state of one relay. A new one starts at each checkout.
@@ -49,75 +84,67 @@ pub(super) struct Relay {
     sscan: BackendScanner,
     /// Server bytes at the front of `server.rbuf` scanned and ready for the client.
     sfwd: usize,
+    /// Whether the bytes of the server message being walked are dropped.
+    dropping: bool,
+    /// Replies the server owes, in order.
+    replies: Replies,
     /// Queries and Syncs sent whose ReadyForQuery has not come back.
     pub(super) pending: u32,
     /// Extended-protocol messages sent since the last Sync.
     unsynced: bool,
     /// Status of the last ReadyForQuery.
     pub(super) tx: TxStatus,
-    /// Replies to weir's own statements still to swallow (one per statement).
-    hide: u32,
-    /// One of weir's own statements failed; its error is reported as a warning.
-    hidden_failed: Option<ErrorFields>,
+    /// weir's parameter sync failed; its error is reported as a warning.
+    sync_failed: Option<ErrorFields>,
     /// The client sent Terminate.
     terminate: bool,
     /// The server said FATAL; it is about to close.
     fatal: Option<ErrorFields>,
-    /// Release the server at the end of each transaction (transaction mode).
-    release_when_idle: bool,
-    /// `query_timeout` and `idle_transaction_timeout` (zero = off).
-    limits: RelayLimits,
+    /// Behaviour.
+    config: RelayConfig,
+    /// Renaming is on (copied from `config` for the request scanner).
+    rewrite: bool,
+    /// Copied from `config` for the request scanner.
+    max_prepared: usize,
     /// When the oldest unanswered request was sent; `None` once a cancel went out for it.
     waiting_since: Option<Instant>,
-    /// When the client last sent anything.
+    /// When the client last sent anything, or last got its final answer.
     client_active: Instant,
-}
-
-/// Time limits a relay enforces.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct RelayLimits {
-    /// A request unanswered this long is cancelled on the server (zero = off).
-    pub(super) query: Duration,
-    /// A client idle this long inside a transaction is disconnected (zero = off).
-    pub(super) idle_in_transaction: Duration,
+    /// Leave at the next idle point (session mode, shutdown requested mid-transaction).
+    leave_when_idle: bool,
+    /// The server is in COPY IN and the client has not ended its data: its Syncs are ignored.
+    copy_in: bool,
 }
 
 impl Relay {
-    /// A relay for a freshly leased server. `hidden` statements were queued ahead of the
-    /// client's bytes in `server.conn.wbuf`; their replies are not shown to the client.
-    pub(super) fn new(release_when_idle: bool, hidden: u32, limits: RelayLimits) -> Self {
+    /// A relay for a freshly leased server. With `param_sync`, weir's parameter-sync query
+    /// was queued ahead of the client's bytes in `server.conn.wbuf`; its reply is hidden.
+    pub(super) fn new(config: RelayConfig, param_sync: bool) -> Self {
+        let mut replies = Replies::default();
+        if param_sync {
+            replies.push(Expect::Hidden(Hidden::ParamSync));
+        }
         Self {
             cscan: FrontendScanner::default(),
             cfwd: 0,
             sscan: BackendScanner::default(),
             sfwd: 0,
+            dropping: false,
+            replies,
             pending: 0,
             unsynced: false,
             tx: TxStatus::Idle,
-            hide: hidden,
-            hidden_failed: None,
+            sync_failed: None,
             terminate: false,
             fatal: None,
-            release_when_idle,
-            limits,
+            config,
+            rewrite: config.rewrite,
+            max_prepared: config.max_prepared,
             waiting_since: None,
             client_active: Instant::now(),
+            leave_when_idle: false,
+            copy_in: false,
         }
-    }
-
-    /// The next time limit that can pass, if any.
-    fn deadline(&self) -> Option<(Instant, Deadline)> {
-        if self.pending > 0 {
-            let since = self.waiting_since?;
-            return (!self.limits.query.is_zero())
-                .then(|| (since + self.limits.query, Deadline::Query));
-        }
-        (self.tx != TxStatus::Idle && !self.limits.idle_in_transaction.is_zero()).then(|| {
-            (
-                self.client_active + self.limits.idle_in_transaction,
-                Deadline::IdleInTransaction,
-            )
-        })
     }
 
     /// Whether the client's byte stream is between messages.
@@ -135,10 +162,32 @@ impl Relay {
         self.terminate
     }
 
+    /// Whether the server owes nothing and is outside a transaction.
+    pub(super) fn server_idle(&self) -> bool {
+        self.pending == 0 && self.replies.is_empty() && !self.unsynced && self.tx == TxStatus::Idle
+    }
+
     /// Client bytes scanned but never sent (dropped after a server loss: each was answered).
     pub(super) fn discard_unsent(&mut self, client: &mut Conn) {
         client.rbuf.advance(self.cfwd.min(client.rbuf.len()));
         self.cfwd = 0;
+    }
+
+    /// The next time limit that can pass, if any.
+    fn deadline(&self) -> Option<(Instant, Deadline)> {
+        if self.pending > 0 {
+            let since = self.waiting_since?;
+            let limit = self.config.query_timeout;
+            return (!limit.is_zero()).then(|| (since + limit, Deadline::Query));
+        }
+        let (limit, which) = if self.tx != TxStatus::Idle {
+            (self.config.idle_in_transaction, Deadline::IdleInTransaction)
+        } else if !self.config.release_when_idle && self.server_idle() {
+            (self.config.client_idle, Deadline::ClientIdle)
+        } else {
+            return None;
+        };
+        (!limit.is_zero()).then(|| (self.client_active + limit, which))
     }
 
     /// Relays until the transaction is over, or a side goes away.
@@ -146,11 +195,12 @@ impl Relay {
         &mut self,
         client: &mut Conn,
         server: &mut ServerConn,
-        desired: &mut ParamSet,
+        state: &mut ClientState,
+        signals: Signals<'_>,
     ) -> Result<Outcome, SessionError> {
         loop {
-            self.scan_client(client)?;
-            self.scan_server(client, server, desired)?;
+            self.scan_client(client, server, &mut state.statements)?;
+            self.scan_server(client, server, state)?;
             let to_server_blocked = match self.write_server(client, server) {
                 Ok(blocked) => blocked,
                 Err(_) => return Ok(self.server_lost()),
@@ -163,8 +213,11 @@ impl Relay {
                 if self.terminate {
                     return Ok(Outcome::ClientGone);
                 }
-                if self.release_when_idle {
+                if self.config.release_when_idle {
                     return Ok(Outcome::Done);
+                }
+                if self.leave_when_idle {
+                    return Ok(Outcome::Leave(SessionError::ShuttingDown));
                 }
             }
             if self.terminate && self.pending == 0 && self.sfwd == 0 && !to_client_blocked {
@@ -173,6 +226,7 @@ impl Relay {
             let deadline = self.deadline();
             let read_client = !self.terminate && client.rbuf.len() < HIGH_WATER;
             let read_server = server.conn.rbuf.len() < HIGH_WATER || self.sfwd == 0;
+            let listen_wake = !self.config.release_when_idle && !self.leave_when_idle;
             tokio::select! {
                 biased;
                 r = server.conn.io.writable(), if to_server_blocked => {
@@ -199,8 +253,16 @@ impl Relay {
                             let _ = crate::cancel::forward(target, Duration::from_secs(5)).await;
                         });
                     }
-                    _ => return Err(SessionError::Timeout(Deadline::IdleInTransaction, self.limits.idle_in_transaction)),
+                    Some((_, Deadline::ClientIdle)) => {
+                        return Ok(Outcome::Leave(SessionError::Timeout(Deadline::ClientIdle, self.config.client_idle)));
+                    }
+                    _ => return Err(SessionError::Timeout(Deadline::IdleInTransaction, self.config.idle_in_transaction)),
                 },
+                _ = signals.wake.notified(), if listen_wake => {
+                    if *signals.shutdown.borrow() {
+                        self.leave_when_idle = true;
+                    }
+                }
                 r = client.io.readable(), if read_client => {
                     if r.is_err() { return Ok(Outcome::ClientGone); }
                     self.client_active = Instant::now();
@@ -229,10 +291,7 @@ impl Relay {
 
     /// Whether every request has its answer, the server is idle and all bytes moved on.
     fn transaction_over(&self, client: &Conn, server: &ServerConn) -> bool {
-        self.pending == 0
-            && !self.unsynced
-            && self.hide == 0
-            && self.tx == TxStatus::Idle
+        self.server_idle()
             && self.cscan.at_boundary()
             && self.cfwd == 0
             && self.sfwd == 0
@@ -241,54 +300,29 @@ impl Relay {
             && client.wbuf.is_empty()
     }
 
-    /// Walks newly read client bytes, counting what needs an answer.
-    fn scan_client(&mut self, client: &mut Conn) -> Result<(), SessionError> {
-        while !self.terminate {
-            let Some(unscanned) = client.rbuf.get(self.cfwd..) else {
-                break;
-            };
-            match self.cscan.next(unscanned)? {
-                FrontendEvent::NeedMore => break,
-                FrontendEvent::Pass(n) => self.cfwd += n,
-                FrontendEvent::Start(tag) => match tag {
-                    FrontendTag::Query | FrontendTag::FunctionCall => self.add_pending(),
-                    FrontendTag::Sync => {
-                        self.add_pending();
-                        self.unsynced = false;
-                    }
-                    FrontendTag::Parse
-                    | FrontendTag::Bind
-                    | FrontendTag::Describe
-                    | FrontendTag::Execute
-                    | FrontendTag::Close
-                    | FrontendTag::Flush => self.unsynced = true,
-                    FrontendTag::CopyData | FrontendTag::CopyDone | FrontendTag::CopyFail => {}
-                    FrontendTag::Terminate => {
-                        // Terminate is the last thing a client sends: it is not forwarded.
-                        self.terminate = true;
-                        client.rbuf.truncate(self.cfwd);
-                        self.cscan = FrontendScanner::default();
-                    }
-                    FrontendTag::Password => return Err(ProtocolError::UnexpectedTag('p').into()),
-                },
+    /// Puts the replies weir makes itself that are due now into the client-bound stream.
+    fn emit_synth(&mut self, server: &mut ServerConn) {
+        while let Some(synth) = self.replies.pop_synth() {
+            let mut msg = BytesMut::new();
+            match synth {
+                Synth::ParseComplete => MessageBuilder::parse_complete(&mut msg),
+                Synth::CloseComplete => MessageBuilder::close_complete(&mut msg),
             }
+            protocol::splice(&mut server.conn.rbuf, self.sfwd, 0, &msg);
+            self.sfwd += msg.len();
         }
-        Ok(())
     }
 
-    /// Walks newly read server bytes: tracks ReadyForQuery and parameters, drops the replies
-    /// to weir's own statements and a FATAL error the client must see in weir's words.
+    /// Walks newly read server bytes: routes each reply, tracks ReadyForQuery and
+    /// parameters, and keeps a FATAL error for the client to hear in weir's words.
     fn scan_server(
         &mut self,
         client: &mut Conn,
         server: &mut ServerConn,
-        desired: &mut ParamSet,
+        state: &mut ClientState,
     ) -> Result<(), SessionError> {
         loop {
-            let hiding = self.hide > 0;
-            if hiding && self.sfwd > 0 {
-                break; // flush what the client should see before dropping anything
-            }
+            self.emit_synth(server);
             let Some(unscanned) = server.conn.rbuf.get(self.sfwd..) else {
                 break;
             };
@@ -297,54 +331,88 @@ impl Relay {
                 .next(unscanned)
                 .inspect_err(|_| server.clean = false)?;
             let len = event.len();
-            let mut forward = !hiding;
-            match event {
+            let route = match event {
                 BackendEvent::NeedMore => break,
-                BackendEvent::Pass(_) => {}
-                BackendEvent::ReadyForQuery { status, .. } => {
-                    if hiding {
-                        self.hide -= 1;
-                        self.hidden_done(client, server, desired);
-                    } else {
+                BackendEvent::Start { tag, .. } => {
+                    if tag == BackendTag::CopyInResponse {
+                        let (ignored, ended) = self.replies.copy_in_started();
+                        self.pending = self.pending.saturating_sub(ignored);
+                        self.copy_in = !ended;
+                    }
+                    self.dropping = self.replies.on_message(tag) == Route::Drop;
+                    continue;
+                }
+                BackendEvent::Pass(_) if self.dropping => Route::Drop,
+                BackendEvent::Pass(_) => Route::Forward,
+                BackendEvent::ReadyForQuery { status, .. } => match self.replies.on_ready() {
+                    Ending::ParamSync => {
+                        self.param_sync_done(client, server, state);
+                        Route::Drop
+                    }
+                    Ending::Client => {
                         self.pending = self.pending.saturating_sub(1);
                         if self.pending == 0 {
                             self.waiting_since = None;
+                            // Idle-in-transaction time counts from the answer, not the question.
+                            self.client_active = Instant::now();
                         }
                         self.tx = status;
+                        Route::Forward
                     }
-                }
+                },
                 BackendEvent::ParameterStatus { name, value, .. } => {
                     server.params.reported.set(&name, &value);
-                    if hiding || ParamSet::is_tracked(&name) || desired.get(&name).is_some() {
+                    let hidden = self.replies.in_hidden();
+                    if hidden
+                        || crate::server::ParamSet::is_tracked(&name)
+                        || state.desired.get(&name).is_some()
+                    {
                         // The client's own command changed it (or weir's sync canonicalised it).
-                        desired.set(&name, &value);
+                        state.desired.set(&name, &value);
+                    }
+                    if hidden {
+                        Route::Drop
+                    } else {
+                        Route::Forward
                     }
                 }
                 BackendEvent::Error { fields, .. } => {
                     if fields.is_fatal() {
-                        if self.sfwd > 0 {
-                            break;
-                        }
                         server.clean = false;
                         self.fatal = Some(fields);
-                        forward = false;
-                    } else if hiding {
-                        self.hidden_failed = Some(fields);
+                        Route::Drop
+                    } else {
+                        match self
+                            .replies
+                            .on_error(&mut server.prepared, &mut state.statements)
+                        {
+                            Ending::ParamSync => {
+                                self.sync_failed = Some(fields);
+                                Route::Drop
+                            }
+                            Ending::Client => Route::Forward,
+                        }
                     }
                 }
-            }
-            if forward {
-                self.sfwd += len;
-            } else {
-                server.conn.rbuf.advance(len);
+            };
+            match route {
+                Route::Forward => self.sfwd += len,
+                // Dropped bytes are cut out where they are; what is before them still goes out.
+                Route::Drop => protocol::splice(&mut server.conn.rbuf, self.sfwd, len, &[]),
             }
         }
         Ok(())
     }
 
-    /// The reply to weir's own parameter sync ended.
-    fn hidden_done(&mut self, client: &mut Conn, server: &mut ServerConn, desired: &mut ParamSet) {
-        match self.hidden_failed.take() {
+    /// The reply to weir's parameter sync ended.
+    fn param_sync_done(
+        &mut self,
+        client: &mut Conn,
+        server: &mut ServerConn,
+        state: &mut ClientState,
+    ) {
+        let desired = &mut state.desired;
+        match self.sync_failed.take() {
             None => server.params.synced(desired),
             Some(fields) => {
                 tracing::warn!(code = %fields.code, "could not apply a client's session parameters: {}", fields.message);

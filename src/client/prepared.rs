@@ -1,0 +1,81 @@
+//! A client's named prepared statements in transaction mode.
+//!
+//! A client's `Parse` with a name is remembered here. On the server, the statement gets a
+//! name of weir's own, derived from its text and parameter types, so clients that prepare
+//! the same statement share it on every server, and any server can be given it on demand.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+/// One statement as prepared by a client.
+#[derive(Debug)]
+pub(crate) struct StatementDef {
+    /// weir's server-side name: `weir_` + 24 hex digits of a hash of `tail`.
+    pub(crate) server_name: Arc<str>,
+    /// The Parse body after the name: query text and parameter types, replayed as is.
+    pub(crate) tail: Bytes,
+}
+
+impl StatementDef {
+    /// The definition of a Parse body tail.
+    pub(crate) fn new(tail: &[u8]) -> Self {
+        let digest = Sha256::digest(tail);
+        let mut name = String::with_capacity(29);
+        name.push_str("weir_");
+        for b in digest.iter().take(12) {
+            let _ = write!(name, "{b:02x}");
+        }
+        Self {
+            server_name: name.into(),
+            tail: Bytes::copy_from_slice(tail),
+        }
+    }
+}
+
+/// The statements one client has prepared, by the client's names.
+#[derive(Debug, Default)]
+pub(crate) struct ClientStatements {
+    /// Client name → definition.
+    by_name: HashMap<String, Arc<StatementDef>>,
+}
+
+impl ClientStatements {
+    /// The definition behind the client's `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<StatementDef>> {
+        self.by_name.get(name).cloned()
+    }
+
+    /// Remembers a Parse.
+    pub(crate) fn insert(&mut self, name: &str, def: Arc<StatementDef>) {
+        self.by_name.insert(name.to_owned(), def);
+    }
+
+    /// Forgets a Close'd (or failed) statement.
+    pub(crate) fn remove(&mut self, name: &str) {
+        self.by_name.remove(name);
+    }
+
+    /// Forgets everything (DEALLOCATE ALL, DISCARD ALL).
+    pub(crate) fn clear(&mut self) {
+        self.by_name.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_text_and_types_share_a_server_name() {
+        let a = StatementDef::new(b"SELECT $1\0\0\x01\0\0\0\x17");
+        let b = StatementDef::new(b"SELECT $1\0\0\x01\0\0\0\x17");
+        let c = StatementDef::new(b"SELECT $1\0\0\0");
+        assert_eq!(a.server_name, b.server_name);
+        assert_ne!(a.server_name, c.server_name);
+        assert_eq!(a.server_name.len(), 29);
+    }
+}

@@ -1,0 +1,331 @@
+//! The client→server direction: count what needs an answer and, in transaction mode, give
+//! named prepared statements weir's server-side names, preparing them on this server first
+//! when it lacks them. Edits happen in place in the client's read buffer, in stream order.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::replies::{Expect, Hidden, Request, Synth};
+use super::Relay;
+use crate::client::prepared::{ClientStatements, StatementDef};
+use crate::client::SessionError;
+use crate::net::Conn;
+use crate::protocol::{
+    self, Extended, FrontendTag, MessageBuilder, ProtocolError, MAX_INSPECTED_LEN,
+};
+use crate::server::ServerConn;
+
+/// Statement and portal names longer than this are refused (PostgreSQL truncates at 63).
+const MAX_NAMES_LEN: usize = 4096;
+/// How much of a Query's text is looked at to spot DEALLOCATE ALL / DISCARD ALL.
+const QUERY_PEEK: usize = 32;
+
+/// What scanning one message needs.
+enum Step {
+    /// Go on with the next message.
+    Next,
+    /// Wait for more client bytes.
+    More,
+}
+
+impl Relay {
+    /// Walks newly read client bytes: counts requests, renames prepared statements.
+    pub(super) fn scan_client(
+        &mut self,
+        client: &mut Conn,
+        server: &mut ServerConn,
+        statements: &mut ClientStatements,
+    ) -> Result<(), SessionError> {
+        while !self.terminate {
+            if !self.cscan.at_boundary() {
+                let n = self.cscan.passable(client.rbuf.len() - self.cfwd);
+                if n == 0 {
+                    break;
+                }
+                self.cfwd += n;
+                continue;
+            }
+            let Some(unscanned) = client.rbuf.get(self.cfwd..) else {
+                break;
+            };
+            let Some((tag, total)) = self.cscan.peek(unscanned)? else {
+                break;
+            };
+            let available = unscanned.len();
+            let step = match tag {
+                FrontendTag::Query | FrontendTag::FunctionCall => {
+                    let want = total.min(5 + QUERY_PEEK);
+                    if available < want {
+                        Step::More
+                    } else {
+                        if tag == FrontendTag::Query
+                            && resets_statements(unscanned.get(5..want).unwrap_or_default())
+                        {
+                            statements.clear();
+                            server.prepared.clear();
+                            server.params.applied = Default::default();
+                        }
+                        self.replies.push(Expect::Client(Request::Query));
+                        self.add_pending();
+                        self.cscan.pass(total);
+                        Step::Next
+                    }
+                }
+                FrontendTag::Sync => {
+                    // A server in COPY IN ignores Sync until the data ends.
+                    if !self.copy_in {
+                        self.replies.push(Expect::Client(Request::Sync));
+                        self.add_pending();
+                        self.unsynced = false;
+                    }
+                    self.cscan.pass(total);
+                    Step::Next
+                }
+                FrontendTag::Flush => {
+                    self.unsynced = true;
+                    self.cscan.pass(total);
+                    Step::Next
+                }
+                FrontendTag::Execute => self.plain(Request::Execute, total),
+                FrontendTag::Parse if self.rewrite => {
+                    self.on_parse(client, server, statements, total)?
+                }
+                FrontendTag::Bind if self.rewrite => {
+                    self.on_bind(client, server, statements, total)?
+                }
+                FrontendTag::Describe | FrontendTag::Close if self.rewrite => {
+                    self.on_target(client, server, statements, tag, total)?
+                }
+                FrontendTag::Parse => self.plain(Request::Parse(None), total),
+                FrontendTag::Bind => self.plain(Request::Bind, total),
+                FrontendTag::Describe => self.plain(Request::Describe, total),
+                FrontendTag::Close => self.plain(Request::Close, total),
+                FrontendTag::CopyData => {
+                    self.cscan.pass(total);
+                    Step::Next
+                }
+                FrontendTag::CopyDone | FrontendTag::CopyFail => {
+                    if self.copy_in {
+                        self.copy_in = false;
+                    } else {
+                        self.replies.push(Expect::CopyEnd);
+                    }
+                    self.cscan.pass(total);
+                    Step::Next
+                }
+                FrontendTag::Terminate => {
+                    // Terminate is the last thing a client sends: it is not forwarded.
+                    self.terminate = true;
+                    client.rbuf.truncate(self.cfwd);
+                    Step::More
+                }
+                FrontendTag::Password => return Err(ProtocolError::UnexpectedTag('p').into()),
+            };
+            if let Step::More = step {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// An extended-protocol message forwarded untouched.
+    fn plain(&mut self, request: Request, total: usize) -> Step {
+        self.unsynced = true;
+        self.replies.push(Expect::Client(request));
+        self.cscan.pass(total);
+        Step::Next
+    }
+
+    /// Parse: an unnamed statement passes through; a named one is remembered for the client
+    /// and prepared under weir's name, unless this server already has it.
+    fn on_parse(
+        &mut self,
+        client: &mut Conn,
+        server: &mut ServerConn,
+        statements: &mut ClientStatements,
+        total: usize,
+    ) -> Result<Step, SessionError> {
+        let unscanned = client.rbuf.get(self.cfwd..).unwrap_or_default();
+        let body = unscanned
+            .get(5..total.min(unscanned.len()))
+            .unwrap_or_default();
+        let Some((name, _)) = Extended::parse_name(body)? else {
+            return Ok(if unscanned.len() >= total {
+                return Err(ProtocolError::Malformed { what: "Parse" }.into());
+            } else {
+                Step::More
+            });
+        };
+        if name.is_empty() {
+            return Ok(self.plain(Request::Parse(None), total));
+        }
+        if total > MAX_INSPECTED_LEN {
+            return Err(ProtocolError::BadLength {
+                tag: 'P',
+                len: total - 1,
+            }
+            .into());
+        }
+        let Some(whole) = unscanned.get(..total) else {
+            return Ok(Step::More);
+        };
+        let Some((name, tail)) = Extended::parse_name(whole.get(5..).unwrap_or_default())? else {
+            return Err(ProtocolError::Malformed { what: "Parse" }.into());
+        };
+        let name = name.to_owned();
+        let def = Arc::new(StatementDef::new(tail));
+        statements.insert(&name, def.clone());
+        self.unsynced = true;
+        let mut out = BytesMut::new();
+        if server.prepared.touch(&def.server_name) {
+            self.replies.push(Expect::Synth(Synth::ParseComplete));
+        } else {
+            self.evict_for(server, &def.server_name, &mut out);
+            MessageBuilder::parse(&mut out, &def.server_name, &def.tail);
+            self.replies.push(Expect::Client(Request::Parse(Some((
+                def.server_name.clone(),
+                name,
+            )))));
+        }
+        protocol::splice(&mut client.rbuf, self.cfwd, total, &out);
+        self.cfwd += out.len();
+        Ok(Step::Next)
+    }
+
+    /// Bind: a named statement of the client's gets weir's name, prepared here first if needed.
+    fn on_bind(
+        &mut self,
+        client: &mut Conn,
+        server: &mut ServerConn,
+        statements: &mut ClientStatements,
+        total: usize,
+    ) -> Result<Step, SessionError> {
+        let unscanned = client.rbuf.get(self.cfwd..).unwrap_or_default();
+        let body = unscanned
+            .get(5..total.min(unscanned.len()))
+            .unwrap_or_default();
+        let Some((portal, stmt, rest_at)) = Extended::bind_names(body)? else {
+            if unscanned.len() >= total {
+                return Err(ProtocolError::Malformed { what: "Bind" }.into());
+            }
+            if body.len() > MAX_NAMES_LEN {
+                return Err(ProtocolError::Malformed {
+                    what: "Bind (names too long)",
+                }
+                .into());
+            }
+            return Ok(Step::More);
+        };
+        let Some(def) = (!stmt.is_empty()).then(|| statements.get(stmt)).flatten() else {
+            // Unnamed, or unknown to weir: the server answers (26000 for an unknown name).
+            return Ok(self.plain(Request::Bind, total));
+        };
+        let portal = portal.to_vec();
+        let rest_len = total - 5 - rest_at;
+        let mut out = BytesMut::new();
+        self.ensure_prepared(server, &def, &mut out);
+        MessageBuilder::bind_prefix(&mut out, &portal, &def.server_name, rest_len);
+        protocol::splice(&mut client.rbuf, self.cfwd, 5 + rest_at, &out);
+        self.cfwd += out.len();
+        self.unsynced = true;
+        self.replies.push(Expect::Client(Request::Bind));
+        self.cscan.pass(rest_len);
+        Ok(Step::Next)
+    }
+
+    /// Describe or Close of a named statement: renamed (Describe) or answered by weir (Close:
+    /// the client forgets its name; the server keeps the statement for other clients).
+    fn on_target(
+        &mut self,
+        client: &mut Conn,
+        server: &mut ServerConn,
+        statements: &mut ClientStatements,
+        tag: FrontendTag,
+        total: usize,
+    ) -> Result<Step, SessionError> {
+        let (what, request) = match tag {
+            FrontendTag::Describe => ("Describe", Request::Describe),
+            _ => ("Close", Request::Close),
+        };
+        if total > 5 + MAX_NAMES_LEN {
+            return Err(ProtocolError::BadLength {
+                tag: what.chars().next().unwrap_or('?'),
+                len: total - 1,
+            }
+            .into());
+        }
+        let unscanned = client.rbuf.get(self.cfwd..).unwrap_or_default();
+        let Some(whole) = unscanned.get(..total) else {
+            return Ok(Step::More);
+        };
+        let (kind, name) = Extended::target(whole.get(5..).unwrap_or_default(), what)?;
+        if kind != b'S' || name.is_empty() {
+            return Ok(self.plain(request, total));
+        }
+        self.unsynced = true;
+        let mut out = BytesMut::new();
+        if tag == FrontendTag::Close {
+            // Closing a name that does not exist is not an error in PostgreSQL either.
+            statements.remove(name);
+            self.replies.push(Expect::Synth(Synth::CloseComplete));
+        } else {
+            let Some(def) = statements.get(name) else {
+                return Ok(self.plain(request, total));
+            };
+            self.ensure_prepared(server, &def, &mut out);
+            MessageBuilder::target(&mut out, b'D', b'S', &def.server_name);
+            self.replies.push(Expect::Client(Request::Describe));
+        }
+        protocol::splice(&mut client.rbuf, self.cfwd, total, &out);
+        self.cfwd += out.len();
+        Ok(Step::Next)
+    }
+
+    /// Queues a Parse of `def` (and any eviction it causes) when this server lacks it.
+    fn ensure_prepared(&mut self, server: &mut ServerConn, def: &StatementDef, out: &mut BytesMut) {
+        if server.prepared.touch(&def.server_name) {
+            return;
+        }
+        self.evict_for(server, &def.server_name, out);
+        MessageBuilder::parse(out, &def.server_name, &def.tail);
+        self.replies
+            .push(Expect::Hidden(Hidden::Parse(def.server_name.clone())));
+    }
+
+    /// Records `name` as prepared on the server; when that passes the limit, queues a Close
+    /// of the least recently used statement.
+    fn evict_for(&mut self, server: &mut ServerConn, name: &Arc<str>, out: &mut BytesMut) {
+        if let Some(victim) = server.prepared.insert(name.clone(), self.max_prepared) {
+            MessageBuilder::target(out, b'C', b'S', &victim);
+            self.replies.push(Expect::Hidden(Hidden::Close(victim)));
+        }
+    }
+}
+
+/// Whether a query's text starts with DEALLOCATE [PREPARE] ALL or DISCARD ALL, which drop
+/// every prepared statement of the session.
+fn resets_statements(text: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(text).to_ascii_uppercase();
+    let mut words = text
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty());
+    matches!(
+        (words.next(), words.next(), words.next()),
+        (Some("DISCARD" | "DEALLOCATE"), Some("ALL"), _)
+            | (Some("DEALLOCATE"), Some("PREPARE"), Some("ALL"))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resets_statements;
+
+    #[test]
+    fn spots_statement_resets() {
+        assert!(resets_statements(b"DEALLOCATE ALL"));
+        assert!(resets_statements(b"  discard all;"));
+        assert!(!resets_statements(b"DEALLOCATE foo"));
+        assert!(!resets_statements(b"SELECT 1"));
+    }
+}

@@ -1,0 +1,104 @@
+//! Named prepared statements in transaction mode: prepared once by a client, used in
+//! later transactions that land on other server connections.
+
+mod common;
+
+use common::{config_toml, fresh_database, sqlstate, Proxy};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn statements_survive_changing_servers() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&config_toml(
+        &db,
+        "size = 3\nmax_prepared_statements = 4",
+        "",
+    ))
+    .await;
+    let mut tasks = Vec::new();
+    for i in 0..30i32 {
+        let url = proxy.url(common::USER, common::PASSWORD, &db);
+        tasks.push(tokio::spawn(async move {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            // Two statements per client, prepared once; 6 distinct texts overall (> 4 per server).
+            let add = c
+                .prepare(&format!("SELECT $1::int + {}", i % 3))
+                .await
+                .expect("prepare add");
+            let echo = c
+                .prepare(&format!("SELECT $1::text || '-{}'", i % 3))
+                .await
+                .expect("prepare echo");
+            for j in 0..20i32 {
+                let row = c.query_one(&add, &[&j]).await.expect("execute add");
+                assert_eq!(row.get::<_, i32>(0), j + i % 3);
+                let row = c
+                    .query_one(&echo, &[&format!("{i}:{j}")])
+                    .await
+                    .expect("execute echo");
+                assert_eq!(row.get::<_, String>(0), format!("{i}:{j}-{}", i % 3));
+                // Ad-hoc statements (prepared and closed by tokio-postgres each time) too.
+                let row = c
+                    .query_one("SELECT $1::bigint * 2", &[&(j as i64)])
+                    .await
+                    .expect("adhoc");
+                assert_eq!(row.get::<_, i64>(0), 2 * j as i64);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn describe_errors_and_pipelines_behave_like_postgres() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&config_toml(&db, "size = 2", "")).await;
+    let c = proxy.client(&db).await;
+    c.batch_execute("CREATE TABLE p (id int primary key, name text)")
+        .await
+        .expect("create");
+    let insert = c
+        .prepare("INSERT INTO p VALUES ($1, $2) RETURNING id")
+        .await
+        .expect("prepare");
+    // Describe of a re-prepared statement still gives the right types.
+    assert_eq!(insert.params().len(), 2);
+    assert_eq!(insert.columns()[0].name(), "id");
+    // Another client holds one of the two servers in a transaction, so the statement
+    // prepared above (on that server, maybe) must be prepared again on the other.
+    let other = proxy.client(&db).await;
+    other.batch_execute("BEGIN").await.expect("begin");
+    c.query_one(&insert, &[&1i32, &"one"])
+        .await
+        .expect("insert 1");
+    // A failing execution skips the rest of its pipeline but leaves the statement usable.
+    let err = c
+        .query_one(&insert, &[&1i32, &"dup"])
+        .await
+        .expect_err("duplicate");
+    assert_eq!(sqlstate(&err).as_deref(), Some("23505"));
+    let (a, b) = tokio::join!(
+        c.query_one(&insert, &[&2i32, &"two"]),
+        c.query_one(&insert, &[&3i32, &"three"])
+    );
+    assert_eq!(a.expect("pipelined 2").get::<_, i32>(0), 2);
+    assert_eq!(b.expect("pipelined 3").get::<_, i32>(0), 3);
+    // A statement with a syntax error is not remembered.
+    let err = c.prepare("SELEC 1").await.expect_err("syntax");
+    assert_eq!(sqlstate(&err).as_deref(), Some("42601"));
+    other.batch_execute("COMMIT").await.expect("commit");
+    // DISCARD ALL forgets the client's statements, as on PostgreSQL.
+    c.batch_execute("DISCARD ALL").await.expect("discard");
+    let err = c
+        .query_one(&insert, &[&4i32, &"four"])
+        .await
+        .expect_err("gone after DISCARD ALL");
+    assert_eq!(sqlstate(&err).as_deref(), Some("26000"));
+    assert_eq!(common::psql(&db, "SELECT count(*) FROM p"), "3");
+    proxy.stop().await;
+}
