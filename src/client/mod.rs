@@ -182,6 +182,7 @@ async fn start(
         state: session::ClientState {
             desired,
             statements: Default::default(),
+            scratch: Default::default(),
         },
         snap: snap.clone(),
         db,

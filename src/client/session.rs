@@ -41,6 +41,8 @@ pub(crate) struct ClientState {
     pub(crate) desired: ParamSet,
     /// Named prepared statements.
     pub(crate) statements: ClientStatements,
+    /// Reused to build renamed messages, so a renamed Bind allocates nothing.
+    pub(crate) scratch: bytes::BytesMut,
 }
 
 /// Everything a logged-in client needs except its socket.
@@ -133,7 +135,6 @@ impl Session {
                 )
                 .await;
             self.attach.cancel.slot.set(None);
-            tracing::debug!(?outcome, "relay ended");
             match outcome {
                 Ok(Outcome::Done) => {
                     lease.mark_clean();

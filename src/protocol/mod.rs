@@ -28,13 +28,19 @@ pub(crate) const MAX_INSPECTED_LEN: usize = 1 << 20;
 /// Replaces `remove` bytes at `at` in `buf` with `insert`, keeping everything after in
 /// order. Used to rename statements in place and to slip weir's own messages into a
 /// stream; the cost is moving the bytes after `at`, which are few on these paths.
+/// Done in place: nothing is allocated unless the buffer must grow.
+#[allow(clippy::indexing_slicing)] // every range is clamped to `buf.len()` first
 pub(crate) fn splice(buf: &mut bytes::BytesMut, at: usize, remove: usize, insert: &[u8]) {
-    let at = at.min(buf.len());
-    let remove = remove.min(buf.len() - at);
-    let tail = buf.split_off(at + remove);
-    buf.truncate(at);
-    buf.extend_from_slice(insert);
-    buf.extend_from_slice(&tail);
+    let len = buf.len();
+    let at = at.min(len);
+    let remove = remove.min(len - at);
+    let new_len = len - remove + insert.len();
+    if insert.len() > remove {
+        buf.resize(new_len, 0);
+    }
+    buf.copy_within(at + remove..len, at + insert.len());
+    buf[at..at + insert.len()].copy_from_slice(insert);
+    buf.truncate(new_len);
 }
 
 #[cfg(test)]

@@ -102,10 +102,6 @@ pub(super) struct Relay {
     fatal: Option<ErrorFields>,
     /// Behaviour.
     config: RelayConfig,
-    /// Renaming is on (copied from `config` for the request scanner).
-    rewrite: bool,
-    /// Copied from `config` for the request scanner.
-    max_prepared: usize,
     /// When the oldest unanswered request was sent; `None` once a cancel went out for it.
     waiting_since: Option<Instant>,
     /// When the client last sent anything, or last got its final answer.
@@ -138,8 +134,6 @@ impl Relay {
             terminate: false,
             fatal: None,
             config,
-            rewrite: config.rewrite,
-            max_prepared: config.max_prepared,
             waiting_since: None,
             client_active: Instant::now(),
             leave_when_idle: false,
@@ -199,7 +193,7 @@ impl Relay {
         signals: Signals<'_>,
     ) -> Result<Outcome, SessionError> {
         loop {
-            self.scan_client(client, server, &mut state.statements)?;
+            self.scan_client(client, server, state)?;
             self.scan_server(client, server, state)?;
             let to_server_blocked = match self.write_server(client, server) {
                 Ok(blocked) => blocked,
@@ -265,7 +259,7 @@ impl Relay {
                 }
                 r = client.io.readable(), if read_client => {
                     if r.is_err() { return Ok(Outcome::ClientGone); }
-                    self.client_active = Instant::now();
+                    self.touch_client();
                     match client.try_read() {
                         Ok(0) => return Ok(Outcome::ClientGone),
                         Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Ok(Outcome::ClientGone),
@@ -276,8 +270,15 @@ impl Relay {
         }
     }
 
+    /// Restarts the client's idle clock; reads the clock only when an idle limit is on.
+    fn touch_client(&mut self) {
+        if !(self.config.idle_in_transaction.is_zero() && self.config.client_idle.is_zero()) {
+            self.client_active = Instant::now();
+        }
+    }
+
     fn add_pending(&mut self) {
-        if self.pending == 0 {
+        if self.pending == 0 && !self.config.query_timeout.is_zero() {
             self.waiting_since = Some(Instant::now());
         }
         self.pending += 1;
@@ -354,7 +355,7 @@ impl Relay {
                         if self.pending == 0 {
                             self.waiting_since = None;
                             // Idle-in-transaction time counts from the answer, not the question.
-                            self.client_active = Instant::now();
+                            self.touch_client();
                         }
                         self.tx = status;
                         Route::Forward

@@ -9,6 +9,7 @@ use bytes::BytesMut;
 use super::replies::{Expect, Hidden, Request, Synth};
 use super::Relay;
 use crate::client::prepared::{ClientStatements, StatementDef};
+use crate::client::session::ClientState;
 use crate::client::SessionError;
 use crate::net::Conn;
 use crate::protocol::{
@@ -35,8 +36,13 @@ impl Relay {
         &mut self,
         client: &mut Conn,
         server: &mut ServerConn,
-        statements: &mut ClientStatements,
+        state: &mut ClientState,
     ) -> Result<(), SessionError> {
+        let ClientState {
+            statements,
+            scratch,
+            ..
+        } = state;
         while !self.terminate {
             if !self.cscan.at_boundary() {
                 let n = self.cscan.passable(client.rbuf.len() - self.cfwd);
@@ -88,14 +94,14 @@ impl Relay {
                     Step::Next
                 }
                 FrontendTag::Execute => self.plain(Request::Execute, total),
-                FrontendTag::Parse if self.rewrite => {
-                    self.on_parse(client, server, statements, total)?
+                FrontendTag::Parse if self.config.rewrite => {
+                    self.on_parse(client, server, statements, scratch, total)?
                 }
-                FrontendTag::Bind if self.rewrite => {
-                    self.on_bind(client, server, statements, total)?
+                FrontendTag::Bind if self.config.rewrite => {
+                    self.on_bind(client, server, statements, scratch, total)?
                 }
-                FrontendTag::Describe | FrontendTag::Close if self.rewrite => {
-                    self.on_target(client, server, statements, tag, total)?
+                FrontendTag::Describe | FrontendTag::Close if self.config.rewrite => {
+                    self.on_target(client, server, statements, scratch, tag, total)?
                 }
                 FrontendTag::Parse => self.plain(Request::Parse(None), total),
                 FrontendTag::Bind => self.plain(Request::Bind, total),
@@ -129,6 +135,16 @@ impl Relay {
         Ok(())
     }
 
+    /// The unscanned client bytes, and the part of the next message's body (of `total`
+    /// bytes) that has arrived.
+    fn next_message<'a>(&self, client: &'a Conn, total: usize) -> (&'a [u8], &'a [u8]) {
+        let unscanned = client.rbuf.get(self.cfwd..).unwrap_or_default();
+        let body = unscanned
+            .get(5..total.min(unscanned.len()))
+            .unwrap_or_default();
+        (unscanned, body)
+    }
+
     /// An extended-protocol message forwarded untouched.
     fn plain(&mut self, request: Request, total: usize) -> Step {
         self.unsynced = true;
@@ -144,18 +160,15 @@ impl Relay {
         client: &mut Conn,
         server: &mut ServerConn,
         statements: &mut ClientStatements,
+        out: &mut BytesMut,
         total: usize,
     ) -> Result<Step, SessionError> {
-        let unscanned = client.rbuf.get(self.cfwd..).unwrap_or_default();
-        let body = unscanned
-            .get(5..total.min(unscanned.len()))
-            .unwrap_or_default();
+        let (unscanned, body) = self.next_message(client, total);
         let Some((name, _)) = Extended::parse_name(body)? else {
-            return Ok(if unscanned.len() >= total {
+            if unscanned.len() >= total {
                 return Err(ProtocolError::Malformed { what: "Parse" }.into());
-            } else {
-                Step::More
-            });
+            }
+            return Ok(Step::More);
         };
         if name.is_empty() {
             return Ok(self.plain(Request::Parse(None), total));
@@ -177,18 +190,18 @@ impl Relay {
         let def = Arc::new(StatementDef::new(tail));
         statements.insert(&name, def.clone());
         self.unsynced = true;
-        let mut out = BytesMut::new();
+        out.clear();
         if server.prepared.touch(&def.server_name) {
             self.replies.push(Expect::Synth(Synth::ParseComplete));
         } else {
-            self.evict_for(server, &def.server_name, &mut out);
-            MessageBuilder::parse(&mut out, &def.server_name, &def.tail);
+            self.evict_for(server, &def.server_name, out);
+            MessageBuilder::parse(out, &def.server_name, &def.tail);
             self.replies.push(Expect::Client(Request::Parse(Some((
                 def.server_name.clone(),
                 name,
             )))));
         }
-        protocol::splice(&mut client.rbuf, self.cfwd, total, &out);
+        protocol::splice(&mut client.rbuf, self.cfwd, total, out);
         self.cfwd += out.len();
         Ok(Step::Next)
     }
@@ -199,12 +212,10 @@ impl Relay {
         client: &mut Conn,
         server: &mut ServerConn,
         statements: &mut ClientStatements,
+        out: &mut BytesMut,
         total: usize,
     ) -> Result<Step, SessionError> {
-        let unscanned = client.rbuf.get(self.cfwd..).unwrap_or_default();
-        let body = unscanned
-            .get(5..total.min(unscanned.len()))
-            .unwrap_or_default();
+        let (unscanned, body) = self.next_message(client, total);
         let Some((portal, stmt, rest_at)) = Extended::bind_names(body)? else {
             if unscanned.len() >= total {
                 return Err(ProtocolError::Malformed { what: "Bind" }.into());
@@ -221,12 +232,11 @@ impl Relay {
             // Unnamed, or unknown to weir: the server answers (26000 for an unknown name).
             return Ok(self.plain(Request::Bind, total));
         };
-        let portal = portal.to_vec();
         let rest_len = total - 5 - rest_at;
-        let mut out = BytesMut::new();
-        self.ensure_prepared(server, &def, &mut out);
-        MessageBuilder::bind_prefix(&mut out, &portal, &def.server_name, rest_len);
-        protocol::splice(&mut client.rbuf, self.cfwd, 5 + rest_at, &out);
+        out.clear();
+        self.ensure_prepared(server, &def, out);
+        MessageBuilder::bind_prefix(out, portal, &def.server_name, rest_len);
+        protocol::splice(&mut client.rbuf, self.cfwd, 5 + rest_at, out);
         self.cfwd += out.len();
         self.unsynced = true;
         self.replies.push(Expect::Client(Request::Bind));
@@ -241,6 +251,7 @@ impl Relay {
         client: &mut Conn,
         server: &mut ServerConn,
         statements: &mut ClientStatements,
+        out: &mut BytesMut,
         tag: FrontendTag,
         total: usize,
     ) -> Result<Step, SessionError> {
@@ -264,7 +275,7 @@ impl Relay {
             return Ok(self.plain(request, total));
         }
         self.unsynced = true;
-        let mut out = BytesMut::new();
+        out.clear();
         if tag == FrontendTag::Close {
             // Closing a name that does not exist is not an error in PostgreSQL either.
             statements.remove(name);
@@ -273,11 +284,11 @@ impl Relay {
             let Some(def) = statements.get(name) else {
                 return Ok(self.plain(request, total));
             };
-            self.ensure_prepared(server, &def, &mut out);
-            MessageBuilder::target(&mut out, b'D', b'S', &def.server_name);
+            self.ensure_prepared(server, &def, out);
+            MessageBuilder::target(out, b'D', b'S', &def.server_name);
             self.replies.push(Expect::Client(Request::Describe));
         }
-        protocol::splice(&mut client.rbuf, self.cfwd, total, &out);
+        protocol::splice(&mut client.rbuf, self.cfwd, total, out);
         self.cfwd += out.len();
         Ok(Step::Next)
     }
@@ -296,7 +307,10 @@ impl Relay {
     /// Records `name` as prepared on the server; when that passes the limit, queues a Close
     /// of the least recently used statement.
     fn evict_for(&mut self, server: &mut ServerConn, name: &Arc<str>, out: &mut BytesMut) {
-        if let Some(victim) = server.prepared.insert(name.clone(), self.max_prepared) {
+        if let Some(victim) = server
+            .prepared
+            .insert(name.clone(), self.config.max_prepared)
+        {
             MessageBuilder::target(out, b'C', b'S', &victim);
             self.replies.push(Expect::Hidden(Hidden::Close(victim)));
         }
@@ -304,17 +318,16 @@ impl Relay {
 }
 
 /// Whether a query's text starts with DEALLOCATE [PREPARE] ALL or DISCARD ALL, which drop
-/// every prepared statement of the session.
+/// every prepared statement of the session. Runs on every Query: no allocation.
 fn resets_statements(text: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(text).to_ascii_uppercase();
     let mut words = text
-        .split(|c: char| c.is_whitespace() || c == ';')
+        .split(|b| b.is_ascii_whitespace() || *b == b';')
         .filter(|w| !w.is_empty());
-    matches!(
-        (words.next(), words.next(), words.next()),
-        (Some("DISCARD" | "DEALLOCATE"), Some("ALL"), _)
-            | (Some("DEALLOCATE"), Some("PREPARE"), Some("ALL"))
-    )
+    let is =
+        |w: Option<&[u8]>, word: &str| w.is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()));
+    let (a, b, c) = (words.next(), words.next(), words.next());
+    (is(a, "DISCARD") && is(b, "ALL"))
+        || (is(a, "DEALLOCATE") && (is(b, "ALL") || (is(b, "PREPARE") && is(c, "ALL"))))
 }
 
 #[cfg(test)]
@@ -327,5 +340,7 @@ mod tests {
         assert!(resets_statements(b"  discard all;"));
         assert!(!resets_statements(b"DEALLOCATE foo"));
         assert!(!resets_statements(b"SELECT 1"));
+        assert!(resets_statements(b"deallocate prepare all"));
+        assert!(!resets_statements(b"DEALLOCATE PREPARE foo"));
     }
 }
