@@ -110,6 +110,10 @@ pub(super) struct Relay {
     leave_when_idle: bool,
     /// The server is in COPY IN and the client has not ended its data: its Syncs are ignored.
     copy_in: bool,
+    /// A client message was taken up. Until then the transaction cannot be over: a first
+    /// message too short to scan yet (13 bytes of a 1 GiB Query) must be read further,
+    /// not handed back to the session, which would lease a server for it again and spin.
+    started: bool,
 }
 
 impl Relay {
@@ -138,6 +142,7 @@ impl Relay {
             client_active: Instant::now(),
             leave_when_idle: false,
             copy_in: false,
+            started: false,
         }
     }
 
@@ -292,7 +297,8 @@ impl Relay {
 
     /// Whether every request has its answer, the server is idle and all bytes moved on.
     fn transaction_over(&self, client: &Conn, server: &ServerConn) -> bool {
-        self.server_idle()
+        self.started
+            && self.server_idle()
             && self.cscan.at_boundary()
             && self.cfwd == 0
             && self.sfwd == 0

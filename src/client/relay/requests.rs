@@ -128,8 +128,9 @@ impl Relay {
                 }
                 FrontendTag::Password => return Err(ProtocolError::UnexpectedTag('p').into()),
             };
-            if let Step::More = step {
-                break;
+            match step {
+                Step::More => break,
+                Step::Next => self.started = true,
             }
         }
         Ok(())
