@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 pub(crate) mod names {
     /// Client connections accepted.
     pub(crate) const CLIENTS_ACCEPTED_TOTAL: &str = "weir_clients_accepted_total";
+    /// Clients that became pinned to a server, by `reason` (`server::probe::Pins::KINDS`).
+    pub(crate) const CLIENT_PINS_TOTAL: &str = "weir_client_pins_total";
 }
 
 /// Installs the Prometheus exporter on `addr` (once per process; later calls only log).
@@ -21,6 +23,10 @@ pub(crate) fn install(addr: SocketAddr) {
             metrics::describe_counter!(
                 names::CLIENTS_ACCEPTED_TOTAL,
                 "Client connections accepted"
+            );
+            metrics::describe_counter!(
+                names::CLIENT_PINS_TOTAL,
+                "Clients pinned to their server in transaction mode, by reason"
             );
             tracing::info!(%addr, "Prometheus metrics at /metrics");
         }

@@ -55,6 +55,14 @@ pub(crate) enum SessionError {
     /// The server went away mid-transaction.
     #[error("server connection lost{}", .0.as_ref().map(|f| format!(": {}", f.message)).unwrap_or_default())]
     ServerLost(Option<ErrorFields>),
+    /// The server a pinned client's session state lived on is gone, and that state with it.
+    #[error("server connection lost, and with it this session's {pins} (the client was pinned to it): {cause}")]
+    PinnedServerLost {
+        /// The kinds of state that were lost.
+        pins: String,
+        /// What happened to the server.
+        cause: String,
+    },
     /// weir is shutting down.
     #[error("weir is shutting down")]
     ShuttingDown,
@@ -97,7 +105,7 @@ impl SessionError {
             }) => (fields.code.clone(), fields.message.clone()),
             Self::Pool(PoolError::Closed(_)) => (state(SqlState::CANNOT_CONNECT_NOW), self.to_string()),
             Self::Pool(_) | Self::Cluster(_) => (state(SqlState::UNABLE_TO_CONNECT), self.to_string()),
-            Self::ServerLost(_) => (state(SqlState::CONNECTION_FAILURE), self.to_string()),
+            Self::ServerLost(_) | Self::PinnedServerLost { .. } => (state(SqlState::CONNECTION_FAILURE), self.to_string()),
             Self::ShuttingDown => (state(SqlState::ADMIN_SHUTDOWN), "terminating connection: weir is shutting down".into()),
             Self::Unsupported(_) => (state(SqlState::FEATURE_NOT_SUPPORTED), self.to_string()),
         })

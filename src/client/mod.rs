@@ -181,6 +181,7 @@ async fn start(
     Ok(Some(Attach {
         state: session::ClientState {
             desired,
+            startup: request.params.clone(),
             statements: Default::default(),
             scratch: Default::default(),
         },

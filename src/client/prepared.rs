@@ -18,6 +18,9 @@ pub(crate) struct StatementDef {
     pub(crate) server_name: Arc<str>,
     /// The Parse body after the name: query text and parameter types, replayed as is.
     pub(crate) tail: Bytes,
+    /// The text mentions something that changes session state in a `SELECT` (an advisory
+    /// lock, `set_config`): each run of it makes the session probe the server.
+    pub(crate) touches_session: bool,
 }
 
 impl StatementDef {
@@ -32,6 +35,7 @@ impl StatementDef {
         Self {
             server_name: name.into(),
             tail: Bytes::copy_from_slice(tail),
+            touches_session: super::relay::text_changes_session(tail),
         }
     }
 }

@@ -15,7 +15,8 @@ use crate::pool::{DbUserPool, Lease};
 use crate::protocol::{
     ErrorSeverity, FrontendEvent, FrontendScanner, FrontendTag, MessageBuilder, TxStatus,
 };
-use crate::server::{ParamSet, ServerTarget};
+use crate::server::probe::Pins;
+use crate::server::{BackendError, ParamSet, ServerTarget};
 
 use super::prepared::ClientStatements;
 use super::relay::{Outcome, Relay, RelayConfig, Signals};
@@ -39,6 +40,8 @@ enum Next {
 pub(crate) struct ClientState {
     /// Session parameters (startup + what its own commands changed).
     pub(crate) desired: ParamSet,
+    /// The parameters of its startup packet: what RESET returns to.
+    pub(crate) startup: ParamSet,
     /// Named prepared statements.
     pub(crate) statements: ClientStatements,
     /// Reused to build renamed messages, so a renamed Bind allocates nothing.
@@ -70,8 +73,20 @@ impl Attach {
             client,
             attach: self,
             lost: None,
+            pinned: None,
         }
     }
+}
+
+/// A server kept by a client between transactions because its session holds state only
+/// that server has (transaction mode; see `server::probe`).
+struct Pinned {
+    /// The server.
+    lease: Lease,
+    /// Its host, for failure reports.
+    host: usize,
+    /// What pins it.
+    pins: Pins,
 }
 
 /// Per-client state after login. Lives in exactly one task; nothing here is shared.
@@ -82,6 +97,8 @@ pub(crate) struct Session {
     attach: Attach,
     /// A server lost while the client sat idle in its transaction: reported on its next request.
     lost: Option<SessionError>,
+    /// The server this client is pinned to, if any.
+    pinned: Option<Pinned>,
 }
 
 impl Session {
@@ -106,12 +123,15 @@ impl Session {
                 self.reject_request(err).await?;
                 continue;
             }
-            let (mut lease, host) = match self.checkout().await {
-                Ok(h) => h,
-                Err(e) => {
-                    self.reject_request(e).await?;
-                    continue;
-                }
+            let (mut lease, host, pins) = match self.pinned.take() {
+                Some(p) => (p.lease, p.host, p.pins),
+                None => match self.checkout().await {
+                    Ok((lease, host)) => (lease, host, Pins::default()),
+                    Err(e) => {
+                        self.reject_request(e).await?;
+                        continue;
+                    }
+                },
             };
             let param_sync = match lease.params.sync_sql(&self.attach.state.desired) {
                 Some(sql) => {
@@ -137,21 +157,30 @@ impl Session {
             self.attach.cancel.slot.set(None);
             match outcome {
                 Ok(Outcome::Done) => {
-                    lease.mark_clean();
-                    drop(lease);
+                    let pinned = Pinned { lease, host, pins };
+                    self.after_transaction(pinned, relay.session_hint()).await?;
                 }
                 Ok(Outcome::ClientGone) => {
-                    self.finish_with(lease, &relay, mode).await;
+                    self.finish_with(lease, &relay, mode, pins).await;
                     return Ok(());
                 }
                 Ok(Outcome::Leave(err)) => {
-                    self.finish_with(lease, &relay, mode).await;
+                    self.finish_with(lease, &relay, mode, pins).await;
                     return Err(err);
                 }
                 Ok(Outcome::ServerLost { fatal }) => {
                     lease.poison();
                     drop(lease);
                     self.attach.db.cluster.primary_failed(host);
+                    if !pins.is_empty() {
+                        return Err(SessionError::PinnedServerLost {
+                            pins: pins.to_string(),
+                            cause: fatal.map_or_else(
+                                || "the server closed the connection".to_owned(),
+                                |f| f.message,
+                            ),
+                        });
+                    }
                     let err = SessionError::ServerLost(fatal);
                     tracing::warn!(pool = %self.attach.pool.label, "{err}");
                     if !relay.client_at_boundary() {
@@ -176,10 +205,67 @@ impl Session {
         }
     }
 
+    /// After a transaction: a server whose session may have changed is probed first (its
+    /// settings become the client's; state only it has pins the client to it). Then the
+    /// server goes back to the pool, or stays with a pinned client.
+    async fn after_transaction(
+        &mut self,
+        mut pinned: Pinned,
+        hint: bool,
+    ) -> Result<(), SessionError> {
+        if !hint {
+            if pinned.pins.is_empty() {
+                pinned.lease.mark_clean();
+            } else {
+                self.pinned = Some(pinned);
+            }
+            return Ok(());
+        }
+        let sink = &mut self.client.wbuf;
+        let probe = tokio::time::timeout(RESET_TIMEOUT, pinned.lease.probe_session(sink)).await;
+        let probe = match probe {
+            Ok(Ok(probe)) => probe,
+            failed => {
+                pinned.lease.poison();
+                let cause = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no answer in time".to_owned(),
+                };
+                tracing::warn!(pool = %self.attach.pool.label, "session probe failed, server closed: {cause}");
+                if pinned.pins.is_empty() {
+                    return Ok(());
+                }
+                return Err(SessionError::PinnedServerLost {
+                    pins: pinned.pins.to_string(),
+                    cause,
+                });
+            }
+        };
+        let state = &mut self.attach.state;
+        state.desired = state.desired.after_probe(&state.startup, &probe.settings);
+        pinned.lease.params.probed(&probe.settings);
+        for reason in probe.pins.added_since(pinned.pins).names() {
+            metrics::counter!(crate::metrics::names::CLIENT_PINS_TOTAL, "reason" => reason)
+                .increment(1);
+        }
+        if probe.pins != pinned.pins {
+            tracing::debug!(pool = %self.attach.pool.label, pins = %probe.pins, "client pinning changed");
+        }
+        pinned.pins = probe.pins;
+        if pinned.pins.is_empty() {
+            pinned.lease.mark_clean();
+        } else {
+            self.pinned = Some(pinned);
+        }
+        Ok(())
+    }
+
     /// Returns the server after the client left: clean servers go back (reset first in
-    /// session mode), anything mid-transaction is closed so the server rolls back.
-    async fn finish_with(&mut self, mut lease: Lease, relay: &Relay, mode: PoolMode) {
-        if !relay.server_idle() || !lease.conn.rbuf.is_empty() {
+    /// session mode), anything mid-transaction or holding the client's state is closed so
+    /// the server rolls back and forgets it.
+    async fn finish_with(&mut self, mut lease: Lease, relay: &Relay, mode: PoolMode, pins: Pins) {
+        let changed = mode != PoolMode::Session && (relay.session_hint() || !pins.is_empty());
+        if changed || !relay.server_idle() || !lease.conn.rbuf.is_empty() {
             lease.poison();
             return;
         }
@@ -240,6 +326,22 @@ impl Session {
                     return Err(SessionError::Timeout(Deadline::ClientIdle, idle_limit));
                 }
                 _ = self.attach.cancel.slot.wake.notified() => {}
+                r = pinned_readable(self.pinned.as_ref()) => {
+                    let taken = r.map_err(BackendError::from).and_then(|()| match self.pinned.as_mut() {
+                        Some(p) => p.lease.take_idle_messages(&mut self.client.wbuf),
+                        None => Ok(()),
+                    });
+                    if let Err(e) = taken {
+                        let pins = self.pinned.take().map(|mut p| {
+                            p.lease.poison();
+                            p.pins.to_string()
+                        });
+                        return Err(SessionError::PinnedServerLost {
+                            pins: pins.unwrap_or_default(),
+                            cause: e.to_string(),
+                        });
+                    }
+                }
             }
         }
     }
@@ -304,6 +406,14 @@ impl Session {
         }
         self.client.flush().await?;
         Ok(())
+    }
+}
+
+/// Waits until a pinned client's idle server has something to say; forever when unpinned.
+async fn pinned_readable(pinned: Option<&Pinned>) -> std::io::Result<()> {
+    match pinned {
+        Some(p) => p.lease.conn.io.readable().await,
+        None => std::future::pending().await,
     }
 }
 

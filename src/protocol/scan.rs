@@ -170,6 +170,11 @@ pub(crate) enum BackendEvent {
         /// Bytes the message takes.
         len: usize,
     },
+    /// A whole CommandComplete; its tag is at bytes `5..len - 1` of the event's span.
+    CommandComplete {
+        /// Bytes the message takes.
+        len: usize,
+    },
     /// A whole ErrorResponse.
     Error {
         /// Severity, SQLSTATE and message.
@@ -188,6 +193,7 @@ impl BackendEvent {
             Self::Pass(n) => *n,
             Self::ReadyForQuery { len, .. }
             | Self::ParameterStatus { len, .. }
+            | Self::CommandComplete { len }
             | Self::Error { len, .. } => *len,
             Self::Start { .. } | Self::NeedMore => 0,
         }
@@ -215,7 +221,7 @@ impl BackendScanner {
         let Some((tag, total)) = header(buf)? else {
             return Ok(BackendEvent::NeedMore);
         };
-        if !matches!(tag, b'Z' | b'S' | b'E') {
+        if !matches!(tag, b'Z' | b'S' | b'E' | b'C') {
             self.remaining = total;
             return Ok(BackendEvent::Start {
                 tag: BackendTag::from_byte(tag),
@@ -240,6 +246,7 @@ impl BackendScanner {
                 },
                 _ => return Err(malformed("ReadyForQuery")),
             },
+            b'C' => BackendEvent::CommandComplete { len: total },
             b'S' => {
                 let mut rest = body;
                 let name =
@@ -290,6 +297,7 @@ mod tests {
         let mut stream = Vec::new();
         stream.extend_from_slice(b"D\0\0\0\x0a\0\x01\0\0\0\0"); // DataRow, 11 bytes
         stream.extend_from_slice(b"S\0\0\0\x0eTimeZone\0\0"); // 15 bytes, empty value
+        stream.extend_from_slice(b"C\0\0\0\x08SET\0"); // 9 bytes
         stream.extend_from_slice(b"Z\0\0\0\x05I");
         let mut sc = BackendScanner::default();
         assert_eq!(
@@ -309,6 +317,10 @@ mod tests {
         );
         assert_eq!(
             sc.next(&stream[26..]).expect("ok"),
+            BackendEvent::CommandComplete { len: 9 }
+        );
+        assert_eq!(
+            sc.next(&stream[35..]).expect("ok"),
             BackendEvent::ReadyForQuery {
                 status: TxStatus::Idle,
                 len: 6

@@ -6,6 +6,7 @@
 mod login;
 pub(crate) mod params;
 pub(crate) mod prepared;
+pub(crate) mod probe;
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +22,26 @@ use crate::protocol::{
     decode_data_row, BackendMessage, ErrorFields, MessageBuilder, ProtocolError, TxStatus,
 };
 pub(crate) use params::{ParamSet, ServerParams};
+
+/// Moves one whole NotificationResponse or NoticeResponse from the front of `buf` to `sink`.
+/// Returns whether it did.
+fn take_async_message(buf: &mut BytesMut, sink: &mut BytesMut) -> Result<bool, ProtocolError> {
+    let Some(&[tag @ (b'A' | b'N'), a, b, c, d]) = buf.get(..5) else {
+        return Ok(false);
+    };
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    if !(4..=crate::protocol::MAX_INSPECTED_LEN).contains(&len) {
+        return Err(ProtocolError::BadLength {
+            tag: char::from(tag),
+            len,
+        });
+    }
+    if buf.len() < len + 1 {
+        return Ok(false);
+    }
+    sink.extend_from_slice(&buf.split_to(len + 1));
+    Ok(true)
+}
 
 /// Where and as whom to open server connections.
 #[derive(Debug, Clone)]
@@ -173,12 +194,25 @@ impl ServerConn {
         &mut self,
         sql: &str,
     ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
+        self.query_passing_async(sql, &mut BytesMut::new()).await
+    }
+
+    /// `simple_query` on a server that belongs to a client's session: notifications and
+    /// notices that arrive meanwhile are the client's, and are appended to `sink` as is.
+    pub(crate) async fn query_passing_async(
+        &mut self,
+        sql: &str,
+        sink: &mut BytesMut,
+    ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
         MessageBuilder::query(&mut self.conn.wbuf, sql);
         self.conn.flush().await?;
         let mut rows = Vec::new();
         let mut failure = None;
         loop {
             let msg = loop {
+                if take_async_message(&mut self.conn.rbuf, sink)? {
+                    continue;
+                }
                 if let Some(row) = decode_data_row(&mut self.conn.rbuf)? {
                     rows.push(row);
                     continue;
@@ -206,6 +240,49 @@ impl ServerConn {
                 }
                 BackendMessage::Error(fields) => failure = Some(fields),
                 _ => {}
+            }
+        }
+    }
+
+    /// Passes on what an idle server sent on its own to the client holding it (a pinned
+    /// client between transactions): notifications, notices and parameter changes go to
+    /// `sink`. Anything else means the session is over (a FATAL, or the server closed).
+    pub(crate) fn take_idle_messages(&mut self, sink: &mut BytesMut) -> Result<(), BackendError> {
+        loop {
+            match self.conn.try_read() {
+                Ok(0) => {
+                    self.clean = false;
+                    return Err(BackendError::Closed);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        loop {
+            if take_async_message(&mut self.conn.rbuf, sink)? {
+                continue;
+            }
+            let Some(&[tag, a, b, c, d]) = self.conn.rbuf.get(..5) else {
+                return Ok(());
+            };
+            let total = u32::from_be_bytes([a, b, c, d]) as usize + 1;
+            if tag == b'S' && self.conn.rbuf.len() >= total {
+                sink.extend_from_slice(self.conn.rbuf.get(..total).unwrap_or_default());
+            }
+            match BackendMessage::decode(&mut self.conn.rbuf)? {
+                None => return Ok(()),
+                Some(BackendMessage::ParameterStatus { name, value }) => {
+                    self.params.reported.set(&name, &value);
+                }
+                Some(BackendMessage::Error(fields)) => {
+                    self.clean = false;
+                    return Err(BackendError::Refused(fields));
+                }
+                Some(_) => {
+                    self.clean = false;
+                    return Err(ProtocolError::UnexpectedTag(char::from(tag)).into());
+                }
             }
         }
     }

@@ -73,6 +73,20 @@ impl ParamSet {
         out
     }
 
+    /// The client's desired parameters after a probe found `session` set on its server:
+    /// the reported parameters it follows as they are, its startup parameters (a RESET
+    /// returns to those, as on PostgreSQL), and what its session set, which wins.
+    pub(crate) fn after_probe(&self, startup: &ParamSet, session: &ParamSet) -> ParamSet {
+        let mut out = ParamSet::default();
+        for (name, value) in self.iter().filter(|(n, _)| Self::is_tracked(n)) {
+            out.set(name, value);
+        }
+        for (name, value) in startup.iter().chain(session.iter()) {
+            out.set(name, value);
+        }
+        out
+    }
+
     /// Whether `name` is one of the reported parameters a client's state follows.
     pub(crate) fn is_tracked(name: &str) -> bool {
         TRACKED_REPORTED
@@ -118,6 +132,16 @@ impl ServerParams {
             (false, true) => Some(sets),
             (true, false) => Some(resets),
             (false, false) => Some(format!("{sets};{resets}")),
+        }
+    }
+
+    /// Records what a probe found set in this server's session (`session` source).
+    pub(crate) fn probed(&mut self, session: &ParamSet) {
+        self.applied = ParamSet::default();
+        for (name, value) in session.iter() {
+            if self.reported.get(name).is_none() {
+                self.applied.set(name, value);
+            }
         }
     }
 
@@ -181,6 +205,32 @@ mod tests {
         server.synced(&desired);
         server.reported.set("application_name", "it's");
         assert_eq!(server.sync_sql(&desired), None);
+    }
+
+    #[test]
+    fn probe_results_become_the_clients_state() {
+        let mut desired = ParamSet::default();
+        desired.set("TimeZone", "UTC");
+        desired.set("search_path", "old");
+        let mut startup = ParamSet::default();
+        startup.set("statement_timeout", "5s");
+        let mut session = ParamSet::default();
+        session.set("work_mem", "8MB");
+        let next = desired.after_probe(&startup, &session);
+        // search_path was RESET (no longer in the session): gone; the startup value is back.
+        assert_eq!(next.get("search_path"), None);
+        assert_eq!(next.get("timezone"), Some("UTC"));
+        assert_eq!(next.get("statement_timeout"), Some("5s"));
+        assert_eq!(next.get("work_mem"), Some("8MB"));
+        let mut server = ServerParams::default();
+        server.reported.set("TimeZone", "UTC");
+        session.set("TimeZone", "UTC");
+        server.probed(&session);
+        assert_eq!(server.applied.get("work_mem"), Some("8MB"));
+        assert_eq!(server.applied.get("TimeZone"), None);
+        // The next sync on this server puts the startup value back.
+        let sql = server.sync_sql(&next).expect("differs");
+        assert!(sql.contains("statement_timeout"), "{sql}");
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! makes itself go out at the right place. Reads stop while the other side is not draining,
 //! so nothing buffers without bound.
 
+mod hints;
 mod replies;
 mod requests;
+
+pub(super) use hints::text_changes_session;
 
 use std::io;
 use std::time::Duration;
@@ -114,6 +117,9 @@ pub(super) struct Relay {
     /// message too short to scan yet (13 bytes of a 1 GiB Query) must be read further,
     /// not handed back to the session, which would lease a server for it again and spin.
     started: bool,
+    /// Something in this transaction may have changed the client's session (`hints`): the
+    /// session probes the server before giving it back.
+    session_hint: bool,
 }
 
 impl Relay {
@@ -143,6 +149,7 @@ impl Relay {
             leave_when_idle: false,
             copy_in: false,
             started: false,
+            session_hint: false,
         }
     }
 
@@ -154,6 +161,11 @@ impl Relay {
     /// Whether extended-protocol messages were sent since the last Sync.
     pub(super) fn unsynced(&self) -> bool {
         self.unsynced
+    }
+
+    /// Whether the transaction may have changed the client's session state.
+    pub(super) fn session_hint(&self) -> bool {
+        self.session_hint
     }
 
     /// Whether the client asked to close.
@@ -367,6 +379,15 @@ impl Relay {
                         Route::Forward
                     }
                 },
+                BackendEvent::CommandComplete { len } => {
+                    let route = self.replies.on_message(BackendTag::CommandComplete);
+                    if route == Route::Forward && !self.session_hint {
+                        let at = self.sfwd;
+                        let tag = server.conn.rbuf.get(at + 5..at + len - 1);
+                        self.session_hint = tag.is_some_and(hints::tag_changes_session);
+                    }
+                    route
+                }
                 BackendEvent::ParameterStatus { name, value, .. } => {
                     server.params.reported.set(&name, &value);
                     let hidden = self.replies.in_hidden();

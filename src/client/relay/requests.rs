@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
+use super::hints;
 use super::replies::{Expect, Hidden, Request, Synth};
 use super::Relay;
 use crate::client::prepared::{ClientStatements, StatementDef};
@@ -65,6 +66,8 @@ impl Relay {
                     if available < want {
                         Step::More
                     } else {
+                        let text = unscanned.get(5..total.min(available)).unwrap_or_default();
+                        self.session_hint |= hints::text_changes_session(text);
                         if tag == FrontendTag::Query
                             && resets_statements(unscanned.get(5..want).unwrap_or_default())
                         {
@@ -165,6 +168,7 @@ impl Relay {
         total: usize,
     ) -> Result<Step, SessionError> {
         let (unscanned, body) = self.next_message(client, total);
+        self.session_hint |= hints::text_changes_session(body);
         let Some((name, _)) = Extended::parse_name(body)? else {
             if unscanned.len() >= total {
                 return Err(ProtocolError::Malformed { what: "Parse" }.into());
@@ -234,6 +238,7 @@ impl Relay {
             return Ok(self.plain(Request::Bind, total));
         };
         let rest_len = total - 5 - rest_at;
+        self.session_hint |= def.touches_session;
         out.clear();
         self.ensure_prepared(server, &def, out);
         MessageBuilder::bind_prefix(out, portal, &def.server_name, rest_len);

@@ -1,0 +1,88 @@
+//! Cheap signs that a transaction may have changed the client's session (settings, LISTEN,
+//! temporary tables, ...). A sign only asks for the probe after the transaction (see
+//! `server::probe`), which finds out exactly; so a false alarm costs one round trip and a
+//! miss is what must not happen. Runs on every CommandComplete and every query text:
+//! byte comparisons only, no allocation.
+
+/// CommandComplete tags of statements that can change session state.
+const SESSION_TAGS: [&[u8]; 12] = [
+    b"SET",
+    b"RESET",
+    b"LISTEN",
+    b"UNLISTEN",
+    b"PREPARE",
+    b"DEALLOCATE",
+    b"DEALLOCATE ALL",
+    b"DECLARE CURSOR",
+    b"CLOSE CURSOR",
+    b"CLOSE CURSOR ALL",
+    b"CREATE TABLE",
+    b"DROP TABLE",
+];
+
+/// Words in a query text that change session state inside a statement whose tag says
+/// nothing: `SELECT set_config(..)`, `SELECT pg_advisory_lock(..)`, `CREATE TEMP TABLE .. AS`
+/// (tag `SELECT n`). Lower case; matched without regard to case.
+const SESSION_WORDS: [&[u8]; 3] = [b"set_config", b"advisory", b"temp"];
+
+/// Whether a CommandComplete tag (without its NUL) is one of a session-changing statement.
+pub(super) fn tag_changes_session(tag: &[u8]) -> bool {
+    SESSION_TAGS.contains(&tag) || tag.starts_with(b"DISCARD")
+}
+
+/// Whether a query text (or the part of it at hand) mentions a session-changing function
+/// or a temporary table.
+pub(crate) fn text_changes_session(text: &[u8]) -> bool {
+    text.iter().enumerate().any(|(i, b)| {
+        let b = b.to_ascii_lowercase();
+        matches!(b, b's' | b'a' | b't')
+            && SESSION_WORDS.iter().any(|w| {
+                w.first() == Some(&b)
+                    && text
+                        .get(i..i + w.len())
+                        .is_some_and(|s| s.eq_ignore_ascii_case(w))
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags() {
+        for tag in [
+            "SET",
+            "RESET",
+            "LISTEN",
+            "DISCARD ALL",
+            "DISCARD TEMP",
+            "CREATE TABLE",
+        ] {
+            assert!(tag_changes_session(tag.as_bytes()), "{tag}");
+        }
+        for tag in [
+            "SELECT 1",
+            "INSERT 0 1",
+            "UPDATE 3",
+            "COMMIT",
+            "BEGIN",
+            "SETX",
+        ] {
+            assert!(!tag_changes_session(tag.as_bytes()), "{tag}");
+        }
+    }
+
+    #[test]
+    fn texts() {
+        assert!(text_changes_session(b"select pg_advisory_lock(1)"));
+        assert!(text_changes_session(b"SELECT SET_CONFIG('a', 'b', false)"));
+        assert!(text_changes_session(b"CREATE TEMP TABLE t AS SELECT 1"));
+        assert!(text_changes_session(b"create temporary table t (a int)"));
+        assert!(!text_changes_session(
+            b"SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+        ));
+        assert!(!text_changes_session(b"UPDATE t SET a = 1"));
+        assert!(!text_changes_session(b"te"));
+    }
+}
