@@ -225,16 +225,35 @@ impl Raw {
         scram.finish(&m.body[4..]).expect("server signature");
     }
 
+    /// Connects to weir on 127.0.0.1:`port` with a receive buffer of about `rcvbuf` bytes
+    /// (set before connecting, so the advertised window stays small): a client that stops
+    /// reading pushes back on weir after a few KiB instead of the kernel's megabytes.
+    pub async fn connect_small_window(port: u16, rcvbuf: u32) -> Raw {
+        let socket = tokio::net::TcpSocket::new_v4().expect("TCP socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        let stream = socket
+            .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .expect("TCP connect to weir");
+        stream.set_nodelay(true).expect("nodelay");
+        Raw { stream }
+    }
+
     /// Connects and logs in as `user` with SCRAM; returns once ReadyForQuery arrived.
     pub async fn login(port: u16, user: &str, password: &str, db: &str) -> Raw {
-        let mut raw = Raw::connect(port).await;
-        raw.send(&startup(PROTOCOL_3_0, &[("user", user), ("database", db)]))
+        Raw::connect(port).await.log_in(user, password, db).await
+    }
+
+    /// Logs in as `user` with SCRAM on this fresh connection; returns once ReadyForQuery
+    /// arrived.
+    pub async fn log_in(mut self, user: &str, password: &str, db: &str) -> Raw {
+        self.send(&startup(PROTOCOL_3_0, &[("user", user), ("database", db)]))
             .await;
-        let m = raw.expect_message().await;
+        let m = self.expect_message().await;
         assert_eq!(m.auth_code(), 10, "expected AuthenticationSASL: {m:?}");
-        raw.scram(password).await;
-        raw.finish_login().await;
-        raw
+        self.scram(password).await;
+        self.finish_login().await;
+        self
     }
 
     /// Reads AuthenticationOk, the parameters and BackendKeyData, up to ReadyForQuery.
