@@ -22,6 +22,18 @@ thread_local! {
     static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Waits until `conn`'s socket may be read. Unlike `TcpStream::readable`, the waker goes in
+/// the socket's single reader slot instead of a list node that is linked and unlinked
+/// under a lock on every wait: each connection has one task, and waits are per message.
+pub(crate) fn read_ready(conn: &Conn) -> impl std::future::Future<Output = io::Result<()>> + '_ {
+    std::future::poll_fn(move |cx| conn.io.poll_read_ready(cx))
+}
+
+/// Waits until `conn`'s socket may be written; see `read_ready`.
+pub(crate) fn write_ready(conn: &Conn) -> impl std::future::Future<Output = io::Result<()>> + '_ {
+    std::future::poll_fn(move |cx| conn.io.poll_write_ready(cx))
+}
+
 /// Why reading or writing a connection failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum NetError {

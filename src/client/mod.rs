@@ -159,7 +159,7 @@ async fn start(
                 .primary(&targets, snap.config.pool.server_connect_timeout)
                 .await?;
             let mut lease = pool.checkout(host).await?;
-            let d = lease.params.reported.clone();
+            let d = lease.params.reported().clone();
             lease.mark_clean();
             drop(lease);
             d

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::app::{Database, Snapshot};
 use crate::cancel::CancelHandle;
 use crate::config::PoolMode;
-use crate::net::Conn;
+use crate::net::{read_ready, Conn};
 use crate::pool::{DbUserPool, Lease};
 use crate::protocol::{
     ErrorSeverity, FrontendEvent, FrontendScanner, FrontendTag, MessageBuilder, TxStatus,
@@ -133,7 +133,7 @@ impl Session {
                     }
                 },
             };
-            let param_sync = match lease.params.sync_sql(&self.attach.state.desired) {
+            let param_sync = match lease.params.sync_for(&self.attach.state.desired) {
                 Some(sql) => {
                     MessageBuilder::query(&mut lease.conn.wbuf, &sql);
                     true
@@ -276,7 +276,7 @@ impl Session {
                 lease.poison();
                 return;
             }
-            lease.params.applied = ParamSet::default();
+            lease.params.forget_applied();
             lease.prepared.clear();
         }
         lease.mark_clean();
@@ -313,7 +313,7 @@ impl Session {
             // The next read allocates again: once per transaction, not per message.
             self.client.shrink_idle();
             tokio::select! {
-                r = self.client.io.readable() => {
+                r = read_ready(&self.client) => {
                     r?;
                     match self.client.try_read() {
                         Ok(0) => return Ok(Next::Leave),
@@ -412,7 +412,7 @@ impl Session {
 /// Waits until a pinned client's idle server has something to say; forever when unpinned.
 async fn pinned_readable(pinned: Option<&Pinned>) -> std::io::Result<()> {
     match pinned {
-        Some(p) => p.lease.conn.io.readable().await,
+        Some(p) => read_ready(&p.lease.conn).await,
         None => std::future::pending().await,
     }
 }

@@ -50,8 +50,6 @@ pub(crate) struct ServerManager {
     target: ServerTarget,
     /// Limit on connect + login.
     connect_timeout: Duration,
-    /// Connections older than this are closed instead of reused.
-    lifetime: Duration,
 }
 
 impl managed::Manager for ServerManager {
@@ -63,9 +61,9 @@ impl managed::Manager for ServerManager {
     }
 
     async fn recycle(&self, conn: &mut ServerConn, _: &Metrics) -> RecycleResult<BackendError> {
-        if !self.lifetime.is_zero() && conn.created.elapsed() >= self.lifetime {
-            return Err(managed::RecycleError::message("server_lifetime reached"));
-        }
+        // `server_lifetime` is enforced by the janitor (`maintain`, every second), not here:
+        // reading the clock on every checkout costs more than a connection living a second
+        // past its lifetime.
         if !conn.check_idle() {
             return Err(managed::RecycleError::message("connection closed or dirty"));
         }
@@ -105,7 +103,6 @@ impl DbUserPool {
                 let manager = ServerManager {
                     target,
                     connect_timeout: settings.server_connect_timeout,
-                    lifetime: settings.server_lifetime,
                 };
                 let pool = Pool::builder(manager)
                     .max_size(settings.size.get() as usize)
@@ -141,8 +138,9 @@ impl DbUserPool {
         // Fast path: a free connection (or room for a new one) needs no timer at all.
         let got = match hp.pool.timeout_get(&immediate).await {
             Err(DeadpoolError::Timeout(TimeoutType::Wait)) => {
+                // One timer, ours: deadpool is told to wait without one of its own.
                 let waiting = managed::Timeouts {
-                    wait: Some(waited),
+                    wait: None,
                     ..immediate
                 };
                 tokio::time::timeout(waited, hp.pool.timeout_get(&waiting)).await
@@ -172,7 +170,7 @@ impl DbUserPool {
             Ok(Err(_)) => return Err(PoolError::Closed(self.label.clone())),
         };
         if self.server_defaults.get().is_none() {
-            let _ = self.server_defaults.set(obj.params.reported.clone());
+            let _ = self.server_defaults.set(obj.params.reported().clone());
         }
         Ok(Lease::new(obj))
     }
@@ -210,7 +208,7 @@ impl DbUserPool {
                     }
                 }
                 if let Some(obj) = held.first() {
-                    let _ = self.server_defaults.set(obj.params.reported.clone());
+                    let _ = self.server_defaults.set(obj.params.reported().clone());
                 }
             }
         }

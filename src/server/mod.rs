@@ -159,10 +159,7 @@ impl ServerConn {
             peer,
             process_id: login.process_id,
             secret_key: login.secret_key,
-            params: ServerParams {
-                reported: login.params,
-                applied: ParamSet::default(),
-            },
+            params: ServerParams::new(login.params),
             prepared: prepared::PreparedSet::default(),
             created: Instant::now(),
             clean: true,
@@ -236,7 +233,7 @@ impl ServerConn {
                     };
                 }
                 BackendMessage::ParameterStatus { name, value } => {
-                    self.params.reported.set(&name, &value)
+                    self.params.report(&name, &value)
                 }
                 BackendMessage::Error(fields) => failure = Some(fields),
                 _ => {}
@@ -273,7 +270,7 @@ impl ServerConn {
             match BackendMessage::decode(&mut self.conn.rbuf)? {
                 None => return Ok(()),
                 Some(BackendMessage::ParameterStatus { name, value }) => {
-                    self.params.reported.set(&name, &value);
+                    self.params.report(&name, &value);
                 }
                 Some(BackendMessage::Error(fields)) => {
                     self.clean = false;

@@ -2,6 +2,8 @@
 //! what a client expects, what a server has, and the statement that makes them equal.
 
 use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
 
 /// Reported parameters a client may change and must see kept on every server it lands on.
 /// The others PostgreSQL reports (server_version, is_superuser, ...) belong to the server.
@@ -20,9 +22,30 @@ const TRACKED_REPORTED: [&str; 6] = [
 pub(crate) struct ParamSet {
     /// Entries in first-set order; names keep the spelling first seen.
     entries: Vec<(String, String)>,
+    /// Order-independent digest of the contents (see `entry_digest`), kept as entries change,
+    /// so "is this server already set up for this client?" is one comparison.
+    digest: u64,
+}
+
+/// Digest of one entry: a keyed SipHash of the lower-cased name and the value. The keys are
+/// random per process, so a client cannot choose values whose digest matches another's.
+fn entry_digest(name: &str, value: &str) -> u64 {
+    static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    let mut h = KEYS.get_or_init(Default::default).build_hasher();
+    for b in name.bytes() {
+        h.write_u8(b.to_ascii_lowercase());
+    }
+    h.write_u8(0xff);
+    h.write(value.as_bytes());
+    h.finish()
 }
 
 impl ParamSet {
+    /// A digest of the contents: equal sets have equal digests, whatever their order.
+    pub(crate) fn digest(&self) -> u64 {
+        self.digest
+    }
+
     /// The value of `name`, if set.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.entries
@@ -38,18 +61,33 @@ impl ParamSet {
             .iter_mut()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
         {
-            Some((_, v)) => {
+            Some((n, v)) => {
                 if v != value {
+                    self.digest = self
+                        .digest
+                        .wrapping_sub(entry_digest(n, v))
+                        .wrapping_add(entry_digest(n, value));
                     value.clone_into(v);
                 }
             }
-            None => self.entries.push((name.to_owned(), value.to_owned())),
+            None => {
+                self.digest = self.digest.wrapping_add(entry_digest(name, value));
+                self.entries.push((name.to_owned(), value.to_owned()));
+            }
         }
     }
 
     /// Removes `name`.
     pub(crate) fn remove(&mut self, name: &str) {
-        self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        let mut digest = self.digest;
+        self.entries.retain(|(n, v)| {
+            let keep = !n.eq_ignore_ascii_case(name);
+            if !keep {
+                digest = digest.wrapping_sub(entry_digest(n, v));
+            }
+            keep
+        });
+        self.digest = digest;
     }
 
     /// All entries.
@@ -67,7 +105,7 @@ impl ParamSet {
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
             {
-                out.entries.push((n.clone(), v.clone()));
+                out.set(n, v);
             }
         }
         out
@@ -95,16 +133,63 @@ impl ParamSet {
     }
 }
 
-/// What a server connection's session currently has.
+/// What a server connection's session currently has. Changes go through the methods, which
+/// also forget which client state the server was last found equal to.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ServerParams {
     /// Values the server reported with ParameterStatus (kept current while relaying).
-    pub(crate) reported: ParamSet,
+    reported: ParamSet,
     /// Unreported parameters weir set on this server for a client (e.g. `search_path`).
-    pub(crate) applied: ParamSet,
+    applied: ParamSet,
+    /// Digest of the desired set this server was last made or found equal to (0: none).
+    /// Clients that connect alike share one digest, so most checkouts skip `sync_sql`.
+    matches: u64,
 }
 
 impl ServerParams {
+    /// A freshly logged-in server that reported `reported`.
+    pub(crate) fn new(reported: ParamSet) -> Self {
+        Self {
+            reported,
+            ..Self::default()
+        }
+    }
+
+    /// Values the server reported.
+    pub(crate) fn reported(&self) -> &ParamSet {
+        &self.reported
+    }
+
+    /// Unreported parameters weir set on this server for a client.
+    pub(crate) fn applied(&self) -> &ParamSet {
+        &self.applied
+    }
+
+    /// The server reported a new value with ParameterStatus.
+    pub(crate) fn report(&mut self, name: &str, value: &str) {
+        self.reported.set(name, value);
+        self.matches = 0;
+    }
+
+    /// The server's session was reset (DISCARD ALL): nothing weir applied is left.
+    pub(crate) fn forget_applied(&mut self) {
+        self.applied = ParamSet::default();
+        self.matches = 0;
+    }
+
+    /// `sync_sql`, skipped when this server is known to match `desired` already; a server
+    /// found to match is remembered as such.
+    pub(crate) fn sync_for(&mut self, desired: &ParamSet) -> Option<String> {
+        if self.matches != 0 && self.matches == desired.digest() {
+            return None;
+        }
+        let sql = self.sync_sql(desired);
+        if sql.is_none() {
+            self.matches = desired.digest();
+        }
+        sql
+    }
+
     /// The SQL that turns this server's parameters into `desired`, or `None` when they match.
     /// Values go through `set_config`, which takes them exactly as a startup packet would.
     pub(crate) fn sync_sql(&self, desired: &ParamSet) -> Option<String> {
@@ -137,6 +222,7 @@ impl ServerParams {
 
     /// Records what a probe found set in this server's session (`session` source).
     pub(crate) fn probed(&mut self, session: &ParamSet) {
+        self.matches = 0;
         self.applied = ParamSet::default();
         for (name, value) in session.iter() {
             if self.reported.get(name).is_none() {
@@ -161,6 +247,7 @@ impl ServerParams {
                 self.applied.set(name, value);
             }
         }
+        self.matches = desired.digest();
     }
 }
 
@@ -231,6 +318,36 @@ mod tests {
         // The next sync on this server puts the startup value back.
         let sql = server.sync_sql(&next).expect("differs");
         assert!(sql.contains("statement_timeout"), "{sql}");
+    }
+
+    #[test]
+    fn digest_ignores_order_and_name_case() {
+        let mut a = ParamSet::default();
+        a.set("TimeZone", "UTC");
+        a.set("search_path", "x");
+        let mut b = ParamSet::default();
+        b.set("search_path", "y");
+        b.set("timezone", "UTC");
+        assert_ne!(a.digest(), b.digest());
+        b.set("search_path", "x");
+        assert_eq!(a.digest(), b.digest());
+        b.remove("search_path");
+        a.remove("SEARCH_PATH");
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(ParamSet::default().digest(), 0);
+    }
+
+    #[test]
+    fn a_matching_server_is_remembered_until_it_changes() {
+        let mut reported = ParamSet::default();
+        reported.set("TimeZone", "UTC");
+        let mut server = ServerParams::new(reported);
+        let mut desired = ParamSet::default();
+        desired.set("TimeZone", "UTC");
+        assert_eq!(server.sync_for(&desired), None);
+        assert_eq!(server.matches, desired.digest());
+        server.report("TimeZone", "Asia/Tokyo");
+        assert!(server.sync_for(&desired).is_some());
     }
 
     #[test]

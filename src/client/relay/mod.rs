@@ -20,7 +20,7 @@ use bytes::{Buf, BytesMut};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::net::Conn;
+use crate::net::{read_ready, write_ready, Conn};
 use crate::protocol::{
     self, BackendEvent, BackendScanner, BackendTag, ErrorFields, ErrorSeverity, FrontendScanner,
     MessageBuilder, TxStatus,
@@ -107,8 +107,9 @@ pub(super) struct Relay {
     config: RelayConfig,
     /// When the oldest unanswered request was sent; `None` once a cancel went out for it.
     waiting_since: Option<Instant>,
-    /// When the client last sent anything, or last got its final answer.
-    client_active: Instant,
+    /// When the client last sent anything, or last got its final answer; kept only when an
+    /// idle limit is configured (the clock is not read per message otherwise).
+    client_active: Option<Instant>,
     /// Leave at the next idle point (session mode, shutdown requested mid-transaction).
     leave_when_idle: bool,
     /// The server is in COPY IN and the client has not ended its data: its Syncs are ignored.
@@ -130,7 +131,7 @@ impl Relay {
         if param_sync {
             replies.push(Expect::Hidden(Hidden::ParamSync));
         }
-        Self {
+        let mut relay = Self {
             cscan: FrontendScanner::default(),
             cfwd: 0,
             sscan: BackendScanner::default(),
@@ -145,12 +146,14 @@ impl Relay {
             fatal: None,
             config,
             waiting_since: None,
-            client_active: Instant::now(),
+            client_active: None,
             leave_when_idle: false,
             copy_in: false,
             started: false,
             session_hint: false,
-        }
+        };
+        relay.touch_client();
+        relay
     }
 
     /// Whether the client's byte stream is between messages.
@@ -198,7 +201,8 @@ impl Relay {
         } else {
             return None;
         };
-        (!limit.is_zero()).then(|| (self.client_active + limit, which))
+        let since = self.client_active?;
+        (!limit.is_zero()).then(|| (since + limit, which))
     }
 
     /// Relays until the transaction is over, or a side goes away.
@@ -240,13 +244,13 @@ impl Relay {
             let listen_wake = !self.config.release_when_idle && !self.leave_when_idle;
             tokio::select! {
                 biased;
-                r = server.conn.io.writable(), if to_server_blocked => {
+                r = write_ready(&server.conn), if to_server_blocked => {
                     if r.is_err() { return Ok(self.server_lost()); }
                 }
-                r = client.io.writable(), if to_client_blocked => {
+                r = write_ready(client), if to_client_blocked => {
                     if r.is_err() { return Ok(Outcome::ClientGone); }
                 }
-                r = server.conn.io.readable(), if read_server => {
+                r = read_ready(&server.conn), if read_server => {
                     if r.is_err() { return Ok(self.server_lost()); }
                     match server.conn.try_read() {
                         Ok(0) => return Ok(self.server_lost()),
@@ -274,7 +278,7 @@ impl Relay {
                         self.leave_when_idle = true;
                     }
                 }
-                r = client.io.readable(), if read_client => {
+                r = read_ready(client), if read_client => {
                     if r.is_err() { return Ok(Outcome::ClientGone); }
                     self.touch_client();
                     match client.try_read() {
@@ -290,7 +294,7 @@ impl Relay {
     /// Restarts the client's idle clock; reads the clock only when an idle limit is on.
     fn touch_client(&mut self) {
         if !(self.config.idle_in_transaction.is_zero() && self.config.client_idle.is_zero()) {
-            self.client_active = Instant::now();
+            self.client_active = Some(Instant::now());
         }
     }
 
@@ -389,7 +393,7 @@ impl Relay {
                     route
                 }
                 BackendEvent::ParameterStatus { name, value, .. } => {
-                    server.params.reported.set(&name, &value);
+                    server.params.report(&name, &value);
                     let hidden = self.replies.in_hidden();
                     if hidden
                         || crate::server::ParamSet::is_tracked(&name)
@@ -459,9 +463,9 @@ impl Relay {
                     .map(|(n, _)| {
                         let v = server
                             .params
-                            .reported
+                            .reported()
                             .get(n)
-                            .or_else(|| server.params.applied.get(n));
+                            .or_else(|| server.params.applied().get(n));
                         (n.to_owned(), v.map(str::to_owned))
                     })
                     .collect();

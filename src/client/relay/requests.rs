@@ -73,7 +73,7 @@ impl Relay {
                         {
                             statements.clear();
                             server.prepared.clear();
-                            server.params.applied = Default::default();
+                            server.params.forget_applied();
                         }
                         self.replies.push(Expect::Client(Request::Query));
                         self.add_pending();
