@@ -100,5 +100,23 @@ async fn describe_errors_and_pipelines_behave_like_postgres() {
         .expect_err("gone after DISCARD ALL");
     assert_eq!(sqlstate(&err).as_deref(), Some("26000"));
     assert_eq!(common::psql(&db, "SELECT count(*) FROM p"), "3");
+    // Prepared again, it works: weir knows the server dropped it too. Both spellings that
+    // drivers send, on a pool of one so the same server is reused.
+    for reset in ["DISCARD ALL", "DEALLOCATE ALL"] {
+        let again = c
+            .prepare("INSERT INTO p VALUES ($1, $2) RETURNING id")
+            .await
+            .expect("prepare again");
+        other
+            .batch_execute("BEGIN")
+            .await
+            .expect("hold the other server");
+        let id = if reset == "DISCARD ALL" { 4i32 } else { 5 };
+        c.query_one(&again, &[&id, &reset])
+            .await
+            .expect("re-prepared statement works");
+        other.batch_execute("COMMIT").await.expect("release it");
+        c.batch_execute(reset).await.expect(reset);
+    }
     proxy.stop().await;
 }

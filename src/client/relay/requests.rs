@@ -92,7 +92,8 @@ impl Relay {
                     Step::Next
                 }
                 FrontendTag::Flush => {
-                    self.unsynced = true;
+                    // A Flush starts nothing: psycopg's pipelines send one right after their
+                    // Sync, and the server is idle once that Sync is answered.
                     self.cscan.pass(total);
                     Step::Next
                 }
@@ -327,7 +328,7 @@ impl Relay {
 /// every prepared statement of the session. Runs on every Query: no allocation.
 fn resets_statements(text: &[u8]) -> bool {
     let mut words = text
-        .split(|b| b.is_ascii_whitespace() || *b == b';')
+        .split(|b| b.is_ascii_whitespace() || *b == b';' || *b == 0)
         .filter(|w| !w.is_empty());
     let is =
         |w: Option<&[u8]>, word: &str| w.is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()));
@@ -348,5 +349,7 @@ mod tests {
         assert!(!resets_statements(b"SELECT 1"));
         assert!(resets_statements(b"deallocate prepare all"));
         assert!(!resets_statements(b"DEALLOCATE PREPARE foo"));
+        // A short Query's text is peeked at with its terminating NUL (psycopg sends this).
+        assert!(resets_statements(b"DEALLOCATE ALL\0"));
     }
 }
