@@ -313,6 +313,7 @@ impl Session {
             // The next read allocates again: once per transaction, not per message.
             self.client.shrink_idle();
             tokio::select! {
+                biased;
                 r = read_ready(&self.client) => {
                     r?;
                     match self.client.try_read() {

@@ -57,7 +57,9 @@ impl managed::Manager for ServerManager {
     type Error = BackendError;
 
     async fn create(&self) -> Result<ServerConn, BackendError> {
-        ServerConn::connect(&self.target, self.connect_timeout).await
+        // Boxed: the login future is kilobytes, and inline it would make every checkout
+        // future (built and moved on each transaction) that large too.
+        Box::pin(ServerConn::connect(&self.target, self.connect_timeout)).await
     }
 
     async fn recycle(&self, conn: &mut ServerConn, _: &Metrics) -> RecycleResult<BackendError> {
@@ -143,7 +145,9 @@ impl DbUserPool {
                     wait: None,
                     ..immediate
                 };
-                tokio::time::timeout(waited, hp.pool.timeout_get(&waiting)).await
+                // Boxed: a waiting checkout is the rare path, and inline its timer and second
+                // deadpool future would double the size of every checkout future.
+                Box::pin(tokio::time::timeout(waited, hp.pool.timeout_get(&waiting))).await
             }
             other => Ok(other),
         };

@@ -33,16 +33,23 @@ pub(super) fn tag_changes_session(tag: &[u8]) -> bool {
 /// Whether a query text (or the part of it at hand) mentions a session-changing function
 /// or a temporary table.
 pub(crate) fn text_changes_session(text: &[u8]) -> bool {
-    text.iter().enumerate().any(|(i, b)| {
-        let b = b.to_ascii_lowercase();
-        matches!(b, b's' | b'a' | b't')
-            && SESSION_WORDS.iter().any(|w| {
-                w.first() == Some(&b)
-                    && text
-                        .get(i..i + w.len())
-                        .is_some_and(|s| s.eq_ignore_ascii_case(w))
-            })
-    })
+    for (i, &b) in text.iter().enumerate() {
+        // `| 0x20` lower-cases ASCII letters; only S/s, A/a and T/t map to these three.
+        let first = b | 0x20;
+        if !matches!(first, b's' | b'a' | b't') {
+            continue;
+        }
+        let found = SESSION_WORDS.iter().any(|w| {
+            w.first() == Some(&first)
+                && text
+                    .get(i..i + w.len())
+                    .is_some_and(|s| s.eq_ignore_ascii_case(w))
+        });
+        if found {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
