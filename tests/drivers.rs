@@ -14,10 +14,9 @@ use std::process::Command as StdCommand;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{config_toml, fresh_database, pg, psql, Proxy, PASSWORD, USER};
+use common::backends::{assert_pool_held, ServerConnections};
+use common::{config_toml, fresh_database, psql, Proxy, PASSWORD, USER};
 use tokio::process::Command;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// The drivers, pinned so that a new release cannot change what these tests exercise.
 const REQUIREMENTS: &[&str] = &[
@@ -27,8 +26,6 @@ const REQUIREMENTS: &[&str] = &[
 ];
 /// One script run must finish within this (they take a few seconds).
 const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
-/// How often the watcher samples pg_stat_activity.
-const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// `pool.query_wait_timeout` where the clients are few: a server that weir fails to give
 /// back then shows as SQLSTATE 08001 soon, rather than after the default 30 s.
 const SHORT_WAIT: &str = "query_wait_timeout = \"10s\"";
@@ -164,65 +161,6 @@ async fn run_script(proxy: &Proxy, db: &str, script: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
     println!("{stdout}");
-}
-
-/// Samples, until `most` is called, how many backends PostgreSQL has for one database.
-/// Every client in these tests goes through weir, so these are weir's server connections.
-struct ServerConnections {
-    /// Tells the sampling task to stop.
-    stop: oneshot::Sender<()>,
-    /// The sampling task; it returns the largest count it saw.
-    task: JoinHandle<i64>,
-}
-
-impl ServerConnections {
-    /// Starts sampling `db` from a superuser connection to another database.
-    async fn watch(db: &str) -> ServerConnections {
-        let conninfo = format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres",
-            pg().primary().port
-        );
-        let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
-            .await
-            .expect("connect to the primary as postgres");
-        tokio::spawn(conn);
-        let (stop, mut stopped) = oneshot::channel();
-        let db = db.to_owned();
-        let task = tokio::spawn(async move {
-            let mut most = 0;
-            loop {
-                let row = client
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity \
-                         WHERE datname = $1 AND backend_type = 'client backend'",
-                        &[&db],
-                    )
-                    .await
-                    .expect("sample pg_stat_activity");
-                most = most.max(row.get::<_, i64>(0));
-                tokio::select! {
-                    _ = &mut stopped => return most,
-                    _ = tokio::time::sleep(SAMPLE_EVERY) => {}
-                }
-            }
-        });
-        ServerConnections { stop, task }
-    }
-
-    /// Stops sampling; returns the most backends seen at once.
-    async fn most(self) -> i64 {
-        let _ = self.stop.send(());
-        self.task.await.expect("watcher task")
-    }
-}
-
-/// Asserts that weir used some server connections, and never more than `size` at once.
-fn assert_pool_held(most: i64, size: i64) {
-    println!("pg_stat_activity: at most {most} server connections (pool.size = {size})");
-    assert!(
-        (1..=size).contains(&most),
-        "pg_stat_activity showed at most {most} backends for the database; pool.size is {size}"
-    );
 }
 
 /// asyncpg prepares every parametrised query as a named statement (its statement cache)

@@ -2,6 +2,7 @@
 //! `pgcluster`), one fresh database per test, and an in-process weir on port 0.
 #![allow(dead_code)]
 
+pub mod backends;
 pub mod process;
 pub mod raw;
 
