@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,9 +25,14 @@ pub(crate) struct StatementDef {
 }
 
 impl StatementDef {
-    /// The definition of a Parse body tail.
-    pub(crate) fn new(tail: &[u8]) -> Self {
-        let digest = Sha256::digest(tail);
+    /// The definition of a Parse body tail, prepared under `search_path`: the same text
+    /// can name different tables under different paths, so the path is part of the name.
+    pub(crate) fn new(tail: &[u8], search_path: &str) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(search_path.as_bytes());
+        hash.update([0xff]);
+        hash.update(tail);
+        let digest = hash.finalize();
         let mut name = String::with_capacity(29);
         name.push_str("weir_");
         for b in digest.iter().take(12) {
@@ -36,6 +42,19 @@ impl StatementDef {
             server_name: name.into(),
             tail: Bytes::copy_from_slice(tail),
             touches_session: super::relay::text_changes_session(tail),
+        }
+    }
+}
+
+impl StatementDef {
+    /// The same definition under a name no other statement has: for a client's Parse of a
+    /// text a server already holds under the shared name (see `relay::requests::on_parse`).
+    pub(crate) fn with_unique_name(self) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Self {
+            server_name: format!("{}_{n}", self.server_name).into(),
+            ..self
         }
     }
 }
@@ -75,9 +94,14 @@ mod tests {
 
     #[test]
     fn same_text_and_types_share_a_server_name() {
-        let a = StatementDef::new(b"SELECT $1\0\0\x01\0\0\0\x17");
-        let b = StatementDef::new(b"SELECT $1\0\0\x01\0\0\0\x17");
-        let c = StatementDef::new(b"SELECT $1\0\0\0");
+        let a = StatementDef::new(b"SELECT $1\0\0\x01\0\0\0\x17", "");
+        let b = StatementDef::new(b"SELECT $1\0\0\x01\0\0\0\x17", "");
+        let c = StatementDef::new(b"SELECT $1\0\0\0", "");
+        let d = StatementDef::new(b"SELECT $1\0\0\0", "s1, public");
+        assert_ne!(c.server_name, d.server_name);
+        let e = StatementDef::new(b"SELECT $1\0\0\0", "").with_unique_name();
+        assert_ne!(c.server_name, e.server_name);
+        assert!(e.server_name.len() <= 63, "{}", e.server_name);
         assert_eq!(a.server_name, b.server_name);
         assert_ne!(a.server_name, c.server_name);
         assert_eq!(a.server_name.len(), 29);

@@ -430,11 +430,6 @@ impl MessageBuilder {
         });
     }
 
-    /// ParseComplete, for a Parse weir answered itself.
-    pub(crate) fn parse_complete(buf: &mut BytesMut) {
-        Self::tagged(buf, b'1', |_| {});
-    }
-
     /// CloseComplete, for a Close weir answered itself.
     pub(crate) fn close_complete(buf: &mut BytesMut) {
         Self::tagged(buf, b'3', |_| {});

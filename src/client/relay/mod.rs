@@ -328,7 +328,6 @@ impl Relay {
         while let Some(synth) = self.replies.pop_synth() {
             let mut msg = BytesMut::new();
             match synth {
-                Synth::ParseComplete => MessageBuilder::parse_complete(&mut msg),
                 Synth::CloseComplete => MessageBuilder::close_complete(&mut msg),
             }
             protocol::splice(&mut server.conn.rbuf, self.sfwd, 0, &msg);

@@ -56,8 +56,6 @@ pub(super) enum Hidden {
 /// A reply weir makes itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Synth {
-    /// The statement was already prepared on this server.
-    ParseComplete,
     /// The client closed one of its statements; the server keeps it for others.
     CloseComplete,
 }
@@ -252,11 +250,11 @@ mod tests {
     fn hidden_replies_are_dropped_and_synth_waits_its_turn() {
         let mut r = Replies::default();
         r.push(Expect::Hidden(Hidden::Parse("weir_b".into())));
-        r.push(Expect::Synth(Synth::ParseComplete));
+        r.push(Expect::Synth(Synth::CloseComplete));
         r.push(Expect::Client(Request::Bind));
         assert_eq!(r.pop_synth(), None);
         assert_eq!(r.on_message(BackendTag::ParseComplete), Route::Drop);
-        assert_eq!(r.pop_synth(), Some(Synth::ParseComplete));
+        assert_eq!(r.pop_synth(), Some(Synth::CloseComplete));
         assert_eq!(r.on_message(BackendTag::BindComplete), Route::Forward);
         assert!(r.is_empty());
     }

@@ -42,8 +42,10 @@ impl Relay {
         let ClientState {
             statements,
             scratch,
+            desired,
             ..
         } = state;
+        let search_path = desired.get("search_path").unwrap_or_default();
         while !self.terminate {
             if !self.cscan.at_boundary() {
                 let n = self.cscan.passable(client.rbuf.len() - self.cfwd);
@@ -99,7 +101,7 @@ impl Relay {
                 }
                 FrontendTag::Execute => self.plain(Request::Execute, total),
                 FrontendTag::Parse if self.config.rewrite => {
-                    self.on_parse(client, server, statements, scratch, total)?
+                    self.on_parse(client, server, statements, scratch, search_path, total)?
                 }
                 FrontendTag::Bind if self.config.rewrite => {
                     self.on_bind(client, server, statements, scratch, total)?
@@ -166,6 +168,7 @@ impl Relay {
         server: &mut ServerConn,
         statements: &mut ClientStatements,
         out: &mut BytesMut,
+        search_path: &str,
         total: usize,
     ) -> Result<Step, SessionError> {
         let (unscanned, body) = self.next_message(client, total);
@@ -193,20 +196,22 @@ impl Relay {
             return Err(ProtocolError::Malformed { what: "Parse" }.into());
         };
         let name = name.to_owned();
-        let def = Arc::new(StatementDef::new(tail));
+        let mut def = StatementDef::new(tail, search_path);
+        if server.prepared.touch(&def.server_name) {
+            // A Parse is always parsed, as on PostgreSQL: the statement already here may
+            // have been analysed before a schema change, and must not answer for this one.
+            def = def.with_unique_name();
+        }
+        let def = Arc::new(def);
         statements.insert(&name, def.clone());
         self.unsynced = true;
         out.clear();
-        if server.prepared.touch(&def.server_name) {
-            self.replies.push(Expect::Synth(Synth::ParseComplete));
-        } else {
-            self.evict_for(server, &def.server_name, out);
-            MessageBuilder::parse(out, &def.server_name, &def.tail);
-            self.replies.push(Expect::Client(Request::Parse(Some((
-                def.server_name.clone(),
-                name,
-            )))));
-        }
+        self.evict_for(server, &def.server_name, out);
+        MessageBuilder::parse(out, &def.server_name, &def.tail);
+        self.replies.push(Expect::Client(Request::Parse(Some((
+            def.server_name.clone(),
+            name,
+        )))));
         protocol::splice(&mut client.rbuf, self.cfwd, total, out);
         self.cfwd += out.len();
         Ok(Step::Next)
