@@ -40,19 +40,17 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("weir: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let result = match (&cli.command, &cli.config) {
-        (Some(Command::Demo { listen }), _) => runtime.block_on(weir::demo::run(listen)),
-        (None, Some(path)) => runtime.block_on(run(path, cli.check)),
+        (Some(Command::Demo { listen }), _) => {
+            runtime(0).and_then(|rt| rt.block_on(weir::demo::run(listen)))
+        }
+        (None, Some(path)) => match load(path, cli.check) {
+            Ok(Some(config)) => {
+                runtime(config.listen.workers).and_then(|rt| rt.block_on(run(config)))
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        },
         (None, None) => {
             Err("no configuration given: use `weir --config etc/weir.toml` (or `weir demo`)".into())
         }
@@ -66,7 +64,21 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(path: &std::path::Path, check_only: bool) -> Result<(), String> {
+/// The multi-threaded runtime with `workers` threads (0: one per CPU core, tokio's default,
+/// which `TOKIO_WORKER_THREADS` can still change).
+fn runtime(workers: u32) -> Result<tokio::runtime::Runtime, String> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers as usize);
+    }
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Loads and checks the configuration; `None` when only checking was asked for.
+fn load(path: &std::path::Path, check_only: bool) -> Result<Option<weir::config::Config>, String> {
     let config = weir::config::load(path).map_err(|e| e.to_string())?;
     let warnings = weir::check(&config).map_err(|e| e.to_string())?;
     for w in &warnings {
@@ -74,8 +86,12 @@ async fn run(path: &std::path::Path, check_only: bool) -> Result<(), String> {
     }
     if check_only {
         println!("configuration {} is valid", path.display());
-        return Ok(());
+        return Ok(None);
     }
+    Ok(Some(config))
+}
+
+async fn run(config: weir::config::Config) -> Result<(), String> {
     let weir = weir::Weir::start(config).await.map_err(|e| e.to_string())?;
     let trigger = weir.shutdown_trigger();
     tokio::spawn(async move {

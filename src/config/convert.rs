@@ -64,6 +64,7 @@ fn listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
         shutdown_timeout: or(raw.shutdown_timeout, d.shutdown_timeout, |v| {
             duration("listen.shutdown_timeout", v, Zero::Allowed)
         })?,
+        workers: or(raw.workers, d.workers, |v| whole("listen.workers", v, 0))?,
     })
 }
 

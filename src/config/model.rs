@@ -66,6 +66,8 @@ pub struct ListenSettings {
     /// On shutdown, how long running transactions get to finish before their clients are
     /// cut off. Zero closes everything at once.
     pub shutdown_timeout: Duration,
+    /// Threads serving clients; 0 = one per CPU core. Read at start only.
+    pub workers: u32,
 }
 
 impl ListenSettings {
@@ -81,6 +83,7 @@ impl Default for ListenSettings {
             addr: Self::DEFAULT_ADDR,
             client_login_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
+            workers: 0,
         }
     }
 }

@@ -105,6 +105,8 @@ pub(crate) struct RawListen {
     pub client_login_timeout: Option<Scalar>,
     /// `shutdown_timeout = "30s"`
     pub shutdown_timeout: Option<Scalar>,
+    /// `workers = 0`
+    pub workers: Option<Scalar>,
 }
 
 /// `[pool]` as written.

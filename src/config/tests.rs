@@ -103,6 +103,7 @@ fn every_value_form_is_understood() {
         addr = "[::1]:7000"
         client_login_timeout = 15
         shutdown_timeout = 0
+        workers = 3
         [pool]
         mode = "session"
         size = 5
@@ -134,6 +135,7 @@ fn every_value_form_is_understood() {
     assert_eq!(c.listen.addr.to_string(), "[::1]:7000");
     assert_eq!(c.listen.client_login_timeout, Duration::from_secs(15));
     assert_eq!(c.listen.shutdown_timeout, Duration::ZERO);
+    assert_eq!(c.listen.workers, 3);
     assert_eq!(c.pool.mode, PoolMode::Session);
     assert_eq!((c.pool.size.get(), c.pool.min_size), (5, 5));
     assert_eq!(c.pool.query_wait_timeout, Duration::from_secs(90));
