@@ -266,3 +266,51 @@ async fn pinned_client_whose_server_dies_is_told_why() {
     assert_eq!(simple_value(&other, "SELECT 2").await, "2");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn settings_the_probe_cannot_list_never_reach_another_client() {
+    // Custom settings (RLS tenants) are invisible to pg_settings; default_transaction_read_only
+    // is reported but not followed; SET TRANSACTION leaves transaction_* behind. None of it
+    // may reach the next client of the same server, and the first client keeps working.
+    let (proxy, db) = setup(1).await;
+    let a = proxy.client(&db).await;
+    let b = proxy.client(&db).await;
+    b.batch_execute("CREATE TABLE notes (n int)")
+        .await
+        .expect("create");
+    a.simple_query("SELECT set_config('app.tenant', '42', false)")
+        .await
+        .expect("tenant");
+    a.simple_query("SET work_mem = '6MB'")
+        .await
+        .expect("work_mem");
+    a.batch_execute("BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; COMMIT")
+        .await
+        .expect("set transaction");
+    a.simple_query("SET default_transaction_read_only = on")
+        .await
+        .expect("read only");
+    for _ in 0..3 {
+        assert_eq!(
+            simple_value(
+                &b,
+                "SELECT coalesce(current_setting('app.tenant', true), '')"
+            )
+            .await,
+            ""
+        );
+        assert_eq!(
+            simple_value(&b, "SHOW default_transaction_read_only").await,
+            "off"
+        );
+        b.simple_query("INSERT INTO notes VALUES (1)")
+            .await
+            .expect("b can write");
+        assert_eq!(simple_value(&a, "SHOW work_mem").await, "6MB");
+        assert_eq!(
+            simple_value(&a, "SHOW default_transaction_read_only").await,
+            "on"
+        );
+    }
+    proxy.stop().await;
+}

@@ -56,7 +56,7 @@ pub(crate) enum SessionError {
     #[error("server connection lost{}", .0.as_ref().map(|f| format!(": {}", f.message)).unwrap_or_default())]
     ServerLost(Option<ErrorFields>),
     /// The server a pinned client's session state lived on is gone, and that state with it.
-    #[error("server connection lost, and with it this session's {pins} (the client was pinned to it): {cause}")]
+    #[error("server connection lost, and with it this session's {pins}: {cause}")]
     PinnedServerLost {
         /// The kinds of state that were lost.
         pins: String,

@@ -26,6 +26,8 @@ use super::{Deadline, SessionError};
 const FIRST_MESSAGE_WHOLE: usize = 64 * 1024;
 /// Limit on weir's own reset statement in session mode.
 const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+/// Limit on the session probe after a transaction that may have changed session state.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the client wants next.
 enum Next {
@@ -133,7 +135,9 @@ impl Session {
                     }
                 },
             };
-            let param_sync = match lease.params.sync_for(&self.attach.state.desired) {
+            let unknown = ParamSet::default();
+            let defaults = self.attach.pool.server_defaults.get().unwrap_or(&unknown);
+            let param_sync = match lease.params.sync_for(&self.attach.state.desired, defaults) {
                 Some(sql) => {
                     MessageBuilder::query(&mut lease.conn.wbuf, &sql);
                     true
@@ -174,7 +178,7 @@ impl Session {
                     self.attach.db.cluster.primary_failed(host);
                     if !pins.is_empty() {
                         return Err(SessionError::PinnedServerLost {
-                            pins: pins.to_string(),
+                            pins: lost_state(pins),
                             cause: fatal.map_or_else(
                                 || "the server closed the connection".to_owned(),
                                 |f| f.message,
@@ -221,8 +225,11 @@ impl Session {
             }
             return Ok(());
         }
+        // Whatever the probe can list, the next sync on this server starts from scratch:
+        // custom settings and SET ROLE are invisible to it and must not reach another client.
+        pinned.lease.params.taint();
         let sink = &mut self.client.wbuf;
-        let probe = tokio::time::timeout(RESET_TIMEOUT, pinned.lease.probe_session(sink)).await;
+        let probe = tokio::time::timeout(PROBE_TIMEOUT, pinned.lease.probe_session(sink)).await;
         let probe = match probe {
             Ok(Ok(probe)) => probe,
             failed => {
@@ -232,11 +239,10 @@ impl Session {
                     _ => "no answer in time".to_owned(),
                 };
                 tracing::warn!(pool = %self.attach.pool.label, "session probe failed, server closed: {cause}");
-                if pinned.pins.is_empty() {
-                    return Ok(());
-                }
+                // What the transaction set up (a LISTEN, a lock, settings) is gone with the
+                // server: the client must hear it rather than carry on without it.
                 return Err(SessionError::PinnedServerLost {
-                    pins: pinned.pins.to_string(),
+                    pins: lost_state(pinned.pins),
                     cause,
                 });
             }
@@ -287,6 +293,14 @@ impl Session {
         let idle_limit = self.attach.snap.config.pool.client_idle_timeout;
         let idle_deadline =
             (!idle_limit.is_zero()).then(|| tokio::time::Instant::now() + idle_limit);
+        // What a pinned server sent along with the probe's answer is passed on first.
+        if self
+            .pinned
+            .as_ref()
+            .is_some_and(|p| !p.lease.conn.rbuf.is_empty())
+        {
+            self.take_pinned_messages()?;
+        }
         loop {
             if *self.attach.shutdown.borrow() {
                 return Err(SessionError::ShuttingDown);
@@ -328,22 +342,35 @@ impl Session {
                 }
                 _ = self.attach.cancel.slot.wake.notified() => {}
                 r = pinned_readable(self.pinned.as_ref()) => {
-                    let taken = r.map_err(BackendError::from).and_then(|()| match self.pinned.as_mut() {
-                        Some(p) => p.lease.take_idle_messages(&mut self.client.wbuf),
-                        None => Ok(()),
-                    });
-                    if let Err(e) = taken {
-                        let pins = self.pinned.take().map(|mut p| {
-                            p.lease.poison();
-                            p.pins.to_string()
-                        });
-                        return Err(SessionError::PinnedServerLost {
-                            pins: pins.unwrap_or_default(),
-                            cause: e.to_string(),
-                        });
+                    match r {
+                        Ok(()) => self.take_pinned_messages()?,
+                        Err(e) => return Err(self.pinned_lost(e.into())),
                     }
                 }
             }
+        }
+    }
+
+    /// Passes what the pinned server sent while the client was idle to the client.
+    fn take_pinned_messages(&mut self) -> Result<(), SessionError> {
+        let Some(p) = self.pinned.as_mut() else {
+            return Ok(());
+        };
+        match p.lease.take_idle_messages(&mut self.client.wbuf) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.pinned_lost(e)),
+        }
+    }
+
+    /// The pinned server failed: it is closed, and the client is told what it lost.
+    fn pinned_lost(&mut self, cause: BackendError) -> SessionError {
+        let pins = self.pinned.take().map(|mut p| {
+            p.lease.poison();
+            lost_state(p.pins)
+        });
+        SessionError::PinnedServerLost {
+            pins: pins.unwrap_or_default(),
+            cause: cause.to_string(),
         }
     }
 
@@ -407,6 +434,15 @@ impl Session {
         }
         self.client.flush().await?;
         Ok(())
+    }
+}
+
+/// How an error names the session state lost with a server.
+fn lost_state(pins: Pins) -> String {
+    if pins.is_empty() {
+        "settings and state from its last transaction".to_owned()
+    } else {
+        pins.to_string()
     }
 }
 

@@ -53,6 +53,9 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// Most threads `listen.workers` may ask for.
+const MAX_WORKERS: u32 = 1024;
+
 /// `[listen]`.
 fn listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
     let d = ListenSettings::default();
@@ -64,7 +67,20 @@ fn listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
         shutdown_timeout: or(raw.shutdown_timeout, d.shutdown_timeout, |v| {
             duration("listen.shutdown_timeout", v, Zero::Allowed)
         })?,
-        workers: or(raw.workers, d.workers, |v| whole("listen.workers", v, 0))?,
+        workers: or(raw.workers, d.workers, |v| {
+            let n = whole("listen.workers", v, 0)?;
+            if n > MAX_WORKERS {
+                return Err(ConfigError::invalid(
+                    "listen.workers",
+                    Problem::OutOfRange {
+                        value: n.to_string(),
+                        min: 0,
+                        max: MAX_WORKERS.into(),
+                    },
+                ));
+            }
+            Ok(n)
+        })?,
     })
 }
 

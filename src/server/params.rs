@@ -119,7 +119,10 @@ impl ParamSet {
         for (name, value) in self.iter().filter(|(n, _)| Self::is_tracked(n)) {
             out.set(name, value);
         }
-        for (name, value) in startup.iter().chain(session.iter()) {
+        // A tracked parameter's current value is known from ParameterStatus; its startup
+        // value must not override a later SET (RESET of it is reported too).
+        let untracked_startup = startup.iter().filter(|(n, _)| !Self::is_tracked(n));
+        for (name, value) in untracked_startup.chain(session.iter()) {
             out.set(name, value);
         }
         out
@@ -144,6 +147,9 @@ pub(crate) struct ServerParams {
     /// Digest of the desired set this server was last made or found equal to (0: none).
     /// Clients that connect alike share one digest, so most checkouts skip `sync_sql`.
     matches: u64,
+    /// A client's commands may have changed settings weir cannot list (custom `app.x`
+    /// settings, `SET ROLE`): the next sync starts with `RESET ALL` and sets everything.
+    tainted: bool,
 }
 
 impl ServerParams {
@@ -171,6 +177,13 @@ impl ServerParams {
         self.matches = 0;
     }
 
+    /// A client ran something that may have changed settings: before the next client's
+    /// statements, the server is reset and given that client's settings from scratch.
+    pub(crate) fn taint(&mut self) {
+        self.tainted = true;
+        self.matches = 0;
+    }
+
     /// The server's session was reset (DISCARD ALL): nothing weir applied is left.
     pub(crate) fn forget_applied(&mut self) {
         self.applied = ParamSet::default();
@@ -179,7 +192,11 @@ impl ServerParams {
 
     /// `sync_sql`, skipped when this server is known to match `desired` already; a server
     /// found to match is remembered as such.
-    pub(crate) fn sync_for(&mut self, desired: &ParamSet) -> Option<String> {
+    /// `defaults` are what a fresh session of this pool reports (what `RESET ALL` restores).
+    pub(crate) fn sync_for(&mut self, desired: &ParamSet, defaults: &ParamSet) -> Option<String> {
+        if self.tainted {
+            return Some(Self::reset_sql(desired, defaults));
+        }
         if self.matches != 0 && self.matches == desired.digest() {
             return None;
         }
@@ -220,6 +237,27 @@ impl ServerParams {
         }
     }
 
+    /// `RESET ALL` (which leaves the role alone, hence the two more), then every desired
+    /// value that differs from a fresh session's.
+    fn reset_sql(desired: &ParamSet, defaults: &ParamSet) -> String {
+        let mut sql = String::from("RESET ALL;RESET ROLE;RESET SESSION AUTHORIZATION;");
+        let mut first = true;
+        for (name, value) in desired.iter() {
+            if defaults.get(name) == Some(value) {
+                continue;
+            }
+            sql.push_str(if first { "SELECT " } else { ", " });
+            first = false;
+            let _ = write!(
+                sql,
+                "pg_catalog.set_config({}, {}, false)",
+                quote_literal(name),
+                quote_literal(value)
+            );
+        }
+        sql
+    }
+
     /// Records what a probe found set in this server's session (`session` source).
     pub(crate) fn probed(&mut self, session: &ParamSet) {
         self.matches = 0;
@@ -248,6 +286,7 @@ impl ServerParams {
             }
         }
         self.matches = desired.digest();
+        self.tainted = false;
     }
 }
 
@@ -344,10 +383,24 @@ mod tests {
         let mut server = ServerParams::new(reported);
         let mut desired = ParamSet::default();
         desired.set("TimeZone", "UTC");
-        assert_eq!(server.sync_for(&desired), None);
+        assert_eq!(server.sync_for(&desired, &ParamSet::default()), None);
+        // After a client's SET, the next sync resets everything and replays what differs.
+        server.taint();
+        let mut defaults = ParamSet::default();
+        defaults.set("TimeZone", "UTC");
+        desired.set("search_path", "a");
+        let sql = server.sync_for(&desired, &defaults).expect("reset");
+        assert!(sql.starts_with("RESET ALL;"), "{sql}");
+        assert!(
+            sql.contains("search_path") && !sql.contains("TimeZone"),
+            "{sql}"
+        );
+        server.synced(&desired);
+        assert_eq!(server.sync_for(&desired, &defaults), None);
+        desired.remove("search_path");
         assert_eq!(server.matches, desired.digest());
         server.report("TimeZone", "Asia/Tokyo");
-        assert!(server.sync_for(&desired).is_some());
+        assert!(server.sync_for(&desired, &ParamSet::default()).is_some());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::{BackendError, ParamSet, ServerConn};
 /// state that pin the client, by their names in `Pins::KINDS`.
 const PROBE_SQL: &str = "\
 SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings WHERE source = 'session' \
+AND name NOT IN ('transaction_isolation', 'transaction_read_only', 'transaction_deferrable') \
 UNION ALL SELECT NULL, pg_catalog.concat_ws(',', \
 CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN 'listen' END, \
 CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()) THEN 'temp_table' END, \

@@ -361,7 +361,10 @@ impl Relay {
                         self.pending = self.pending.saturating_sub(ignored);
                         self.copy_in = !ended;
                     }
-                    self.dropping = self.replies.on_message(tag) == Route::Drop;
+                    // A notification is the client's even amid weir's own hidden replies:
+                    // PostgreSQL sends pending ones just before any ReadyForQuery.
+                    let route = self.replies.on_message(tag);
+                    self.dropping = route == Route::Drop && tag != BackendTag::NotificationResponse;
                     continue;
                 }
                 BackendEvent::Pass(_) if self.dropping => Route::Drop,

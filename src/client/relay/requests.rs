@@ -68,14 +68,15 @@ impl Relay {
                     if available < want {
                         Step::More
                     } else {
+                        // Text not read yet cannot be checked: a long query counts as a hint.
                         let text = unscanned.get(5..total.min(available)).unwrap_or_default();
-                        self.session_hint |= hints::text_changes_session(text);
+                        self.session_hint |= total > available || hints::text_changes_session(text);
                         if tag == FrontendTag::Query
                             && resets_statements(unscanned.get(5..want).unwrap_or_default())
                         {
+                            // Settings are left to the probe (DEALLOCATE ALL keeps them).
                             statements.clear();
                             server.prepared.clear();
-                            server.params.forget_applied();
                         }
                         self.replies.push(Expect::Client(Request::Query));
                         self.add_pending();
@@ -172,7 +173,7 @@ impl Relay {
         total: usize,
     ) -> Result<Step, SessionError> {
         let (unscanned, body) = self.next_message(client, total);
-        self.session_hint |= hints::text_changes_session(body);
+        self.session_hint |= unscanned.len() < total || hints::text_changes_session(body);
         let Some((name, _)) = Extended::parse_name(body)? else {
             if unscanned.len() >= total {
                 return Err(ProtocolError::Malformed { what: "Parse" }.into());
