@@ -162,7 +162,9 @@ impl Session {
             match outcome {
                 Ok(Outcome::Done) => {
                     let pinned = Pinned { lease, host, pins };
-                    self.after_transaction(pinned, relay.session_hint()).await?;
+                    let reset = relay.settings_reset();
+                    self.after_transaction(pinned, relay.session_hint(), reset)
+                        .await?;
                 }
                 Ok(Outcome::ClientGone) => {
                     self.finish_with(lease, &relay, mode, pins).await;
@@ -216,6 +218,7 @@ impl Session {
         &mut self,
         mut pinned: Pinned,
         hint: bool,
+        reset: bool,
     ) -> Result<(), SessionError> {
         if !hint {
             if pinned.pins.is_empty() {
@@ -248,7 +251,9 @@ impl Session {
             }
         };
         let state = &mut self.attach.state;
-        state.desired = state.desired.after_probe(&state.startup, &probe.settings);
+        state.desired = state
+            .desired
+            .after_probe(&state.startup, &probe.settings, reset);
         pinned.lease.params.probed(&probe.settings);
         for reason in probe.pins.added_since(pinned.pins).names() {
             metrics::counter!(crate::metrics::names::CLIENT_PINS_TOTAL, "reason" => reason)

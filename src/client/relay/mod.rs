@@ -121,6 +121,9 @@ pub(super) struct Relay {
     /// Something in this transaction may have changed the client's session (`hints`): the
     /// session probes the server before giving it back.
     session_hint: bool,
+    /// The transaction ran RESET or DISCARD ALL: followed parameters return to the client's
+    /// startup values.
+    settings_reset: bool,
 }
 
 impl Relay {
@@ -151,6 +154,7 @@ impl Relay {
             copy_in: false,
             started: false,
             session_hint: false,
+            settings_reset: false,
         };
         relay.touch_client();
         relay
@@ -169,6 +173,11 @@ impl Relay {
     /// Whether the transaction may have changed the client's session state.
     pub(super) fn session_hint(&self) -> bool {
         self.session_hint
+    }
+
+    /// Whether the transaction ran RESET or DISCARD ALL.
+    pub(super) fn settings_reset(&self) -> bool {
+        self.settings_reset
     }
 
     /// Whether the client asked to close.
@@ -387,10 +396,12 @@ impl Relay {
                 },
                 BackendEvent::CommandComplete { len } => {
                     let route = self.replies.on_message(BackendTag::CommandComplete);
-                    if route == Route::Forward && !self.session_hint {
+                    if route == Route::Forward {
                         let at = self.sfwd;
-                        let tag = server.conn.rbuf.get(at + 5..at + len - 1);
-                        self.session_hint = tag.is_some_and(hints::tag_changes_session);
+                        if let Some(tag) = server.conn.rbuf.get(at + 5..at + len - 1) {
+                            self.session_hint |= hints::tag_changes_session(tag);
+                            self.settings_reset |= hints::tag_resets_settings(tag);
+                        }
                     }
                     route
                 }
