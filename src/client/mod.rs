@@ -4,6 +4,7 @@
 //! errors into ErrorResponses. Does not: share sockets with other tasks, or parse SQL.
 
 mod error;
+mod hints;
 mod login;
 mod prepared;
 mod relay;

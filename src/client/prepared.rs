@@ -41,7 +41,7 @@ impl StatementDef {
         Self {
             server_name: name.into(),
             tail: Bytes::copy_from_slice(tail),
-            touches_session: super::relay::text_changes_session(tail),
+            touches_session: super::hints::text_changes_session(tail),
         }
     }
 }

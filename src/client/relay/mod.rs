@@ -7,11 +7,8 @@
 //! makes itself go out at the right place. Reads stop while the other side is not draining,
 //! so nothing buffers without bound.
 
-mod hints;
 mod replies;
 mod requests;
-
-pub(super) use hints::text_changes_session;
 
 use std::io;
 use std::time::Duration;
@@ -28,6 +25,7 @@ use crate::protocol::{
 use crate::server::ServerConn;
 use replies::{Ending, Expect, Hidden, Replies, Route, Synth};
 
+use super::hints;
 use super::session::{sleep_until_opt, ClientState};
 use super::{Deadline, SessionError};
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use super::hints;
 use super::replies::{Expect, Hidden, Request, Synth};
 use super::Relay;
+use crate::client::hints;
 use crate::client::prepared::{ClientStatements, StatementDef};
 use crate::client::session::ClientState;
 use crate::client::SessionError;

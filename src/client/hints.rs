@@ -27,12 +27,12 @@ const SESSION_WORDS: [&[u8]; 3] = [b"set_config", b"advisory", b"temp"];
 
 /// Whether a CommandComplete tag is one of a statement that returns settings to their
 /// session defaults (`RESET`, `RESET ALL`, `DISCARD ALL`).
-pub(super) fn tag_resets_settings(tag: &[u8]) -> bool {
+pub(crate) fn tag_resets_settings(tag: &[u8]) -> bool {
     tag == b"RESET" || tag == b"DISCARD ALL"
 }
 
 /// Whether a CommandComplete tag (without its NUL) is one of a session-changing statement.
-pub(super) fn tag_changes_session(tag: &[u8]) -> bool {
+pub(crate) fn tag_changes_session(tag: &[u8]) -> bool {
     SESSION_TAGS.contains(&tag) || tag.starts_with(b"DISCARD")
 }
 
