@@ -28,6 +28,7 @@ mod net;
 pub mod pgcluster;
 mod pool;
 mod protocol;
+pub mod router;
 mod server;
 
 pub use app::{ShutdownTrigger, StartError, Weir};
