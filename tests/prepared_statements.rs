@@ -120,3 +120,22 @@ async fn describe_errors_and_pipelines_behave_like_postgres() {
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_reparsed_statement_is_closed_on_the_server_when_the_client_closes_it() {
+    // On one server, a second Parse of the same text gets a name of its own (the first may
+    // predate a schema change); nobody else can use that name, so the client's Close
+    // reaches the server instead of leaving the statement to take a place until evicted.
+    let db = fresh_database();
+    let proxy = Proxy::start(&config_toml(&db, "size = 1", "")).await;
+    let c = proxy.client(&db).await;
+    let count = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'weir\\_%'";
+    let first = c.prepare("SELECT 1 AS a").await.expect("prepare");
+    let second = c.prepare("SELECT 1 AS a").await.expect("prepare again");
+    assert_eq!(c.query_one(&second, &[]).await.expect("run").get::<_, i32>(0), 1);
+    assert_eq!(common::simple_value(&c, count).await, "2");
+    drop(second);
+    assert_eq!(common::simple_value(&c, count).await, "1");
+    assert_eq!(c.query_one(&first, &[]).await.expect("run").get::<_, i32>(0), 1);
+    proxy.stop().await;
+}

@@ -22,6 +22,9 @@ pub(crate) struct StatementDef {
     /// The text mentions something that changes session state in a `SELECT` (an advisory
     /// lock, `set_config`): each run of it makes the session probe the server.
     pub(crate) touches_session: bool,
+    /// The name is this statement's alone (`with_unique_name`): when the client closes it,
+    /// nobody else can use it, so it is closed on the server too.
+    pub(crate) unique: bool,
 }
 
 impl StatementDef {
@@ -42,6 +45,7 @@ impl StatementDef {
             server_name: name.into(),
             tail: Bytes::copy_from_slice(tail),
             touches_session: super::hints::text_changes_session(tail),
+            unique: false,
         }
     }
 }
@@ -54,6 +58,7 @@ impl StatementDef {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         Self {
             server_name: format!("{}_{n}", self.server_name).into(),
+            unique: true,
             ..self
         }
     }
@@ -77,9 +82,9 @@ impl ClientStatements {
         self.by_name.insert(name.to_owned(), def);
     }
 
-    /// Forgets a Close'd (or failed) statement.
-    pub(crate) fn remove(&mut self, name: &str) {
-        self.by_name.remove(name);
+    /// Forgets a Close'd (or failed) statement; returns its definition.
+    pub(crate) fn remove(&mut self, name: &str) -> Option<Arc<StatementDef>> {
+        self.by_name.remove(name)
     }
 
     /// Forgets everything (DEALLOCATE ALL, DISCARD ALL).

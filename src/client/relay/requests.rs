@@ -291,8 +291,16 @@ impl Relay {
         out.clear();
         if tag == FrontendTag::Close {
             // Closing a name that does not exist is not an error in PostgreSQL either.
-            statements.remove(name);
-            self.replies.push(Expect::Synth(Synth::CloseComplete));
+            match statements.remove(name) {
+                Some(def) if def.unique => {
+                    // Nobody else can use this name: close it here rather than let it
+                    // take a place in the server's bounded set until evicted.
+                    server.prepared.remove(&def.server_name);
+                    MessageBuilder::target(out, b'C', b'S', &def.server_name);
+                    self.replies.push(Expect::Client(Request::Close));
+                }
+                _ => self.replies.push(Expect::Synth(Synth::CloseComplete)),
+            }
         } else {
             let Some(def) = statements.get(name) else {
                 return Ok(self.plain(request, total));
