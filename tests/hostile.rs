@@ -383,6 +383,38 @@ async fn large_first_message_arriving_in_pieces_is_answered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stall_inside_a_large_message_frees_the_server() {
+    // A message over 64 KiB is relayed as it arrives, so its sender holds a server. One that
+    // sends 10 bytes of a 100 KB Query and goes silent is disconnected after
+    // query_wait_timeout (08P01), and the only server serves the others again.
+    let db = fresh_database();
+    let proxy = Proxy::start(&config_toml(
+        &db,
+        "size = 1\nquery_wait_timeout = \"2s\"",
+        "",
+    ))
+    .await;
+    let c = proxy.client(&db).await;
+    c.simple_query("SELECT 1").await.expect("warm up");
+    let mut stalled = Raw::login(proxy.port, USER, PASSWORD, &db).await;
+    let mut bytes = vec![b'Q'];
+    bytes.extend_from_slice(&100_000u32.to_be_bytes());
+    bytes.extend_from_slice(b"SELECT 1 ");
+    stalled.send(&bytes).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut served = false;
+    for _ in 0..5 {
+        if c.simple_query("SELECT 2").await.is_ok() {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "the stalled client kept the only server");
+    stalled.expect_fatal("08P01").await;
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_message_stall_does_not_pin_the_only_server() {
     // With one server, a client that sent 10 bytes of a 100-byte Query and went silent must
     // not hold it: every wait on a peer has a deadline (STYLE R12), and both idle timeouts are

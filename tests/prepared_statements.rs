@@ -132,10 +132,22 @@ async fn a_reparsed_statement_is_closed_on_the_server_when_the_client_closes_it(
     let count = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'weir\\_%'";
     let first = c.prepare("SELECT 1 AS a").await.expect("prepare");
     let second = c.prepare("SELECT 1 AS a").await.expect("prepare again");
-    assert_eq!(c.query_one(&second, &[]).await.expect("run").get::<_, i32>(0), 1);
+    assert_eq!(
+        c.query_one(&second, &[])
+            .await
+            .expect("run")
+            .get::<_, i32>(0),
+        1
+    );
     assert_eq!(common::simple_value(&c, count).await, "2");
     drop(second);
     assert_eq!(common::simple_value(&c, count).await, "1");
-    assert_eq!(c.query_one(&first, &[]).await.expect("run").get::<_, i32>(0), 1);
+    assert_eq!(
+        c.query_one(&first, &[])
+            .await
+            .expect("run")
+            .get::<_, i32>(0),
+        1
+    );
     proxy.stop().await;
 }

@@ -20,6 +20,9 @@ pub(crate) enum Deadline {
     IdleInTransaction,
     /// `pool.query_timeout`: a statement ran too long.
     Query,
+    /// `pool.query_wait_timeout`: the client went silent in the middle of a message while
+    /// holding a server.
+    ClientStall,
 }
 
 /// Why a client's request or session failed. Only this layer turns errors into ErrorResponses.
@@ -95,6 +98,10 @@ impl SessionError {
                 "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)".into(),
             ),
             Self::Timeout(Deadline::Query, _) => (state(SqlState::QUERY_CANCELED), "canceling statement due to query_timeout".into()),
+            Self::Timeout(Deadline::ClientStall, limit) => (
+                state(SqlState::PROTOCOL_VIOLATION),
+                format!("terminating connection: the client sent part of a message and nothing more for {limit:?} while holding a server (query_wait_timeout)"),
+            ),
             Self::AuthFailed(_) => (state(SqlState::INVALID_PASSWORD), self.to_string()),
             Self::NotAuthorized(_) => (state(SqlState::INVALID_AUTHORIZATION), self.to_string()),
             Self::UnknownDatabase(_) => (state(SqlState::INVALID_CATALOG_NAME), self.to_string()),

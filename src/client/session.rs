@@ -115,6 +115,7 @@ impl Session {
             query_timeout: pool_cfg.query_timeout,
             idle_in_transaction: pool_cfg.idle_transaction_timeout,
             client_idle: pool_cfg.client_idle_timeout,
+            stall: pool_cfg.query_wait_timeout,
         };
         loop {
             match self.wait_for_request().await? {

@@ -64,6 +64,9 @@ pub(super) struct RelayConfig {
     pub(super) idle_in_transaction: Duration,
     /// A client idle this long between transactions is disconnected (session mode; zero = off).
     pub(super) client_idle: Duration,
+    /// A client silent this long in the middle of a message is disconnected: it holds a
+    /// server that cannot do anything else (`pool.query_wait_timeout`, what others wait).
+    pub(super) stall: Duration,
 }
 
 /// What the relay listens to besides the two sockets.
@@ -122,6 +125,8 @@ pub(super) struct Relay {
     /// The transaction ran RESET or DISCARD ALL: followed parameters return to the client's
     /// startup values.
     settings_reset: bool,
+    /// Since when the client has owed the rest of a message, as of its last bytes.
+    mid_message_since: Option<Instant>,
 }
 
 impl Relay {
@@ -153,6 +158,7 @@ impl Relay {
             started: false,
             session_hint: false,
             settings_reset: false,
+            mid_message_since: None,
         };
         relay.touch_client();
         relay
@@ -192,6 +198,19 @@ impl Relay {
     pub(super) fn discard_unsent(&mut self, client: &mut Conn) {
         client.rbuf.advance(self.cfwd.min(client.rbuf.len()));
         self.cfwd = 0;
+    }
+
+    /// The stall limit, while the client owes the rest of a message (a large message
+    /// started, or a first message not yet long enough to scan). The clock is read only
+    /// then: on entering that state and on each read while in it.
+    fn stall_deadline(&mut self, client: &Conn) -> Option<(Instant, Deadline)> {
+        let owing = !self.cscan.at_boundary() || (!self.started && !client.rbuf.is_empty());
+        if !owing || self.config.stall.is_zero() {
+            self.mid_message_since = None;
+            return None;
+        }
+        let since = *self.mid_message_since.get_or_insert_with(Instant::now);
+        Some((since + self.config.stall, Deadline::ClientStall))
     }
 
     /// The next time limit that can pass, if any.
@@ -245,7 +264,7 @@ impl Relay {
             if self.terminate && self.pending == 0 && self.sfwd == 0 && !to_client_blocked {
                 return Ok(Outcome::ClientGone);
             }
-            let deadline = self.deadline();
+            let deadline = self.stall_deadline(client).or_else(|| self.deadline());
             let read_client = !self.terminate && client.rbuf.len() < HIGH_WATER;
             let read_server = server.conn.rbuf.len() < HIGH_WATER || self.sfwd == 0;
             let listen_wake = !self.config.release_when_idle && !self.leave_when_idle;
@@ -278,6 +297,9 @@ impl Relay {
                     Some((_, Deadline::ClientIdle)) => {
                         return Ok(Outcome::Leave(SessionError::Timeout(Deadline::ClientIdle, self.config.client_idle)));
                     }
+                    Some((_, Deadline::ClientStall)) => {
+                        return Err(SessionError::Timeout(Deadline::ClientStall, self.config.stall));
+                    }
                     _ => return Err(SessionError::Timeout(Deadline::IdleInTransaction, self.config.idle_in_transaction)),
                 },
                 _ = signals.wake.notified(), if listen_wake => {
@@ -288,6 +310,9 @@ impl Relay {
                 r = read_ready(client), if read_client => {
                     if r.is_err() { return Ok(Outcome::ClientGone); }
                     self.touch_client();
+                    if self.mid_message_since.is_some() {
+                        self.mid_message_since = Some(Instant::now());
+                    }
                     match client.try_read() {
                         Ok(0) => return Ok(Outcome::ClientGone),
                         Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Ok(Outcome::ClientGone),
