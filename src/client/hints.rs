@@ -25,6 +25,44 @@ const SESSION_TAGS: [&[u8]; 12] = [
 /// (tag `SELECT n`). Lower case; matched without regard to case.
 const SESSION_WORDS: [&[u8]; 3] = [b"set_config", b"advisory", b"temp"];
 
+/// What a transaction's statements suggest about session state, for the probe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Hints {
+    /// The session may have changed: probe it.
+    pub(crate) session: bool,
+    /// A session advisory lock may have been taken: the probe also reads `pg_locks`, which
+    /// is not free on a busy server (it takes every lock-manager partition).
+    pub(crate) advisory: bool,
+}
+
+impl Hints {
+    /// The hints of a query text; `complete` says whether all of it was seen (what was not
+    /// seen counts as everything).
+    pub(crate) fn of_text(text: &[u8], complete: bool) -> Self {
+        if !complete {
+            return Self {
+                session: true,
+                advisory: true,
+            };
+        }
+        if !text_changes_session(text) {
+            return Self::default();
+        }
+        Self {
+            session: true,
+            advisory: text
+                .windows(b"advisory".len())
+                .any(|w| w.eq_ignore_ascii_case(b"advisory")),
+        }
+    }
+
+    /// Both hints together.
+    pub(crate) fn merge(&mut self, other: Self) {
+        self.session |= other.session;
+        self.advisory |= other.advisory;
+    }
+}
+
 /// Whether a CommandComplete tag is one of a statement that returns settings to their
 /// session defaults (`RESET`, `RESET ALL`, `DISCARD ALL`).
 pub(crate) fn tag_resets_settings(tag: &[u8]) -> bool {
@@ -97,5 +135,11 @@ mod tests {
         ));
         assert!(!text_changes_session(b"UPDATE t SET a = 1"));
         assert!(!text_changes_session(b"te"));
+        let h = Hints::of_text(b"SELECT pg_try_ADVISORY_lock(1)", true);
+        assert!(h.session && h.advisory);
+        let h = Hints::of_text(b"SELECT set_config('a', 'b', true)", true);
+        assert!(h.session && !h.advisory);
+        assert_eq!(Hints::of_text(b"SELECT 1", true), Hints::default());
+        assert!(Hints::of_text(b"SELECT 1", false).advisory);
     }
 }

@@ -19,9 +19,9 @@ pub(crate) struct StatementDef {
     pub(crate) server_name: Arc<str>,
     /// The Parse body after the name: query text and parameter types, replayed as is.
     pub(crate) tail: Bytes,
-    /// The text mentions something that changes session state in a `SELECT` (an advisory
-    /// lock, `set_config`): each run of it makes the session probe the server.
-    pub(crate) touches_session: bool,
+    /// What the text suggests about session state (an advisory lock, `set_config`): each
+    /// run of it makes the session probe the server.
+    pub(crate) hints: super::hints::Hints,
     /// The name is this statement's alone (`with_unique_name`): when the client closes it,
     /// nobody else can use it, so it is closed on the server too.
     pub(crate) unique: bool,
@@ -44,7 +44,7 @@ impl StatementDef {
         Self {
             server_name: name.into(),
             tail: Bytes::copy_from_slice(tail),
-            touches_session: super::hints::text_changes_session(tail),
+            hints: super::hints::Hints::of_text(tail, true),
             unique: false,
         }
     }

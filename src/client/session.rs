@@ -80,6 +80,17 @@ impl Attach {
     }
 }
 
+/// What the relay saw of a finished transaction that matters for the probe.
+#[derive(Debug, Clone, Copy)]
+struct Ran {
+    /// The session may have changed.
+    hint: bool,
+    /// A session advisory lock may have been taken.
+    advisory: bool,
+    /// A RESET or DISCARD ALL ran.
+    reset: bool,
+}
+
 /// A server kept by a client between transactions because its session holds state only
 /// that server has (transaction mode; see `server::probe`).
 struct Pinned {
@@ -163,9 +174,12 @@ impl Session {
             match outcome {
                 Ok(Outcome::Done) => {
                     let pinned = Pinned { lease, host, pins };
-                    let reset = relay.settings_reset();
-                    self.after_transaction(pinned, relay.session_hint(), reset)
-                        .await?;
+                    let ran = Ran {
+                        hint: relay.session_hint(),
+                        advisory: relay.advisory_hint(),
+                        reset: relay.settings_reset(),
+                    };
+                    self.after_transaction(pinned, ran).await?;
                 }
                 Ok(Outcome::ClientGone) => {
                     self.finish_with(lease, &relay, mode, pins).await;
@@ -218,10 +232,9 @@ impl Session {
     async fn after_transaction(
         &mut self,
         mut pinned: Pinned,
-        hint: bool,
-        reset: bool,
+        ran: Ran,
     ) -> Result<(), SessionError> {
-        if !hint {
+        if !ran.hint {
             if pinned.pins.is_empty() {
                 pinned.lease.mark_clean();
             } else {
@@ -233,7 +246,13 @@ impl Session {
         // custom settings and SET ROLE are invisible to it and must not reach another client.
         pinned.lease.params.taint();
         let sink = &mut self.client.wbuf;
-        let probe = tokio::time::timeout(PROBE_TIMEOUT, pinned.lease.probe_session(sink)).await;
+        let probe = tokio::time::timeout(
+            PROBE_TIMEOUT,
+            pinned
+                .lease
+                .probe_session(sink, ran.advisory || pinned.pins.has_advisory_lock()),
+        )
+        .await;
         let probe = match probe {
             Ok(Ok(probe)) => probe,
             failed => {
@@ -254,7 +273,7 @@ impl Session {
         let state = &mut self.attach.state;
         state.desired = state
             .desired
-            .after_probe(&state.startup, &probe.settings, reset);
+            .after_probe(&state.startup, &probe.settings, ran.reset);
         pinned.lease.params.probed(&probe.settings);
         for reason in probe.pins.added_since(pinned.pins).names() {
             metrics::counter!(crate::metrics::names::CLIENT_PINS_TOTAL, "reason" => reason)

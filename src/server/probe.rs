@@ -9,17 +9,30 @@ use bytes::BytesMut;
 use super::{BackendError, ParamSet, ServerConn};
 
 /// One query, one round trip: a row per setting changed in this session (`source =
-/// 'session'` covers SET, set_config and weir's own replay), then one row with the kinds of
-/// state that pin the client, by their names in `Pins::KINDS`.
-const PROBE_SQL: &str = "\
-SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings WHERE source = 'session' \
-AND name NOT IN ('transaction_isolation', 'transaction_read_only', 'transaction_deferrable') \
-UNION ALL SELECT NULL, pg_catalog.concat_ws(',', \
-CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN 'listen' END, \
-CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()) THEN 'temp_table' END, \
-CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()) THEN 'advisory_lock' END, \
-CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) THEN 'sql_prepare' END, \
-CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE is_holdable) THEN 'hold_cursor' END)";
+/// 'session'` covers SET, set_config and weir's own replay; `transaction_*` are left by SET
+/// TRANSACTION and cannot be replayed), then one row with the kinds of state that pin the
+/// client, by their names in `Pins::KINDS`. `$locks` is the advisory-lock check, or nothing.
+macro_rules! probe_sql {
+    ($locks:literal) => {
+        concat!(
+            "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings ",
+            "WHERE source = 'session' ",
+            "AND name NOT IN ('transaction_isolation', 'transaction_read_only', 'transaction_deferrable') ",
+            "UNION ALL SELECT NULL, pg_catalog.concat_ws(',', ",
+            "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN 'listen' END, ",
+            "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()) THEN 'temp_table' END, ",
+            $locks,
+            "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) THEN 'sql_prepare' END, ",
+            "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE is_holdable) THEN 'hold_cursor' END)"
+        )
+    };
+}
+
+/// The probe with the advisory-lock check (`pg_locks` takes every lock-manager partition,
+/// so it runs only when a lock may have been taken or is held).
+const PROBE_WITH_LOCKS_SQL: &str = probe_sql!("CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()) THEN 'advisory_lock' END, ");
+/// The probe without it.
+const PROBE_SQL: &str = probe_sql!("");
 
 /// Kinds of session state that only this server has, so the client must stay on it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,6 +47,11 @@ impl Pins {
         "sql_prepare",
         "hold_cursor",
     ];
+
+    /// Whether a session advisory lock is among the kinds.
+    pub(crate) fn has_advisory_lock(self) -> bool {
+        self.names().any(|n| n == "advisory_lock")
+    }
 
     /// Whether nothing pins the client.
     pub(crate) fn is_empty(self) -> bool {
@@ -88,13 +106,20 @@ pub(crate) struct SessionProbe {
 }
 
 impl ServerConn {
-    /// Runs the probe on an idle server that belongs to a client's session. Notifications
-    /// that arrive meanwhile go to `sink` (the client's write buffer).
+    /// Runs the probe on an idle server that belongs to a client's session; with `locks`,
+    /// session advisory locks are looked for too. Notifications that arrive meanwhile go
+    /// to `sink` (the client's write buffer).
     pub(crate) async fn probe_session(
         &mut self,
         sink: &mut BytesMut,
+        locks: bool,
     ) -> Result<SessionProbe, BackendError> {
-        let rows = self.query_passing_async(PROBE_SQL, sink).await?;
+        let sql = if locks {
+            PROBE_WITH_LOCKS_SQL
+        } else {
+            PROBE_SQL
+        };
+        let rows = self.query_passing_async(sql, sink).await?;
         let mut probe = SessionProbe::default();
         for row in rows {
             match row.as_slice() {

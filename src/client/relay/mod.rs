@@ -121,7 +121,7 @@ pub(super) struct Relay {
     started: bool,
     /// Something in this transaction may have changed the client's session (`hints`): the
     /// session probes the server before giving it back.
-    session_hint: bool,
+    hints: hints::Hints,
     /// The transaction ran RESET or DISCARD ALL: followed parameters return to the client's
     /// startup values.
     settings_reset: bool,
@@ -156,7 +156,7 @@ impl Relay {
             leave_when_idle: false,
             copy_in: false,
             started: false,
-            session_hint: false,
+            hints: hints::Hints::default(),
             settings_reset: false,
             mid_message_since: None,
         };
@@ -176,7 +176,12 @@ impl Relay {
 
     /// Whether the transaction may have changed the client's session state.
     pub(super) fn session_hint(&self) -> bool {
-        self.session_hint
+        self.hints.session
+    }
+
+    /// Whether the transaction may have taken a session advisory lock.
+    pub(super) fn advisory_hint(&self) -> bool {
+        self.hints.advisory
     }
 
     /// Whether the transaction ran RESET or DISCARD ALL.
@@ -422,7 +427,7 @@ impl Relay {
                     if route == Route::Forward {
                         let at = self.sfwd;
                         if let Some(tag) = server.conn.rbuf.get(at + 5..at + len - 1) {
-                            self.session_hint |= hints::tag_changes_session(tag);
+                            self.hints.session |= hints::tag_changes_session(tag);
                             self.settings_reset |= hints::tag_resets_settings(tag);
                         }
                     }

@@ -70,7 +70,8 @@ impl Relay {
                     } else {
                         // Text not read yet cannot be checked: a long query counts as a hint.
                         let text = unscanned.get(5..total.min(available)).unwrap_or_default();
-                        self.session_hint |= total > available || hints::text_changes_session(text);
+                        self.hints
+                            .merge(hints::Hints::of_text(text, total <= available));
                         if tag == FrontendTag::Query
                             && resets_statements(unscanned.get(5..want).unwrap_or_default())
                         {
@@ -173,7 +174,8 @@ impl Relay {
         total: usize,
     ) -> Result<Step, SessionError> {
         let (unscanned, body) = self.next_message(client, total);
-        self.session_hint |= unscanned.len() < total || hints::text_changes_session(body);
+        self.hints
+            .merge(hints::Hints::of_text(body, unscanned.len() >= total));
         let Some((name, _)) = Extended::parse_name(body)? else {
             if unscanned.len() >= total {
                 return Err(ProtocolError::Malformed { what: "Parse" }.into());
@@ -245,7 +247,7 @@ impl Relay {
             return Ok(self.plain(Request::Bind, total));
         };
         let rest_len = total - 5 - rest_at;
-        self.session_hint |= def.touches_session;
+        self.hints.merge(def.hints);
         out.clear();
         self.ensure_prepared(server, &def, out);
         MessageBuilder::bind_prefix(out, portal, &def.server_name, rest_len);
