@@ -89,11 +89,25 @@ pub(crate) fn text_changes_session(text: &[u8]) -> bool {
                     .get(i..i + w.len())
                     .is_some_and(|s| s.eq_ignore_ascii_case(w))
         });
-        if found {
+        if found && (first != b't' || is_temp_keyword(text, i)) {
             return true;
         }
     }
     false
+}
+
+/// Whether the `temp` at `at` is the keyword TEMP or TEMPORARY, not part of a name such as
+/// `attempts` or `template` (the other words are matched inside names on purpose:
+/// `pg_advisory_lock`).
+fn is_temp_keyword(text: &[u8], at: usize) -> bool {
+    let ident = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b >= 0x80;
+    let starts_word = at == 0 || !text.get(at - 1).is_some_and(ident);
+    let rest = text.get(at + 4..).unwrap_or_default();
+    let ends = |n: usize| !rest.get(n).is_some_and(ident);
+    let temporary = rest
+        .get(..5)
+        .is_some_and(|r| r.eq_ignore_ascii_case(b"orary"));
+    starts_word && (ends(0) || (temporary && ends(5)))
 }
 
 #[cfg(test)]
@@ -135,6 +149,12 @@ mod tests {
         ));
         assert!(!text_changes_session(b"UPDATE t SET a = 1"));
         assert!(!text_changes_session(b"te"));
+        assert!(!text_changes_session(b"SELECT attempts FROM jobs"));
+        assert!(!text_changes_session(b"SELECT * FROM template_x, temps"));
+        assert!(text_changes_session(b"SELECT 1 INTO TEMP t"));
+        assert!(text_changes_session(
+            b"CREATE\nTEMPORARY TABLE t AS SELECT 1"
+        ));
         let h = Hints::of_text(b"SELECT pg_try_ADVISORY_lock(1)", true);
         assert!(h.session && h.advisory);
         let h = Hints::of_text(b"SELECT set_config('a', 'b', true)", true);
