@@ -13,7 +13,7 @@ mod requests;
 use std::io;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
@@ -363,11 +363,10 @@ impl Relay {
     /// Puts the replies weir makes itself that are due now into the client-bound stream.
     fn emit_synth(&mut self, server: &mut ServerConn) {
         while let Some(synth) = self.replies.pop_synth() {
-            let mut msg = BytesMut::new();
-            match synth {
-                Synth::CloseComplete => MessageBuilder::close_complete(&mut msg),
-            }
-            protocol::splice(&mut server.conn.rbuf, self.sfwd, 0, &msg);
+            let msg: &[u8] = match synth {
+                Synth::CloseComplete => &MessageBuilder::CLOSE_COMPLETE,
+            };
+            protocol::splice(&mut server.conn.rbuf, self.sfwd, 0, msg);
             self.sfwd += msg.len();
         }
     }
@@ -398,10 +397,7 @@ impl Relay {
                         self.pending = self.pending.saturating_sub(ignored);
                         self.copy_in = !ended;
                     }
-                    // A notification is the client's even amid weir's own hidden replies:
-                    // PostgreSQL sends pending ones just before any ReadyForQuery.
-                    let route = self.replies.on_message(tag);
-                    self.dropping = route == Route::Drop && tag != BackendTag::NotificationResponse;
+                    self.dropping = self.replies.on_message(tag) == Route::Drop;
                     continue;
                 }
                 BackendEvent::Pass(_) if self.dropping => Route::Drop,

@@ -113,6 +113,11 @@ impl Replies {
 
     /// Routes a reply message that weir does not decode.
     pub(super) fn on_message(&mut self, tag: BackendTag) -> Route {
+        // A notification answers nothing and is always the client's, even amid weir's own
+        // hidden replies: PostgreSQL sends pending ones just before any ReadyForQuery.
+        if tag == BackendTag::NotificationResponse {
+            return Route::Forward;
+        }
         let (route, done) = match self.queue.front() {
             None => (Route::Forward, false),
             Some(Expect::Client(req)) => (Route::Forward, completes(req, tag)),
@@ -253,6 +258,10 @@ mod tests {
         r.push(Expect::Synth(Synth::CloseComplete));
         r.push(Expect::Client(Request::Bind));
         assert_eq!(r.pop_synth(), None);
+        assert_eq!(
+            r.on_message(BackendTag::NotificationResponse),
+            Route::Forward
+        );
         assert_eq!(r.on_message(BackendTag::ParseComplete), Route::Drop);
         assert_eq!(r.pop_synth(), Some(Synth::CloseComplete));
         assert_eq!(r.on_message(BackendTag::BindComplete), Route::Forward);
