@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::backends::{assert_pool_held, ServerConnections};
+use common::external::{install_once, run_installer, run_script_checked, SHORT_WAIT};
 use common::{config_toml, fresh_database, psql, Proxy, PASSWORD, USER};
 use tokio::process::Command;
 
@@ -26,9 +27,6 @@ const REQUIREMENTS: &[&str] = &[
 ];
 /// One script run must finish within this (they take a few seconds).
 const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
-/// `pool.query_wait_timeout` where the clients are few: a server that weir fails to give
-/// back then shows as SQLSTATE 08001 soon, rather than after the default 30 s.
-const SHORT_WAIT: &str = "query_wait_timeout = \"10s\"";
 
 /// A Python interpreter, and the directory holding the pinned drivers built for it.
 struct Python {
@@ -51,10 +49,6 @@ fn python() -> &'static Python {
 }
 
 /// Finds `python3` and installs `REQUIREMENTS` for it, unless an earlier run did.
-///
-/// Test binaries may run at the same time, so pip writes into a directory of this process
-/// and the finished directory is renamed into place: whoever renames first wins, and the
-/// other uses the winner's.
 fn install() -> Result<Python, String> {
     let probe = StdCommand::new("python3")
         .args([
@@ -73,53 +67,22 @@ fn install() -> Result<Python, String> {
             String::from_utf8_lossy(&probe.stderr)
         ));
     };
-    let pins: String = REQUIREMENTS
-        .join("_")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let deps = tmp.join(format!("python{version}-{pins}"));
-    if !deps.is_dir() {
-        let partial = tmp.join(format!("python-deps-partial-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&partial);
-        let out = StdCommand::new(exe)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(["--no-input", "--target"])
-            .arg(&partial)
-            .args(REQUIREMENTS)
-            .output()
-            .map_err(|e| format!("cannot run {exe} -m pip: {e}"))?;
-        if !out.status.success() {
-            let _ = std::fs::remove_dir_all(&partial);
-            return Err(format!(
-                "`{exe} -m pip install --target {} {}` failed ({}); PyPI must be reachable:\n{}{}",
-                partial.display(),
-                REQUIREMENTS.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        if let Err(e) = std::fs::rename(&partial, &deps) {
-            let _ = std::fs::remove_dir_all(&partial);
-            if !deps.is_dir() {
-                return Err(format!("cannot rename {partial:?} to {deps:?}: {e}"));
-            }
-        }
-    }
+    let deps = install_once(&format!("python{version}"), REQUIREMENTS, |dir| {
+        run_installer(
+            StdCommand::new(exe)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(["--no-input", "--target"])
+                .arg(dir)
+                .args(REQUIREMENTS),
+            "PyPI must be reachable",
+        )
+    })?;
     Ok(Python {
         exe: exe.into(),
         deps,
@@ -147,20 +110,8 @@ async fn run_script(proxy: &Proxy, db: &str, script: &str, args: &[&str]) {
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("pycache"),
         )
         .env("PYTHONUNBUFFERED", "1")
-        .env("WEIR_TEST_DSN", proxy.url(USER, PASSWORD, db))
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(SCRIPT_LIMIT, cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("{script} ran longer than {SCRIPT_LIMIT:?}"))
-        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed ({}):\n--- stdout\n{stdout}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{stdout}");
+        .env("WEIR_TEST_DSN", proxy.url(USER, PASSWORD, db));
+    run_script_checked(cmd, &format!("{script} {args:?}"), SCRIPT_LIMIT).await;
 }
 
 /// asyncpg prepares every parametrised query as a named statement (its statement cache)

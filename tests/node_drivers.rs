@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::backends::{assert_pool_held, ServerConnections};
+use common::external::{install_once, run_installer, run_script_checked, SHORT_WAIT};
 use common::{config_toml, fresh_database, psql, Proxy, PASSWORD, USER};
 use tokio::process::Command;
 
@@ -23,9 +24,6 @@ use tokio::process::Command;
 const PACKAGES: &[&str] = &["pg@8.23.1", "postgres@3.4.9"];
 /// One script run must finish within this (they take a few seconds).
 const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
-/// `pool.query_wait_timeout`: a server that weir fails to give back then shows as SQLSTATE
-/// 08001 soon, rather than after the default 30 s.
-const SHORT_WAIT: &str = "query_wait_timeout = \"10s\"";
 
 /// Set up once per test binary: the `node_modules` directory holding the pinned drivers.
 static DRIVERS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -40,10 +38,6 @@ fn drivers() -> &'static Path {
 }
 
 /// Checks that `node` runs and installs `PACKAGES`, unless an earlier run did.
-///
-/// Test binaries may run at the same time, so npm writes into a directory of this process
-/// and the finished directory is renamed into place: whoever renames first wins, and the
-/// other uses the winner's.
 fn install() -> Result<PathBuf, String> {
     let probe = StdCommand::new("node")
         .arg("--version")
@@ -52,47 +46,16 @@ fn install() -> Result<PathBuf, String> {
     if !probe.status.success() {
         return Err(format!("`node --version` failed ({})", probe.status));
     }
-    let pins: String = PACKAGES
-        .join("_")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let prefix = tmp.join(format!("node-{pins}"));
-    if !prefix.join("node_modules").is_dir() {
-        let partial = tmp.join(format!("node-deps-partial-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&partial);
-        let out = StdCommand::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--no-update-notifier"])
-            .args(["--loglevel=error", "--prefix"])
-            .arg(&partial)
-            .args(PACKAGES)
-            .output()
-            .map_err(|e| format!("cannot run npm: {e}"))?;
-        if !out.status.success() {
-            let _ = std::fs::remove_dir_all(&partial);
-            return Err(format!(
-                "`npm install --prefix {} {}` failed ({}); the npm registry must be reachable:\n{}{}",
-                partial.display(),
-                PACKAGES.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        if let Err(e) = std::fs::rename(&partial, &prefix) {
-            let _ = std::fs::remove_dir_all(&partial);
-            if !prefix.join("node_modules").is_dir() {
-                return Err(format!("cannot rename {partial:?} to {prefix:?}: {e}"));
-            }
-        }
-    }
+    let prefix = install_once("node", PACKAGES, |dir| {
+        run_installer(
+            StdCommand::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--no-update-notifier"])
+                .args(["--loglevel=error", "--prefix"])
+                .arg(dir)
+                .args(PACKAGES),
+            "the npm registry must be reachable",
+        )
+    })?;
     Ok(prefix.join("node_modules"))
 }
 
@@ -111,20 +74,8 @@ async fn run_script(proxy: &Proxy, db: &str, script: &str, args: &[&str]) {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LANG", "C.UTF-8")
         .env("NODE_PATH", modules)
-        .env("WEIR_TEST_DSN", proxy.url(USER, PASSWORD, db))
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(SCRIPT_LIMIT, cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("{script} ran longer than {SCRIPT_LIMIT:?}"))
-        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed ({}):\n--- stdout\n{stdout}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{stdout}");
+        .env("WEIR_TEST_DSN", proxy.url(USER, PASSWORD, db));
+    run_script_checked(cmd, &format!("{script} {args:?}"), SCRIPT_LIMIT).await;
 }
 
 /// node-postgres: a `pg.Pool` of 40 clients, all connected at once, on 4 servers. Each
