@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::process::WeirProcess;
 use common::raw::{
-    first_column, message, query, startup, Raw, CANCEL_REQUEST, GSSENC_REQUEST, PROTOCOL_3_0,
-    SSL_REQUEST,
+    first_column, message, query, query_head, startup, Raw, CANCEL_REQUEST, GSSENC_REQUEST,
+    PROTOCOL_3_0, SSL_REQUEST,
 };
 use common::{
     assert_serving, config_toml, fresh_database, simple_value, sqlstate, Proxy, PASSWORD, USER,
@@ -314,9 +314,7 @@ async fn half_message_stall_does_not_block_other_clients() {
     let (proxy, db) = setup().await;
     let mut stalled = Raw::login(proxy.port, USER, PASSWORD, &db).await;
     // A Query announcing 100 bytes, of which 10 arrive.
-    let mut bytes = vec![b'Q'];
-    bytes.extend_from_slice(&100u32.to_be_bytes());
-    bytes.extend_from_slice(b"SELECT 1 ");
+    let bytes = query_head(100u32, b"SELECT 1 ");
     stalled.send(&bytes).await;
     // Also one stalled in the middle of the header.
     let mut stalled_header = Raw::login(proxy.port, USER, PASSWORD, &db).await;
@@ -397,9 +395,7 @@ async fn stall_inside_a_large_message_frees_the_server() {
     let c = proxy.client(&db).await;
     c.simple_query("SELECT 1").await.expect("warm up");
     let mut stalled = Raw::login(proxy.port, USER, PASSWORD, &db).await;
-    let mut bytes = vec![b'Q'];
-    bytes.extend_from_slice(&100_000u32.to_be_bytes());
-    bytes.extend_from_slice(b"SELECT 1 ");
+    let bytes = query_head(100_000u32, b"SELECT 1 ");
     stalled.send(&bytes).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut served = false;
@@ -430,9 +426,7 @@ async fn half_message_stall_does_not_pin_the_only_server() {
     let c = proxy.client(&db).await;
     c.simple_query("SELECT 1").await.expect("warm up");
     let mut stalled = Raw::login(proxy.port, USER, PASSWORD, &db).await;
-    let mut bytes = vec![b'Q'];
-    bytes.extend_from_slice(&100u32.to_be_bytes());
-    bytes.extend_from_slice(b"SELECT 1 ");
+    let bytes = query_head(100u32, b"SELECT 1 ");
     stalled.send(&bytes).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
@@ -605,17 +599,14 @@ async fn huge_lengths_do_not_grow_weir_memory() {
 
     for len in [0x7fff_ffffu32, 0xffff_ffff] {
         let mut raw = Raw::login(port, USER, PASSWORD, &db).await;
-        let mut bytes = vec![b'Q'];
-        bytes.extend_from_slice(&len.to_be_bytes());
+        let bytes = query_head(len, b"");
         raw.send(&bytes).await;
         raw.expect_fatal("08P01").await;
     }
 
     // Within PostgreSQL's limit (1 GiB): weir streams it to the server, never holding it.
     let mut raw = Raw::login(port, USER, PASSWORD, &db).await;
-    let mut bytes = vec![b'Q'];
-    bytes.extend_from_slice(&0x3fff_0000u32.to_be_bytes());
-    bytes.extend_from_slice(b"SELECT '");
+    let bytes = query_head(0x3fff_0000u32, b"SELECT '");
     raw.send(&bytes).await;
     let chunk = vec![b'x'; 1 << 20];
     for _ in 0..32 {

@@ -88,6 +88,15 @@ pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The start of a Query message that announces a body of `len` bytes (length field
+/// included, as on the wire) but carries only `first`: the rest is sent later, or never.
+pub fn query_head(len: u32, first: &[u8]) -> Vec<u8> {
+    let mut out = vec![b'Q'];
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(first);
+    out
+}
+
 /// A simple Query message.
 pub fn query(sql: &str) -> Vec<u8> {
     let mut body = sql.as_bytes().to_vec();
