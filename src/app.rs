@@ -13,11 +13,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::auth::{AuthConfigError, UserTable};
+use crate::auth::{AuthConfigError, ServerPassword, UserEntry, UserTable};
 use crate::cancel::CancelRegistry;
 use crate::cluster::DbCluster;
 use crate::config::{Config, DatabaseConfig};
+use crate::metrics::names;
 use crate::pool::PoolRegistry;
+use crate::router::WriteFunctions;
+use crate::server::ServerTarget;
 
 /// How often idle-timeout, lifetime and warm-connection upkeep runs.
 const JANITOR_INTERVAL: Duration = Duration::from_secs(1);
@@ -27,8 +30,32 @@ const JANITOR_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) struct Database {
     /// Its configuration.
     pub(crate) config: DatabaseConfig,
-    /// Its hosts and which is the primary.
-    pub(crate) cluster: DbCluster,
+    /// Its hosts: roles, health, lag; shared with their health-check tasks.
+    pub(crate) cluster: Arc<DbCluster>,
+    /// Where its transactions went.
+    pub(crate) counters: RouteCounters,
+}
+
+/// Routing counters of one database, made once so the hot path does not look them up.
+#[derive(Debug)]
+pub(crate) struct RouteCounters {
+    /// Transactions given a primary server.
+    pub(crate) primary: metrics::Counter,
+    /// Transactions given a replica server.
+    pub(crate) replica: metrics::Counter,
+    /// Requests sqlparser could not parse (sent to the primary).
+    pub(crate) unparsed: metrics::Counter,
+}
+
+impl RouteCounters {
+    fn new(database: &str) -> Self {
+        let routed = |role: &'static str| metrics::counter!(names::ROUTED_TOTAL, "database" => database.to_owned(), "role" => role);
+        Self {
+            primary: routed("primary"),
+            replica: routed("replica"),
+            unparsed: metrics::counter!(names::ROUTER_UNPARSED_TOTAL, "database" => database.to_owned()),
+        }
+    }
 }
 
 /// Configuration and everything derived from it, swapped whole on reload.
@@ -50,9 +77,14 @@ impl Snapshot {
             .databases
             .iter()
             .map(|d| {
+                let routing = &config.routing;
+                let functions =
+                    WriteFunctions::new(&routing.write_functions, &routing.read_functions);
+                let addrs = d.hosts.iter().map(ToString::to_string).collect();
                 let db = Database {
                     config: d.clone(),
-                    cluster: DbCluster::new(d.name.clone(), d.hosts.len()),
+                    cluster: Arc::new(DbCluster::new(d.name.clone(), addrs, functions)),
+                    counters: RouteCounters::new(&d.name),
                 };
                 (d.name.clone(), Arc::new(db))
             })
@@ -62,6 +94,73 @@ impl Snapshot {
             users,
             databases,
         })
+    }
+
+    /// Logins for the hosts of `db` as `user`, in configuration order.
+    pub(crate) fn targets(&self, db: &DatabaseConfig, user: &UserEntry) -> Vec<ServerTarget> {
+        db.hosts
+            .iter()
+            .map(|h| ServerTarget {
+                host: h.host.clone(),
+                port: h.port,
+                dbname: db.dbname.clone(),
+                user: user.name.clone(),
+                password: user.server_password.clone(),
+            })
+            .collect()
+    }
+
+    /// The user health checks log in as: `cluster.health_check_user`, else the first user
+    /// with a password servers can be answered with, else the first user.
+    fn health_check_user(&self) -> Option<Arc<UserEntry>> {
+        if let Some(name) = &self.config.cluster.health_check_user {
+            return self.users.get(name);
+        }
+        let entries: Vec<Arc<UserEntry>> = self
+            .config
+            .users
+            .iter()
+            .filter_map(|u| self.users.get(&u.name))
+            .collect();
+        entries
+            .iter()
+            .find(|u| {
+                matches!(
+                    u.server_password,
+                    ServerPassword::Plain(_) | ServerPassword::Md5(_)
+                )
+            })
+            .or_else(|| entries.first())
+            .cloned()
+    }
+
+    /// Starts one health-check task per host of every database with several hosts.
+    fn watch_hosts(&self, shutdown: &watch::Sender<bool>) {
+        let Some(user) = self.health_check_user() else {
+            tracing::warn!("no [[users]] entry to run health checks as: replicas get no reads");
+            return;
+        };
+        let routing = &self.config.routing;
+        // A single host is the primary by definition and has nothing to route: it gets
+        // no extra connection, so `pool.size` stays the exact count of weir's servers.
+        for db in self
+            .databases
+            .values()
+            .filter(|db| db.config.hosts.len() > 1)
+        {
+            for (index, target) in self.targets(&db.config, &user).into_iter().enumerate() {
+                tokio::spawn(db.cluster.clone().watch(
+                    index,
+                    target,
+                    self.config.cluster.clone(),
+                    (
+                        routing.write_functions.clone(),
+                        routing.read_functions.clone(),
+                    ),
+                    shutdown.subscribe(),
+                ));
+            }
+        }
     }
 }
 
@@ -107,6 +206,21 @@ pub enum StartError {
     },
 }
 
+/// One backend host as [`Weir::hosts`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostReport {
+    /// `host:port` as configured.
+    pub addr: String,
+    /// `primary`, `replica`, or `unknown` before its first answer.
+    pub role: &'static str,
+    /// Whether its last health check succeeded.
+    pub healthy: bool,
+    /// A replica's distance behind the primary, in bytes of WAL.
+    pub lag_bytes: Option<u64>,
+    /// A replica's delay (zero when caught up).
+    pub lag: Option<Duration>,
+}
+
 /// A running weir. Dropping it does not stop it; call [`Weir::shutdown`].
 #[derive(Debug)]
 pub struct Weir {
@@ -137,6 +251,7 @@ impl Weir {
         }
         let snapshot = Snapshot::build(config).map_err(|e| StartError::Users(Box::new(e)))?;
         let (shutdown, _) = watch::channel(false);
+        snapshot.watch_hosts(&shutdown);
         let shared = Arc::new(Shared {
             snapshot: RwLock::new(Arc::new(snapshot)),
             cancel: Arc::new(CancelRegistry::default()),
@@ -157,6 +272,26 @@ impl Weir {
     /// The address weir listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The hosts of `database` as the health checks see them now (empty for an unknown
+    /// database); what `SHOW HOSTS` will print.
+    pub fn hosts(&self, database: &str) -> Vec<HostReport> {
+        let snap = self.shared.snapshot();
+        let Some(db) = snap.databases.get(database) else {
+            return Vec::new();
+        };
+        db.cluster
+            .hosts()
+            .into_iter()
+            .map(|h| HostReport {
+                addr: h.addr,
+                role: h.role.as_str(),
+                healthy: h.healthy,
+                lag_bytes: h.lag_bytes,
+                lag: h.lag,
+            })
+            .collect()
     }
 
     /// Stops accepting, lets running transactions finish (up to `listen.shutdown_timeout`),

@@ -1,16 +1,46 @@
-//! Backend hosts of each database and which one is the primary.
+//! Backend hosts of each database: which is the primary, which replicas are healthy, and
+//! how far behind each one is.
 //!
-//! Owns: the primary of each database, found with `pg_is_in_recovery()` over a
-//! short-lived connection. Health checks, lag and failover build on this.
-//! Does not: pool connections or route statements.
+//! Owns: one health-check task per host (`watch`), polling `pg_is_in_recovery()` and the
+//! WAL position over a connection of its own; the per-host status that routing and
+//! `SHOW HOSTS` read; the primary's VOLATILE functions, learned for the router.
+//! Does not: pool connections or classify statements.
+//!
+//! Roles are discovered, never configured. Until a host has answered a check, it is no
+//! replica: reads go to the primary until weir knows better (fail closed).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
 
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::ClusterSettings;
+use crate::router::WriteFunctions;
 use crate::server::{BackendError, ServerConn, ServerTarget};
 
 /// No primary known yet.
 const UNKNOWN: usize = usize::MAX;
+/// How often the primary's VOLATILE functions are read again.
+const FUNCTIONS_REFRESH: Duration = Duration::from_secs(60);
+/// Most user functions learned from `pg_proc`, so a catalog with millions cannot grow weir.
+const MAX_LEARNED_FUNCTIONS: usize = 100_000;
+
+/// One query that works on both roles: recovery state, the WAL position that matters
+/// (written on a primary, replayed on a replica), and on a replica the age of the last
+/// replayed commit.
+const CHECK_SQL: &str = "SELECT pg_catalog.pg_is_in_recovery(), \
+     (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() \
+      ELSE pg_catalog.pg_current_wal_lsn() END)::text, \
+     EXTRACT(EPOCH FROM pg_catalog.now() - pg_catalog.pg_last_xact_replay_timestamp())::text";
+
+/// User functions that may write: VOLATILE ones outside the system schemas.
+const VOLATILE_SQL: &str = "SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p \
+     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+     WHERE p.provolatile = 'v' AND p.prokind = 'f' \
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg\\_toast%' LIMIT 100000";
 
 /// Why no primary could be found.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +55,88 @@ pub(crate) enum ClusterError {
     },
 }
 
+/// What a host is, as of its last check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Not checked yet, or not reachable since weir started.
+    Unknown,
+    /// Not in recovery: takes writes.
+    Primary,
+    /// In recovery: a streaming replica.
+    Replica,
+}
+
+impl Role {
+    /// How `SHOW HOSTS` and logs name it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Primary => "primary",
+            Self::Replica => "replica",
+        }
+    }
+}
+
+/// One host as the health checks see it.
+#[derive(Debug, Clone)]
+pub(crate) struct HostStatus {
+    /// `host:port` as configured.
+    pub(crate) addr: String,
+    /// Its role at the last successful check.
+    pub(crate) role: Role,
+    /// Whether the last check succeeded and no server connection broke since.
+    pub(crate) healthy: bool,
+    /// Primary: WAL written (`pg_current_wal_lsn`); replica: WAL replayed.
+    pub(crate) lsn: u64,
+    /// A replica's distance behind the primary's last known position, in bytes of WAL.
+    pub(crate) lag_bytes: Option<u64>,
+    /// A replica's delay: zero when it has replayed what the primary had written, else
+    /// the age of the last commit it replayed.
+    pub(crate) lag: Option<Duration>,
+    /// When it last answered a check.
+    pub(crate) last_check: Option<SystemTime>,
+    /// When its role last changed (from unknown too).
+    pub(crate) last_role_change: Option<SystemTime>,
+    /// Why the last check failed, if it did.
+    pub(crate) last_error: Option<String>,
+    /// The replay age the host reported, kept to recompute `lag` when the primary moves.
+    replay_age: Option<Duration>,
+}
+
+impl HostStatus {
+    fn new(addr: String) -> Self {
+        Self {
+            addr,
+            role: Role::Unknown,
+            healthy: false,
+            lsn: 0,
+            lag_bytes: None,
+            lag: None,
+            last_check: None,
+            last_role_change: None,
+            last_error: None,
+            replay_age: None,
+        }
+    }
+}
+
+/// How far behind a replica may be and still serve reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LagLimits {
+    /// Zero: no time limit.
+    pub(crate) time: Duration,
+    /// Zero: no byte limit.
+    pub(crate) bytes: u64,
+}
+
+/// What one check of a host found.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    in_recovery: bool,
+    lsn: u64,
+    replay_age: Option<Duration>,
+}
+
 /// The hosts of one database and what weir knows about them.
 #[derive(Debug)]
 pub(crate) struct DbCluster {
@@ -34,19 +146,74 @@ pub(crate) struct DbCluster {
     primary: AtomicUsize,
     /// Serialises probing so a burst of clients probes once.
     probe_lock: tokio::sync::Mutex<()>,
-    /// Number of hosts.
-    hosts: usize,
+    /// Per host, in configuration order.
+    status: RwLock<Vec<HostStatus>>,
+    /// Functions whose call makes a statement a write: built-in, configured, and the
+    /// primary's VOLATILE ones once learned.
+    functions: RwLock<WriteFunctions>,
 }
 
 impl DbCluster {
-    /// A database with `hosts` hosts; a single host is the primary without asking.
-    pub(crate) fn new(name: String, hosts: usize) -> Self {
+    /// A database with these hosts (`host:port`); a single host is the primary without asking.
+    pub(crate) fn new(name: String, addrs: Vec<String>, functions: WriteFunctions) -> Self {
+        let single = addrs.len() == 1;
         Self {
             name,
-            primary: AtomicUsize::new(if hosts == 1 { 0 } else { UNKNOWN }),
+            primary: AtomicUsize::new(if single { 0 } else { UNKNOWN }),
             probe_lock: tokio::sync::Mutex::new(()),
-            hosts,
+            status: RwLock::new(addrs.into_iter().map(HostStatus::new).collect()),
+            functions: RwLock::new(functions),
         }
+    }
+
+    /// Whether host `index` is the primary as far as weir knows.
+    pub(crate) fn is_primary(&self, index: usize) -> bool {
+        self.primary.load(Ordering::Acquire) == index
+    }
+
+    /// Every host's status, for `SHOW HOSTS` and tests.
+    pub(crate) fn hosts(&self) -> Vec<HostStatus> {
+        self.read_status().clone()
+    }
+
+    /// The functions that make a statement a write, as of now.
+    pub(crate) fn functions(&self) -> WriteFunctions {
+        self.functions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn read_status(&self) -> std::sync::RwLockReadGuard<'_, Vec<HostStatus>> {
+        self.status.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The least busy replica that may serve a read now: healthy, within `limits`, and
+    /// replayed at least to `min_lsn` (a client's last commit; 0 for none). With
+    /// `include_primary`, the primary competes too. `busy` gives a host's servers in use.
+    pub(crate) fn pick_reader(
+        &self,
+        min_lsn: u64,
+        limits: LagLimits,
+        include_primary: bool,
+        busy: impl Fn(usize) -> usize,
+    ) -> Option<usize> {
+        let status = self.read_status();
+        status
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.healthy)
+            .filter(|(_, h)| match h.role {
+                Role::Primary => include_primary,
+                Role::Replica => {
+                    h.lsn >= min_lsn
+                        && (limits.time.is_zero() || h.lag.is_some_and(|l| l <= limits.time))
+                        && (limits.bytes == 0 || h.lag_bytes.is_some_and(|b| b <= limits.bytes))
+                }
+                Role::Unknown => false,
+            })
+            .min_by_key(|(i, _)| busy(*i))
+            .map(|(i, _)| i)
     }
 
     /// The primary's index, probing the hosts (as the given logins) when unknown.
@@ -65,14 +232,13 @@ impl DbCluster {
             return Ok(known);
         }
         let mut detail = Vec::new();
-        for (i, target) in targets.iter().enumerate().take(self.hosts) {
-            match probe(target, limit).await {
-                Ok(false) => {
-                    self.primary.store(i, Ordering::Release);
-                    tracing::info!(database = %self.name, host = %format!("{}:{}", target.host, target.port), "primary found");
+        for (i, target) in targets.iter().enumerate() {
+            match check(&mut None, target, limit).await {
+                Ok(sample) if !sample.in_recovery => {
+                    self.record(i, Ok(sample));
                     return Ok(i);
                 }
-                Ok(true) => detail.push(format!("{}:{} is in recovery", target.host, target.port)),
+                Ok(_) => detail.push(format!("{}:{} is in recovery", target.host, target.port)),
                 Err(e) => detail.push(format!("{}:{}: {e}", target.host, target.port)),
             }
         }
@@ -82,25 +248,305 @@ impl DbCluster {
         })
     }
 
-    /// Forgets the primary (its connections failed); the next transaction probes again.
-    pub(crate) fn primary_failed(&self, index: usize) {
-        if self.hosts > 1 {
+    /// A server connection to host `index` broke: the host serves nothing until its next
+    /// good check, and if it was the primary, the next transaction looks for one again.
+    pub(crate) fn host_failed(&self, index: usize) {
+        let many = {
+            let mut status = self.status.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(h) = status.get_mut(index) {
+                h.healthy = false;
+            }
+            status.len() > 1
+        };
+        if many {
             let _ =
                 self.primary
                     .compare_exchange(index, UNKNOWN, Ordering::AcqRel, Ordering::Acquire);
         }
     }
+
+    /// Takes in the outcome of a check of host `index`, and what follows from it for the
+    /// primary and every replica's lag.
+    fn record(&self, index: usize, outcome: Result<Sample, String>) {
+        let mut status = self.status.write().unwrap_or_else(PoisonError::into_inner);
+        let many = status.len() > 1;
+        let Some(h) = status.get_mut(index) else {
+            return;
+        };
+        match outcome {
+            Ok(sample) => {
+                let role = if sample.in_recovery {
+                    Role::Replica
+                } else {
+                    Role::Primary
+                };
+                if role != h.role {
+                    tracing::info!(database = %self.name, host = %h.addr, from = h.role.as_str(), to = role.as_str(), "host role discovered");
+                    h.last_role_change = Some(SystemTime::now());
+                    h.role = role;
+                }
+                if !h.healthy {
+                    tracing::info!(database = %self.name, host = %h.addr, role = role.as_str(), "host is healthy");
+                }
+                h.healthy = true;
+                h.lsn = sample.lsn;
+                h.replay_age = sample.replay_age;
+                h.last_check = Some(SystemTime::now());
+                h.last_error = None;
+                if role == Role::Primary {
+                    self.primary.store(index, Ordering::Release);
+                } else if many {
+                    let _ = self.primary.compare_exchange(
+                        index,
+                        UNKNOWN,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                }
+            }
+            Err(e) => {
+                if h.healthy {
+                    tracing::warn!(database = %self.name, host = %h.addr, "health check failed: {e}");
+                }
+                h.healthy = false;
+                h.last_error = Some(e);
+            }
+        }
+        update_lag(&mut status);
+    }
+
+    /// Replaces the learned functions when they changed (an unchanged list keeps the
+    /// classification caches).
+    fn learned(&self, functions: WriteFunctions) {
+        let mut current = self
+            .functions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *current != functions {
+            *current = functions;
+        }
+    }
+
+    /// Reads the user functions that may write from the primary over `conn`.
+    async fn learn_functions(
+        &self,
+        conn: &mut Option<ServerConn>,
+        limit: Duration,
+        (writes, reads): &(Vec<String>, Vec<String>),
+    ) -> Result<(), String> {
+        let Some(c) = conn.as_mut() else {
+            return Err("no connection".into());
+        };
+        let rows = match tokio::time::timeout(limit, c.simple_query(VOLATILE_SQL)).await {
+            Ok(Ok(rows)) => rows,
+            failed => {
+                *conn = None;
+                return Err(match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {limit:?}"),
+                });
+            }
+        };
+        let learned = rows
+            .into_iter()
+            .take(MAX_LEARNED_FUNCTIONS)
+            .filter_map(|r| r.into_iter().next().flatten());
+        self.learned(WriteFunctions::new(
+            learned.chain(writes.iter().cloned()),
+            reads,
+        ));
+        Ok(())
+    }
+
+    /// Checks host `index` every `settings.health_check_interval` until shutdown, over a
+    /// connection kept between checks. On the primary, also reads the VOLATILE functions
+    /// (at once, then every minute), adding `writes` and removing `reads`.
+    pub(crate) async fn watch(
+        self: std::sync::Arc<Self>,
+        index: usize,
+        target: ServerTarget,
+        settings: ClusterSettings,
+        overrides: (Vec<String>, Vec<String>),
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut conn = None;
+        let mut tick = tokio::time::interval(settings.health_check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut functions_due = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|down| *down) => break,
+            }
+            let limit = settings.health_check_timeout;
+            let outcome = check(&mut conn, &target, limit)
+                .await
+                .map_err(|e| e.to_string());
+            // The functions are learned before the primary is first reported healthy, so
+            // no read is routed by the built-in list alone once a replica is in use.
+            if matches!(outcome, Ok(s) if !s.in_recovery) && Instant::now() >= functions_due {
+                match self.learn_functions(&mut conn, limit, &overrides).await {
+                    Ok(()) => functions_due = Instant::now() + FUNCTIONS_REFRESH,
+                    Err(e) => {
+                        tracing::warn!(database = %self.name, "cannot read the primary's VOLATILE functions: {e}");
+                    }
+                }
+            }
+            self.record(index, outcome);
+        }
+        if let Some(c) = conn {
+            c.terminate().await;
+        }
+    }
 }
 
-/// Whether the host is in recovery (a replica).
-async fn probe(target: &ServerTarget, limit: Duration) -> Result<bool, BackendError> {
-    let mut conn = ServerConn::connect(target, limit).await?;
-    let rows = tokio::time::timeout(
-        limit,
-        conn.simple_query("SELECT pg_catalog.pg_is_in_recovery()"),
-    )
-    .await
-    .map_err(|_| BackendError::LoginTimeout(format!("{}:{}", target.host, target.port)))??;
-    conn.terminate().await;
-    Ok(matches!(rows.first().and_then(|r| r.first()), Some(Some(v)) if v == "t"))
+/// Recomputes every replica's lag from the primary's last known position.
+fn update_lag(status: &mut [HostStatus]) {
+    let primary_lsn = status
+        .iter()
+        .find(|h| h.role == Role::Primary && h.healthy)
+        .map(|h| h.lsn);
+    for h in status.iter_mut() {
+        if h.role != Role::Replica {
+            h.lag_bytes = None;
+            h.lag = None;
+            continue;
+        }
+        h.lag_bytes = primary_lsn.map(|p| p.saturating_sub(h.lsn));
+        h.lag = match primary_lsn {
+            Some(p) if h.lsn >= p => Some(Duration::ZERO),
+            _ => h.replay_age,
+        };
+    }
+}
+
+/// One health check over `conn` (opened first when `None`; dropped when it fails).
+async fn check(
+    conn: &mut Option<ServerConn>,
+    target: &ServerTarget,
+    limit: Duration,
+) -> Result<Sample, BackendError> {
+    let addr = || format!("{}:{}", target.host, target.port);
+    if conn.is_none() {
+        *conn = Some(ServerConn::connect(target, limit).await?);
+    }
+    let Some(c) = conn.as_mut() else {
+        return Err(BackendError::LoginTimeout(addr()));
+    };
+    let rows = match tokio::time::timeout(limit, c.simple_query(CHECK_SQL)).await {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(e)) => {
+            *conn = None;
+            return Err(e);
+        }
+        Err(_) => {
+            *conn = None;
+            return Err(BackendError::LoginTimeout(addr()));
+        }
+    };
+    let row = rows.first().map(Vec::as_slice).unwrap_or_default();
+    let field = |i: usize| row.get(i).and_then(|v| v.as_deref());
+    Ok(Sample {
+        in_recovery: field(0) == Some("t"),
+        lsn: field(1).and_then(parse_lsn).unwrap_or(0),
+        replay_age: field(2)
+            .and_then(|s| s.parse::<f64>().ok())
+            .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok()),
+    })
+}
+
+/// A `pg_lsn` in its text form, `16/B374D848`, as a byte position.
+pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    let hi = u64::from_str_radix(hi, 16).ok()?;
+    let lo = u64::from_str_radix(lo, 16).ok()?;
+    (hi <= u64::from(u32::MAX) && lo <= u64::from(u32::MAX)).then_some((hi << 32) | lo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsns_parse_as_positions() {
+        assert_eq!(parse_lsn("0/0"), Some(0));
+        assert_eq!(parse_lsn("16/B374D848"), Some((0x16 << 32) | 0xB374_D848));
+        assert_eq!(parse_lsn("nonsense"), None);
+        assert_eq!(parse_lsn("1/"), None);
+        assert_eq!(parse_lsn("100000000/0"), None);
+    }
+
+    fn host(role: Role, lsn: u64, age: Option<u64>) -> HostStatus {
+        let mut h = HostStatus::new(format!("{lsn}"));
+        h.role = role;
+        h.healthy = true;
+        h.lsn = lsn;
+        h.replay_age = age.map(Duration::from_secs);
+        h
+    }
+
+    #[test]
+    fn lag_follows_the_primary() {
+        let mut hosts = vec![
+            host(Role::Primary, 1000, None),
+            host(Role::Replica, 1000, Some(50)),
+            host(Role::Replica, 400, Some(7)),
+        ];
+        update_lag(&mut hosts);
+        assert_eq!(hosts[0].lag, None);
+        assert_eq!(hosts[1].lag_bytes, Some(0));
+        assert_eq!(
+            hosts[1].lag,
+            Some(Duration::ZERO),
+            "caught up: no lag, however old its last commit"
+        );
+        assert_eq!(hosts[2].lag_bytes, Some(600));
+        assert_eq!(hosts[2].lag, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn readers_are_healthy_caught_up_replicas_least_busy_first() {
+        let cluster = DbCluster::new(
+            "db".into(),
+            vec!["a".into(), "b".into(), "c".into()],
+            WriteFunctions::builtin(),
+        );
+        {
+            let mut s = cluster
+                .status
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            *s = vec![
+                host(Role::Primary, 1000, None),
+                host(Role::Replica, 1000, Some(0)),
+                host(Role::Replica, 900, Some(30)),
+            ];
+            update_lag(&mut s);
+        }
+        let loose = LagLimits {
+            time: Duration::ZERO,
+            bytes: 0,
+        };
+        let busy = |i: usize| [0, 5, 1][i];
+        assert_eq!(cluster.pick_reader(0, loose, false, busy), Some(2));
+        assert_eq!(cluster.pick_reader(0, loose, true, busy), Some(0));
+        assert_eq!(
+            cluster.pick_reader(950, loose, false, busy),
+            Some(1),
+            "read your writes"
+        );
+        assert_eq!(cluster.pick_reader(1001, loose, false, busy), None);
+        let tight = LagLimits {
+            time: Duration::from_secs(10),
+            bytes: 0,
+        };
+        assert_eq!(cluster.pick_reader(0, tight, false, busy), Some(1));
+        let bytes = LagLimits {
+            time: Duration::ZERO,
+            bytes: 50,
+        };
+        assert_eq!(cluster.pick_reader(0, bytes, false, busy), Some(1));
+        cluster.host_failed(1);
+        assert_eq!(cluster.pick_reader(0, tight, false, busy), None);
+    }
 }

@@ -33,6 +33,8 @@ impl SqlState {
     pub(crate) const IDLE_IN_TRANSACTION_TIMEOUT: Self = Self("25P03");
     /// 57P05: idle-session timeout.
     pub(crate) const IDLE_SESSION_TIMEOUT: Self = Self("57P05");
+    /// 22023: a setting was given a value it does not take.
+    pub(crate) const INVALID_PARAMETER_VALUE: Self = Self("22023");
 
     /// The code as text.
     pub(crate) fn code(self) -> &'static str {

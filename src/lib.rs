@@ -31,7 +31,7 @@ mod protocol;
 pub mod router;
 mod server;
 
-pub use app::{ShutdownTrigger, StartError, Weir};
+pub use app::{HostReport, ShutdownTrigger, StartError, Weir};
 
 /// Checks a configuration beyond what loading validates (the user list, server logins).
 /// Returns warnings a person should read; an error means weir would not start.

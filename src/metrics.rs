@@ -11,6 +11,10 @@ pub(crate) mod names {
     pub(crate) const CLIENTS_ACCEPTED_TOTAL: &str = "weir_clients_accepted_total";
     /// Clients that became pinned to a server, by `reason` (`server::probe::Pins::KINDS`).
     pub(crate) const CLIENT_PINS_TOTAL: &str = "weir_client_pins_total";
+    /// Transactions (server leases) by `database` and `role` (`primary` / `replica`).
+    pub(crate) const ROUTED_TOTAL: &str = "weir_routed_transactions_total";
+    /// Requests the router could not parse, sent to the primary, by `database`.
+    pub(crate) const ROUTER_UNPARSED_TOTAL: &str = "weir_router_unparsed_total";
 }
 
 /// Installs the Prometheus exporter on `addr` (once per process; later calls only log).
@@ -27,6 +31,14 @@ pub(crate) fn install(addr: SocketAddr) {
             metrics::describe_counter!(
                 names::CLIENT_PINS_TOTAL,
                 "Clients pinned to their server in transaction mode, by reason"
+            );
+            metrics::describe_counter!(
+                names::ROUTED_TOTAL,
+                "Transactions given a server, by database and role (primary or replica)"
+            );
+            metrics::describe_counter!(
+                names::ROUTER_UNPARSED_TOTAL,
+                "Requests the router could not parse and sent to the primary"
             );
             tracing::info!(%addr, "Prometheus metrics at /metrics");
         }

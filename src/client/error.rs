@@ -66,6 +66,12 @@ pub(crate) enum SessionError {
         /// What happened to the server.
         cause: String,
     },
+    /// A read found no replica and `routing.primary_reads = "never"`.
+    #[error("no replica of database {0} can serve reads now (down, or lagging past routing.max_replica_lag), and routing.primary_reads = \"never\" keeps reads off the primary")]
+    NoReplica(String),
+    /// A setting weir keeps itself (`weir.route`) was given a bad value.
+    #[error("{0}")]
+    InvalidValue(String),
     /// weir is shutting down.
     #[error("weir is shutting down")]
     ShuttingDown,
@@ -111,7 +117,8 @@ impl SessionError {
                 ..
             }) => (fields.code.clone(), fields.message.clone()),
             Self::Pool(PoolError::Closed(_)) => (state(SqlState::CANNOT_CONNECT_NOW), self.to_string()),
-            Self::Pool(_) | Self::Cluster(_) => (state(SqlState::UNABLE_TO_CONNECT), self.to_string()),
+            Self::InvalidValue(_) => (state(SqlState::INVALID_PARAMETER_VALUE), self.to_string()),
+            Self::Pool(_) | Self::Cluster(_) | Self::NoReplica(_) => (state(SqlState::UNABLE_TO_CONNECT), self.to_string()),
             Self::ServerLost(_) | Self::PinnedServerLost { .. } => (state(SqlState::CONNECTION_FAILURE), self.to_string()),
             Self::ShuttingDown => (state(SqlState::ADMIN_SHUTDOWN), "terminating connection: weir is shutting down".into()),
             Self::Unsupported(_) => (state(SqlState::FEATURE_NOT_SUPPORTED), self.to_string()),

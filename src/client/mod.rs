@@ -8,6 +8,7 @@ mod hints;
 mod login;
 mod prepared;
 mod relay;
+mod route;
 mod session;
 mod startup;
 
@@ -131,19 +132,7 @@ async fn start(
         .get(&request.database)
         .cloned()
         .ok_or_else(|| SessionError::UnknownDatabase(request.database.clone()))?;
-    let targets: Arc<Vec<ServerTarget>> = Arc::new(
-        db.config
-            .hosts
-            .iter()
-            .map(|h| ServerTarget {
-                host: h.host.clone(),
-                port: h.port,
-                dbname: db.config.dbname.clone(),
-                user: user.name.clone(),
-                password: user.server_password.clone(),
-            })
-            .collect(),
-    );
+    let targets: Arc<Vec<ServerTarget>> = Arc::new(snap.targets(&db.config, &user));
     let pool = shared.pools.get_or_create(&db.config.name, &user.name, || {
         DbUserPool::new(
             format!("{}/{}", db.config.name, user.name),
@@ -185,6 +174,8 @@ async fn start(
             startup: request.params.clone(),
             statements: Default::default(),
             scratch: Default::default(),
+            route: request.route,
+            min_lsn: 0,
         },
         snap: snap.clone(),
         db,

@@ -9,9 +9,10 @@ use tokio::sync::watch;
 
 use crate::app::{Database, Snapshot};
 use crate::cancel::CancelHandle;
-use crate::config::PoolMode;
+use crate::cluster::LagLimits;
+use crate::config::{PoolMode, PrimaryReads, Routing};
 use crate::net::{read_ready, Conn};
-use crate::pool::{DbUserPool, Lease};
+use crate::pool::{DbUserPool, Lease, PoolError};
 use crate::protocol::{
     ErrorSeverity, FrontendEvent, FrontendScanner, FrontendTag, MessageBuilder, TxStatus,
 };
@@ -20,6 +21,7 @@ use crate::server::{BackendError, ParamSet, ServerTarget};
 
 use super::prepared::ClientStatements;
 use super::relay::{Outcome, Relay, RelayConfig, Signals};
+use super::route::{self, RouteCommand, RouteOverride};
 use super::{Deadline, SessionError};
 
 /// A first message up to this size is read whole before a server is leased for it.
@@ -28,6 +30,8 @@ const FIRST_MESSAGE_WHOLE: usize = 64 * 1024;
 const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 /// Limit on the session probe after a transaction that may have changed session state.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// PostgreSQL's `text` type, for the rows weir answers itself.
+const TEXT_OID: u32 = 25;
 
 /// What the client wants next.
 enum Next {
@@ -48,6 +52,11 @@ pub(crate) struct ClientState {
     pub(crate) statements: ClientStatements,
     /// Reused to build renamed messages, so a renamed Bind allocates nothing.
     pub(crate) scratch: bytes::BytesMut,
+    /// `weir.route`: the client's standing routing instruction.
+    pub(crate) route: RouteOverride,
+    /// The primary's WAL position after the client's last write transaction: a replica
+    /// serves its reads only once it has replayed this far (read-your-writes).
+    pub(crate) min_lsn: u64,
 }
 
 /// Everything a logged-in client needs except its socket.
@@ -91,6 +100,17 @@ struct Ran {
     reset: bool,
 }
 
+/// Which kind of server a transaction was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leg {
+    /// The primary, for a request that may write (its commit position is learned after).
+    Write,
+    /// The primary, for a read (no replica qualified, or reads may use the primary).
+    PrimaryRead,
+    /// A replica: the relay stops after each request so a write never follows a read there.
+    Replica,
+}
+
 /// A server kept by a client between transactions because its session holds state only
 /// that server has (transaction mode; see `server::probe`).
 struct Pinned {
@@ -98,6 +118,8 @@ struct Pinned {
     lease: Lease,
     /// Its host, for failure reports.
     host: usize,
+    /// What it was leased for.
+    leg: Leg,
     /// What pins it.
     pins: Pins,
 }
@@ -127,6 +149,7 @@ impl Session {
             idle_in_transaction: pool_cfg.idle_transaction_timeout,
             client_idle: pool_cfg.client_idle_timeout,
             stall: pool_cfg.query_wait_timeout,
+            one_request: false,
         };
         loop {
             match self.wait_for_request().await? {
@@ -137,15 +160,23 @@ impl Session {
                 self.reject_request(err).await?;
                 continue;
             }
-            let (mut lease, host, pins) = match self.pinned.take() {
-                Some(p) => (p.lease, p.host, p.pins),
+            if self.answer_route_command().await? {
+                continue;
+            }
+            let (mut lease, host, leg, pins) = match self.pinned.take() {
+                Some(p) => (p.lease, p.host, p.leg, p.pins),
                 None => match self.checkout().await {
-                    Ok((lease, host)) => (lease, host, Pins::default()),
+                    Ok((lease, host, leg)) => (lease, host, leg, Pins::default()),
                     Err(e) => {
                         self.reject_request(e).await?;
                         continue;
                     }
                 },
+            };
+            tracing::trace!(?leg, host, "transaction routed");
+            let config = RelayConfig {
+                one_request: leg == Leg::Replica,
+                ..config
             };
             let unknown = ParamSet::default();
             let defaults = self.attach.pool.server_defaults.get().unwrap_or(&unknown);
@@ -173,7 +204,15 @@ impl Session {
             self.attach.cancel.slot.set(None);
             match outcome {
                 Ok(Outcome::Done) => {
-                    let pinned = Pinned { lease, host, pins };
+                    if leg == Leg::Write && self.reads_own_writes() {
+                        self.learn_commit_position(&mut lease).await;
+                    }
+                    let pinned = Pinned {
+                        lease,
+                        host,
+                        leg,
+                        pins,
+                    };
                     let ran = Ran {
                         hint: relay.session_hint(),
                         advisory: relay.advisory_hint(),
@@ -192,7 +231,7 @@ impl Session {
                 Ok(Outcome::ServerLost { fatal }) => {
                     lease.poison();
                     drop(lease);
-                    self.attach.db.cluster.primary_failed(host);
+                    self.attach.db.cluster.host_failed(host);
                     if !pins.is_empty() {
                         return Err(SessionError::PinnedServerLost {
                             pins: lost_state(pins),
@@ -399,8 +438,29 @@ impl Session {
         }
     }
 
-    /// Leases a server of the database's primary.
-    async fn checkout(&mut self) -> Result<(Lease, usize), SessionError> {
+    /// Leases a server for the request waiting in the client's buffer: a replica when the
+    /// request only reads and one qualifies, else the primary.
+    async fn checkout(&mut self) -> Result<(Lease, usize, Leg), SessionError> {
+        let mut leg = self.choose_leg()?;
+        if let Leg::Replica = leg.0 {
+            let host = leg.1;
+            match self.attach.pool.checkout(host).await {
+                Ok(lease) => {
+                    self.attach.db.counters.replica.increment(1);
+                    return Ok((lease, host, Leg::Replica));
+                }
+                Err(e @ PoolError::Connect { .. }) => {
+                    // Down before its health check noticed: out of rotation now.
+                    tracing::warn!(pool = %self.attach.pool.label, "replica unreachable, reading from the primary: {e}");
+                    self.attach.db.cluster.host_failed(host);
+                    if self.attach.snap.config.routing.primary_reads == PrimaryReads::Never {
+                        return Err(SessionError::NoReplica(self.attach.db.config.name.clone()));
+                    }
+                    leg = (Leg::PrimaryRead, usize::MAX);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let limit = self.attach.snap.config.pool.server_connect_timeout;
         let host = self
             .attach
@@ -409,7 +469,151 @@ impl Session {
             .primary(&self.attach.targets, limit)
             .await?;
         let lease = self.attach.pool.checkout(host).await?;
-        Ok((lease, host))
+        self.attach.db.counters.primary.increment(1);
+        Ok((lease, host, leg.0))
+    }
+
+    /// Whether this client's transactions are split between primary and replicas.
+    fn splits(&self) -> bool {
+        let db = &self.attach.db;
+        db.config.routing == Routing::ReadWrite && db.config.hosts.len() > 1
+    }
+
+    /// Whether a write transaction is followed by learning its commit position.
+    fn reads_own_writes(&self) -> bool {
+        self.splits() && self.attach.snap.config.routing.read_your_writes
+    }
+
+    /// Where the request waiting in the client's buffer goes, and for a replica, which.
+    fn choose_leg(&mut self) -> Result<(Leg, usize), SessionError> {
+        let primary = (Leg::Write, usize::MAX);
+        if !self.splits() {
+            return Ok(primary);
+        }
+        let state = &self.attach.state;
+        let db = &self.attach.db;
+        // A session-mode server serves the whole session: only an explicit
+        // `weir.route = replica` sends it to a replica.
+        if self.attach.snap.config.pool.mode == PoolMode::Session
+            && state.route != RouteOverride::Replica
+        {
+            return Ok(primary);
+        }
+        let reads_only = state.route != RouteOverride::Replica && {
+            let verdict = route::classify_request(
+                &self.client.rbuf,
+                &state.statements,
+                &db.cluster.functions(),
+                &db.config.name,
+                &state.desired,
+            );
+            if verdict.unparsed {
+                db.counters.unparsed.increment(1);
+            }
+            // With backslash escapes in plain strings, sqlparser may split statements
+            // where PostgreSQL does not: nothing it says about the text can be trusted.
+            let escapes = state
+                .desired
+                .get("standard_conforming_strings")
+                .is_some_and(|v| v.eq_ignore_ascii_case("off"));
+            verdict.replica && !escapes
+        };
+        match state.route {
+            RouteOverride::Auto if !reads_only => return Ok(primary),
+            // Its reads are not writes: they leave read-your-writes as it was.
+            RouteOverride::Primary if reads_only => return Ok((Leg::PrimaryRead, usize::MAX)),
+            RouteOverride::Primary => return Ok(primary),
+            RouteOverride::Auto | RouteOverride::Replica => {}
+        }
+        let routing = &self.attach.snap.config.routing;
+        let limits = LagLimits {
+            time: routing.max_replica_lag,
+            bytes: routing.max_replica_lag_bytes,
+        };
+        let min_lsn = if routing.read_your_writes {
+            state.min_lsn
+        } else {
+            0
+        };
+        let pool = &self.attach.pool;
+        let always = routing.primary_reads == PrimaryReads::Always;
+        match db
+            .cluster
+            .pick_reader(min_lsn, limits, always, |host| pool.busy(host))
+        {
+            Some(host) if db.cluster.is_primary(host) => Ok((Leg::PrimaryRead, host)),
+            Some(host) => Ok((Leg::Replica, host)),
+            None if routing.primary_reads == PrimaryReads::Never => {
+                Err(SessionError::NoReplica(db.config.name.clone()))
+            }
+            None => Ok((Leg::PrimaryRead, usize::MAX)),
+        }
+    }
+
+    /// After a write transaction on the primary: learns where its commit ends in the WAL,
+    /// so this client's reads wait for a replica that has replayed it. If that cannot be
+    /// learned, reads stay on the primary until the next write transaction tells.
+    async fn learn_commit_position(&mut self, lease: &mut Lease) {
+        const SQL: &str = "SELECT pg_catalog.pg_current_wal_insert_lsn()::text";
+        let asked = tokio::time::timeout(
+            PROBE_TIMEOUT,
+            lease.query_passing_async(SQL, &mut self.client.wbuf),
+        )
+        .await;
+        let lsn = match asked {
+            Ok(Ok(rows)) => rows
+                .first()
+                .and_then(|r| r.first())
+                .and_then(|v| v.as_deref())
+                .and_then(crate::cluster::parse_lsn),
+            _ => None,
+        };
+        if lsn.is_none() {
+            tracing::warn!(pool = %self.attach.pool.label, "could not learn a commit's WAL position: this client reads from the primary until its next write");
+            lease.poison();
+        }
+        self.attach.state.min_lsn = lsn.unwrap_or(u64::MAX);
+    }
+
+    /// Answers `SET`/`RESET`/`SHOW weir.route` sent as a simple Query, without a server.
+    /// Returns whether the request was one.
+    async fn answer_route_command(&mut self) -> Result<bool, SessionError> {
+        let buf = &self.client.rbuf;
+        let Some((FrontendTag::Query, total)) = FrontendScanner::default().peek(buf)? else {
+            return Ok(false);
+        };
+        // Long texts are never weir's commands; they are not looked at.
+        if total > 256 || buf.len() < total {
+            return Ok(false);
+        }
+        let text = buf
+            .get(5..total)
+            .and_then(|b| b.strip_suffix(&[0]))
+            .and_then(|b| std::str::from_utf8(b).ok());
+        let Some(command) = text.and_then(route::route_command) else {
+            return Ok(false);
+        };
+        self.client.rbuf.advance(total);
+        let out = &mut self.client.wbuf;
+        match command {
+            Ok(RouteCommand::Set(route)) => {
+                self.attach.state.route = route;
+                MessageBuilder::command_complete(out, "SET");
+            }
+            Ok(RouteCommand::Show) => {
+                MessageBuilder::row_description(out, &[(route::SETTING, TEXT_OID)]);
+                MessageBuilder::data_row(out, &[Some(self.attach.state.route.as_str())]);
+                MessageBuilder::command_complete(out, "SHOW");
+            }
+            Err(message) => {
+                let err = SessionError::InvalidValue(message);
+                if let Some((code, message)) = err.client_report() {
+                    MessageBuilder::error(out, ErrorSeverity::Error, &code, &message);
+                }
+            }
+        }
+        MessageBuilder::ready_for_query(out, TxStatus::Idle);
+        Ok(true)
     }
 
     /// Answers a request that could not get a server: its messages up to the next Sync (or

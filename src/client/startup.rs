@@ -2,6 +2,7 @@
 
 use crate::server::ParamSet;
 
+use super::route::{self, RouteOverride};
 use super::SessionError;
 
 /// What a StartupMessage asked for, sorted into what weir uses itself and what it applies
@@ -17,6 +18,8 @@ pub(crate) struct StartupRequest {
     pub(crate) params: ParamSet,
     /// `_pq_.` protocol options, which weir does not support (reported back).
     pub(crate) protocol_options: Vec<String>,
+    /// `weir.route`, as a parameter or in `options`: weir's, never sent to a server.
+    pub(crate) route: RouteOverride,
 }
 
 impl StartupRequest {
@@ -46,6 +49,10 @@ impl StartupRequest {
         }
         if req.database.is_empty() {
             req.database.clone_from(&req.user);
+        }
+        if let Some(value) = req.params.get(route::SETTING) {
+            req.route = RouteOverride::parse(value).map_err(SessionError::InvalidValue)?;
+            req.params.remove(route::SETTING);
         }
         Ok(req)
     }
@@ -128,5 +135,17 @@ mod tests {
         assert!(StartupRequest::parse(raw(&[("database", "x")])).is_err());
         assert!(StartupRequest::parse(raw(&[("user", "a"), ("replication", "database")])).is_err());
         assert!(StartupRequest::parse(raw(&[("user", "a"), ("options", "-v")])).is_err());
+        assert!(StartupRequest::parse(raw(&[("user", "a"), ("weir.route", "up")])).is_err());
+    }
+
+    #[test]
+    fn weir_route_is_kept_from_the_servers() {
+        let req = StartupRequest::parse(raw(&[
+            ("user", "app"),
+            ("options", "-c weir.route=replica"),
+        ]))
+        .expect("ok");
+        assert_eq!(req.route, RouteOverride::Replica);
+        assert_eq!(req.params.get("weir.route"), None);
     }
 }

@@ -13,12 +13,13 @@ use std::time::Duration;
 use super::duration::{self, DurationError};
 use super::error::{ConfigError, Problem};
 use super::model::{
-    AdminSettings, AuthMethod, AuthSettings, Config, DatabaseConfig, HostAddr, ListenSettings,
-    MetricsSettings, PoolMode, PoolSettings, Routing, TlsSettings, UserConfig,
+    AdminSettings, AuthMethod, AuthSettings, ClusterSettings, Config, DatabaseConfig, HostAddr,
+    ListenSettings, MetricsSettings, PoolMode, PoolSettings, PrimaryReads, Routing,
+    RoutingSettings, TlsSettings, TransactionRouting, UserConfig,
 };
 use super::raw::{
-    RawAdmin, RawAuth, RawConfig, RawDatabase, RawListen, RawMetrics, RawPool, RawTls, RawUser,
-    Scalar, StringList,
+    RawAdmin, RawAuth, RawCluster, RawConfig, RawDatabase, RawListen, RawMetrics, RawPool,
+    RawRouting, RawTls, RawUser, Scalar, StringList,
 };
 
 /// Database names that open the admin console instead of a pool.
@@ -46,6 +47,8 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, ConfigError> {
         admin: admin(raw.admin.unwrap_or_default())?,
         metrics: raw.metrics.map(metrics).transpose()?.flatten(),
         tls: raw.tls.map(tls).transpose()?.flatten(),
+        cluster: cluster(raw.cluster.unwrap_or_default())?,
+        routing: routing(raw.routing.unwrap_or_default())?,
         users: users(raw.users.unwrap_or_default().0)?,
         databases: databases(raw.databases.unwrap_or_default().0)?,
     };
@@ -187,6 +190,61 @@ fn tls(raw: RawTls) -> Result<Option<TlsSettings>, ConfigError> {
     }
 }
 
+/// `[cluster]`.
+fn cluster(raw: RawCluster) -> Result<ClusterSettings, ConfigError> {
+    let d = ClusterSettings::default();
+    Ok(ClusterSettings {
+        health_check_interval: or(raw.health_check_interval, d.health_check_interval, |v| {
+            duration("cluster.health_check_interval", v, Zero::Refused)
+        })?,
+        health_check_timeout: or(raw.health_check_timeout, d.health_check_timeout, |v| {
+            duration("cluster.health_check_timeout", v, Zero::Refused)
+        })?,
+        health_check_user: raw
+            .health_check_user
+            .map(|v| {
+                let key = "cluster.health_check_user";
+                check_name(key, string(key, v)?)
+            })
+            .transpose()?,
+    })
+}
+
+/// `[routing]`.
+fn routing(raw: RawRouting) -> Result<RoutingSettings, ConfigError> {
+    let d = RoutingSettings::default();
+    Ok(RoutingSettings {
+        transactions: or(raw.transactions, d.transactions, |v| {
+            choice("routing.transactions", v, TransactionRouting::VARIANTS)
+        })?,
+        read_your_writes: or(raw.read_your_writes, d.read_your_writes, |v| {
+            boolean("routing.read_your_writes", v)
+        })?,
+        max_replica_lag: or(raw.max_replica_lag, d.max_replica_lag, |v| {
+            duration("routing.max_replica_lag", v, Zero::Allowed)
+        })?,
+        max_replica_lag_bytes: or(raw.max_replica_lag_bytes, d.max_replica_lag_bytes, |v| {
+            whole("routing.max_replica_lag_bytes", v, 0).map(u64::from)
+        })?,
+        primary_reads: or(raw.primary_reads, d.primary_reads, |v| {
+            choice("routing.primary_reads", v, PrimaryReads::VARIANTS)
+        })?,
+        write_functions: function_names("routing.write_functions", raw.write_functions)?,
+        read_functions: function_names("routing.read_functions", raw.read_functions)?,
+    })
+}
+
+/// A list of function names, none empty.
+fn function_names(key: &str, raw: Option<StringList>) -> Result<Vec<String>, ConfigError> {
+    let StringList(names) = raw.unwrap_or_default();
+    for (i, name) in names.iter().enumerate() {
+        if name.trim().is_empty() {
+            return Err(ConfigError::invalid(format!("{key}[{i}]"), Problem::Empty));
+        }
+    }
+    Ok(names)
+}
+
 /// `[[users]]`: names present, valid and unique.
 fn users(raw: Vec<RawUser>) -> Result<Vec<UserConfig>, ConfigError> {
     let mut seen: HashMap<String, String> = HashMap::new();
@@ -293,6 +351,14 @@ fn cross_check(config: &Config) -> Result<(), ConfigError> {
                     addr: metrics.listen.to_string(),
                     other: "listen.addr",
                 },
+            ));
+        }
+    }
+    if let Some(name) = &config.cluster.health_check_user {
+        if config.user(name).is_none() {
+            return Err(ConfigError::invalid(
+                "cluster.health_check_user",
+                Problem::UnknownUser(name.clone()),
             ));
         }
     }
@@ -420,6 +486,32 @@ fn choice<T: Copy>(
                 },
             )
         })
+}
+
+/// A boolean: TOML `true`/`false`, or (from the environment) `true`, `false`, `on`,
+/// `off`, `yes`, `no`, `1`, `0`.
+fn boolean(key: &str, value: Scalar) -> Result<bool, ConfigError> {
+    match value {
+        Scalar::Bool(b) => Ok(b),
+        Scalar::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "on" | "yes" | "1" => Ok(true),
+            "false" | "off" | "no" | "0" => Ok(false),
+            _ => Err(ConfigError::invalid(
+                key,
+                Problem::UnknownValue {
+                    value: s,
+                    expected: vec!["true", "false"],
+                },
+            )),
+        },
+        other => Err(ConfigError::invalid(
+            key,
+            Problem::WrongType {
+                expected: "true or false",
+                found: other.kind(),
+            },
+        )),
+    }
 }
 
 /// A whole number from `min` to `u32::MAX`, from a TOML integer or a string of digits.

@@ -241,6 +241,9 @@ pub enum Problem {
         /// The effective method.
         method: &'static str,
     },
+    /// A key names a user that is not among the `[[users]]`.
+    #[error("no [[users]] entry is named {0:?}; name one of the users")]
+    UnknownUser(String),
     /// A stored SCRAM verifier cannot answer an MD5 challenge.
     #[error("user {0:?} logs in with md5 but its password is a SCRAM-SHA-256 verifier; give the plaintext or an md5 verifier, or use scram-sha-256")]
     ScramVerifierWithMd5(String),

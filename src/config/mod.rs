@@ -28,8 +28,9 @@ pub use convert::RESERVED_DATABASES;
 pub use env::NOT_CONFIGURATION;
 pub use error::{ConfigError, EnvProblem, Problem};
 pub use model::{
-    AdminSettings, AuthMethod, AuthSettings, Config, DatabaseConfig, HostAddr, ListenSettings,
-    MetricsSettings, PoolMode, PoolSettings, Routing, TlsSettings, UserConfig,
+    AdminSettings, AuthMethod, AuthSettings, ClusterSettings, Config, DatabaseConfig, HostAddr,
+    ListenSettings, MetricsSettings, PoolMode, PoolSettings, PrimaryReads, Routing,
+    RoutingSettings, TlsSettings, TransactionRouting, UserConfig,
 };
 
 /// Loads the file at `path` (which must exist), applies `WEIR_*` environment overrides

@@ -32,6 +32,10 @@ pub struct Config {
     pub metrics: Option<MetricsSettings>,
     /// Client-facing TLS; `None` when `[tls]` is absent (then weir refuses `SSLRequest`).
     pub tls: Option<TlsSettings>,
+    /// How weir watches the hosts of each database; `[cluster]`.
+    pub cluster: ClusterSettings,
+    /// How statements are split between the primary and the replicas; `[routing]`.
+    pub routing: RoutingSettings,
     /// The users clients may log in as (`[[users]]`), in file order, names unique.
     pub users: Vec<UserConfig>,
     /// The databases clients may connect to (`[[databases]]`), in file order, names unique.
@@ -261,6 +265,106 @@ pub struct TlsSettings {
     pub cert: PathBuf,
     /// PEM private key for `cert`, as written.
     pub key: PathBuf,
+}
+
+/// `[cluster]`: the health checks that find each database's primary and replicas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// How often every host is asked for its role and WAL position. Never zero.
+    pub health_check_interval: Duration,
+    /// A check (connect, log in, query) not answered within this fails. Never zero.
+    pub health_check_timeout: Duration,
+    /// The `[[users]]` entry the checks log in as; `None`: the first user weir can log in
+    /// to servers with (a plaintext password or an md5 verifier).
+    pub health_check_user: Option<String>,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            health_check_interval: Duration::from_secs(1),
+            health_check_timeout: Duration::from_secs(2),
+            health_check_user: None,
+        }
+    }
+}
+
+/// `[routing]`: read/write splitting, for databases with `routing = "read_write"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutingSettings {
+    /// What decides where an explicit transaction runs.
+    pub transactions: TransactionRouting,
+    /// After a client commits a write, its reads go to the primary until a replica has
+    /// replayed that commit.
+    pub read_your_writes: bool,
+    /// A replica further behind than this (by its last replayed commit) gets no reads;
+    /// zero = no time limit.
+    pub max_replica_lag: Duration,
+    /// A replica further behind than this many bytes of WAL gets no reads; 0 = no limit.
+    pub max_replica_lag_bytes: u64,
+    /// Whether reads may run on the primary.
+    pub primary_reads: PrimaryReads,
+    /// Functions (besides the built-in list and the primary's VOLATILE ones) whose call
+    /// sends a statement to the primary.
+    pub write_functions: Vec<String>,
+    /// Functions that only read, even if listed or VOLATILE: they win over every list.
+    pub read_functions: Vec<String>,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        Self {
+            transactions: TransactionRouting::Explicit,
+            read_your_writes: true,
+            max_replica_lag: Duration::from_secs(10),
+            max_replica_lag_bytes: 0,
+            primary_reads: PrimaryReads::Fallback,
+            write_functions: Vec::new(),
+            read_functions: Vec::new(),
+        }
+    }
+}
+
+/// `routing.transactions`: how an explicit transaction (`BEGIN` ... `COMMIT`) is routed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TransactionRouting {
+    /// `"explicit"`: to the primary, unless it is declared read only (`BEGIN READ ONLY`,
+    /// `default_transaction_read_only`).
+    #[default]
+    Explicit,
+    /// `"first_statement"`: by its first statement after BEGIN; a later write in a
+    /// transaction that started with a read fails on the replica with 25006.
+    FirstStatement,
+}
+
+impl TransactionRouting {
+    /// Every accepted spelling, in the order error messages list them.
+    pub const VARIANTS: &'static [(&'static str, Self)] = &[
+        ("explicit", Self::Explicit),
+        ("first_statement", Self::FirstStatement),
+    ];
+}
+
+/// `routing.primary_reads`: whether the primary serves reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PrimaryReads {
+    /// `"fallback"`: only when no replica qualifies (down, or lagging past the limit).
+    #[default]
+    Fallback,
+    /// `"always"`: the primary is one more read server, chosen by the same least-busy rule.
+    Always,
+    /// `"never"`: reads wait for a replica (up to `pool.query_wait_timeout`) and fail
+    /// with 08001 if none qualifies.
+    Never,
+}
+
+impl PrimaryReads {
+    /// Every accepted spelling, in the order error messages list them.
+    pub const VARIANTS: &'static [(&'static str, Self)] = &[
+        ("fallback", Self::Fallback),
+        ("always", Self::Always),
+        ("never", Self::Never),
+    ];
 }
 
 /// One `[[users]]` entry: a user clients may log in as, and the credentials weir uses on

@@ -29,6 +29,10 @@ pub(crate) struct RawConfig {
     pub metrics: Option<RawMetrics>,
     /// `[tls]`
     pub tls: Option<RawTls>,
+    /// `[cluster]`
+    pub cluster: Option<RawCluster>,
+    /// `[routing]`
+    pub routing: Option<RawRouting>,
     /// `[[users]]`
     pub users: Option<Entries<RawUser>>,
     /// `[[databases]]`
@@ -171,6 +175,38 @@ pub(crate) struct RawTls {
     pub cert: Option<Scalar>,
     /// `key = "etc/tls/server.key"`
     pub key: Option<Scalar>,
+}
+
+/// `[cluster]` as written.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [cluster] table")]
+pub(crate) struct RawCluster {
+    /// `health_check_interval = "1s"`
+    pub health_check_interval: Option<Scalar>,
+    /// `health_check_timeout = "2s"`
+    pub health_check_timeout: Option<Scalar>,
+    /// `health_check_user = "app"`
+    pub health_check_user: Option<Scalar>,
+}
+
+/// `[routing]` as written.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [routing] table")]
+pub(crate) struct RawRouting {
+    /// `transactions = "explicit"`
+    pub transactions: Option<Scalar>,
+    /// `read_your_writes = true`
+    pub read_your_writes: Option<Scalar>,
+    /// `max_replica_lag = "10s"`
+    pub max_replica_lag: Option<Scalar>,
+    /// `max_replica_lag_bytes = 0`
+    pub max_replica_lag_bytes: Option<Scalar>,
+    /// `primary_reads = "fallback"`
+    pub primary_reads: Option<Scalar>,
+    /// `write_functions = ["audit"]`
+    pub write_functions: Option<StringList>,
+    /// `read_functions = ["lookup"]`
+    pub read_functions: Option<StringList>,
 }
 
 /// One `[[users]]` entry as written. No `Debug`: it holds a password.

@@ -184,6 +184,14 @@ impl DbUserPool {
         Ok(Lease::new(obj))
     }
 
+    /// Servers of host `host` in use plus clients waiting for one: its outstanding work.
+    pub(crate) fn busy(&self, host: usize) -> usize {
+        self.hosts.get(host).map_or(usize::MAX, |hp| {
+            let s = hp.pool.status();
+            s.size.saturating_sub(s.available) + s.waiting
+        })
+    }
+
     /// Enforces `server_idle_timeout` and `server_lifetime` on idle connections and keeps
     /// `min_size` warm. Called by the janitor every second.
     pub(crate) async fn maintain(&self) {

@@ -342,6 +342,43 @@ impl MessageBuilder {
         });
     }
 
+    /// RowDescription of text-format columns, each `(name, type oid)`.
+    pub(crate) fn row_description(buf: &mut BytesMut, columns: &[(&str, u32)]) {
+        Self::tagged(buf, b'T', |b| {
+            b.put_i16(i16::try_from(columns.len()).unwrap_or(i16::MAX));
+            for (name, oid) in columns {
+                Self::cstr(b, name);
+                b.put_i32(0); // no table
+                b.put_i16(0); // no column number
+                b.put_u32(*oid);
+                b.put_i16(-1); // variable length
+                b.put_i32(-1); // no type modifier
+                b.put_i16(0); // text format
+            }
+        });
+    }
+
+    /// DataRow of text values; `None` is NULL.
+    pub(crate) fn data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
+        Self::tagged(buf, b'D', |b| {
+            b.put_i16(i16::try_from(values.len()).unwrap_or(i16::MAX));
+            for v in values {
+                match v {
+                    Some(text) => {
+                        b.put_i32(i32::try_from(text.len()).unwrap_or(i32::MAX));
+                        b.put_slice(text.as_bytes());
+                    }
+                    None => b.put_i32(-1),
+                }
+            }
+        });
+    }
+
+    /// CommandComplete with its tag (`SET`, `SHOW`, `SELECT 3`).
+    pub(crate) fn command_complete(buf: &mut BytesMut, tag: &str) {
+        Self::tagged(buf, b'C', |b| Self::cstr(b, tag));
+    }
+
     /// ReadyForQuery.
     pub(crate) fn ready_for_query(buf: &mut BytesMut, status: TxStatus) {
         Self::tagged(buf, b'Z', |b| b.put_u8(status.byte()));

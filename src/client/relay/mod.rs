@@ -67,6 +67,9 @@ pub(super) struct RelayConfig {
     /// A client silent this long in the middle of a message is disconnected: it holds a
     /// server that cannot do anything else (`pool.query_wait_timeout`, what others wait).
     pub(super) stall: Duration,
+    /// Forward one request (up to a Query or Sync) at a time: on a replica, a client's
+    /// next implicit transaction must wait to be routed on its own, as it may write.
+    pub(super) one_request: bool,
 }
 
 /// What the relay listens to besides the two sockets.
@@ -127,6 +130,8 @@ pub(super) struct Relay {
     settings_reset: bool,
     /// Since when the client has owed the rest of a message, as of its last bytes.
     mid_message_since: Option<Instant>,
+    /// A Query or Sync was passed on (see `RelayConfig::one_request`).
+    sent_request: bool,
 }
 
 impl Relay {
@@ -159,6 +164,7 @@ impl Relay {
             hints: hints::Hints::default(),
             settings_reset: false,
             mid_message_since: None,
+            sent_request: false,
         };
         relay.touch_client();
         relay
@@ -247,6 +253,11 @@ impl Relay {
         loop {
             self.scan_client(client, server, state)?;
             self.scan_server(client, server, state)?;
+            if self.config.one_request {
+                // An answer that keeps the transaction open lets the held request go now:
+                // it is already read, and no new bytes would wake the loop for it.
+                self.scan_client(client, server, state)?;
+            }
             let to_server_blocked = match self.write_server(client, server) {
                 Ok(blocked) => blocked,
                 Err(_) => return Ok(self.server_lost()),

@@ -14,7 +14,7 @@ use crate::client::session::ClientState;
 use crate::client::SessionError;
 use crate::net::Conn;
 use crate::protocol::{
-    self, Extended, FrontendTag, MessageBuilder, ProtocolError, MAX_INSPECTED_LEN,
+    self, Extended, FrontendTag, MessageBuilder, ProtocolError, TxStatus, MAX_INSPECTED_LEN,
 };
 use crate::server::ServerConn;
 
@@ -61,6 +61,9 @@ impl Relay {
             let Some((tag, total)) = self.cscan.peek(unscanned)? else {
                 break;
             };
+            if self.holds_next_request() && tag != FrontendTag::Flush {
+                break;
+            }
             let available = unscanned.len();
             let step = match tag {
                 FrontendTag::Query | FrontendTag::FunctionCall => {
@@ -81,6 +84,7 @@ impl Relay {
                         }
                         self.replies.push(Expect::Client(Request::Query));
                         self.add_pending();
+                        self.sent_request = true;
                         self.cscan.pass(total);
                         Step::Next
                     }
@@ -90,6 +94,7 @@ impl Relay {
                     if !self.copy_in {
                         self.replies.push(Expect::Client(Request::Sync));
                         self.add_pending();
+                        self.sent_request = true;
                         self.unsynced = false;
                     }
                     self.cscan.pass(total);
@@ -142,6 +147,15 @@ impl Relay {
             }
         }
         Ok(())
+    }
+
+    /// Whether a one-request relay must not take up the client's next request yet: the
+    /// last one is unanswered (its answer tells whether a transaction goes on), or it was
+    /// answered outside a transaction, so the session routes the next one afresh.
+    fn holds_next_request(&self) -> bool {
+        self.config.one_request
+            && self.sent_request
+            && (self.pending > 0 || self.tx == TxStatus::Idle)
     }
 
     /// The unscanned client bytes, and the part of the next message's body (of `total`

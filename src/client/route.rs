@@ -1,0 +1,375 @@
+//! The session side of read/write splitting: what the request waiting in the client's
+//! buffer is (`classify_request`), and the `weir.route` setting weir keeps for the client.
+//!
+//! Owns: walking a request's messages to the end of its implicit transaction, the
+//! per-thread classification caches, and parsing `SET`/`RESET`/`SHOW weir.route`.
+//! Does not: choose a host (`session`) or parse SQL (`router`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::protocol::Extended;
+use crate::router::{Class, ClassCache, Route, WriteFunctions};
+use crate::server::ParamSet;
+
+use super::prepared::ClientStatements;
+
+/// The setting's name, as clients write it.
+pub(crate) const SETTING: &str = "weir.route";
+
+/// `weir.route`: where the client's statements go, whatever they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum RouteOverride {
+    /// Classify each transaction (the default).
+    #[default]
+    Auto,
+    /// Everything to the primary.
+    Primary,
+    /// Everything to a replica; a write fails there with PostgreSQL's 25006.
+    Replica,
+}
+
+impl RouteOverride {
+    /// The value as `SHOW weir.route` prints it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Primary => "primary",
+            Self::Replica => "replica",
+        }
+    }
+
+    /// A value as written in `SET` or `options` (quotes already removed), in any case.
+    pub(crate) fn parse(value: &str) -> Result<Self, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "auto" | "default" => Ok(Self::Auto),
+            "primary" => Ok(Self::Primary),
+            "replica" => Ok(Self::Replica),
+            _ => Err(format!(
+                "invalid value for parameter \"{SETTING}\": \"{value}\" (expected primary, replica or auto)"
+            )),
+        }
+    }
+}
+
+/// A statement about `weir.route` that weir answers without a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RouteCommand {
+    /// `SET weir.route = ...` / `RESET weir.route`.
+    Set(RouteOverride),
+    /// `SHOW weir.route`.
+    Show,
+}
+
+/// Reads a simple-protocol Query text as a `weir.route` command: `SET [SESSION]
+/// weir.route {=|TO} value`, `RESET weir.route`, `SHOW weir.route`, with an optional
+/// trailing semicolon. `None` for anything else (it goes to a server); `Err` for a bad value.
+pub(crate) fn route_command(text: &str) -> Option<Result<RouteCommand, String>> {
+    let lower = text
+        .trim()
+        .trim_end_matches(';')
+        .trim_end()
+        .to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_ascii_whitespace().collect();
+    match words.as_slice() {
+        ["show", name] if *name == SETTING => return Some(Ok(RouteCommand::Show)),
+        ["reset", name] if *name == SETTING => {
+            return Some(Ok(RouteCommand::Set(RouteOverride::Auto)))
+        }
+        _ => {}
+    }
+    let rest = lower.strip_prefix("set")?;
+    let rest = rest.trim_start();
+    let rest = rest
+        .strip_prefix("session")
+        .filter(|r| r.starts_with(|c: char| c.is_ascii_whitespace()))
+        .unwrap_or(rest);
+    let rest = rest.trim_start().strip_prefix(SETTING)?.trim_start();
+    let value = match rest.strip_prefix('=') {
+        Some(v) => v,
+        None => rest
+            .strip_prefix("to")
+            .filter(|v| v.starts_with(|c: char| c.is_ascii_whitespace()))?,
+    };
+    let value = value.trim();
+    let unquoted = value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .unwrap_or(value);
+    Some(RouteOverride::parse(unquoted).map(RouteCommand::Set))
+}
+
+/// What routing makes of the request at the front of a client's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Verdict {
+    /// Every statement of the request may run on a replica.
+    pub(crate) replica: bool,
+    /// A statement could not be parsed (and so goes to the primary).
+    pub(crate) unparsed: bool,
+}
+
+impl Verdict {
+    const PRIMARY: Self = Self {
+        replica: false,
+        unparsed: false,
+    };
+
+    fn add(&mut self, class: Class) {
+        self.replica &= class.route() == Route::Replica;
+        self.unparsed |= class == Class::Unparsed;
+    }
+}
+
+thread_local! {
+    /// Classification caches of this worker thread, one per database (their function
+    /// lists differ). No lock on the hot path; each thread parses a statement once.
+    static CACHES: RefCell<HashMap<String, ClassCache>> = RefCell::new(HashMap::new());
+}
+
+/// Classifies the request at the front of `buf`: the messages up to and including the
+/// first Query or Sync, which a replica relay will not go past (see `Relay::one_request`).
+/// When that end is not in the buffer yet, the request goes to the primary: what has not
+/// arrived cannot be shown to only read.
+///
+/// A Bind of a statement named earlier is classified by that statement's text; a Bind
+/// of a statement weir does not know goes to the primary. Under
+/// `default_transaction_read_only`, a plain BEGIN opens a read-only transaction.
+pub(crate) fn classify_request(
+    buf: &[u8],
+    statements: &ClientStatements,
+    functions: &WriteFunctions,
+    database: &str,
+    desired: &ParamSet,
+) -> Verdict {
+    let read_only = desired
+        .get("default_transaction_read_only")
+        .is_some_and(is_on);
+    CACHES.with(|caches| {
+        let mut caches = caches.borrow_mut();
+        if !caches.contains_key(database) {
+            caches.insert(database.to_owned(), ClassCache::default());
+        }
+        let Some(cache) = caches.get_mut(database) else {
+            return Verdict::PRIMARY;
+        };
+        let mut classify = |text: &str| {
+            if read_only && is_plain_begin(text) {
+                Class::ReadOnlyBegin
+            } else {
+                cache.classify(text, functions)
+            }
+        };
+        walk(buf, statements, &mut classify)
+    })
+}
+
+/// The walk of [`classify_request`], with the classifier given.
+fn walk(
+    buf: &[u8],
+    statements: &ClientStatements,
+    classify: &mut impl FnMut(&str) -> Class,
+) -> Verdict {
+    let mut verdict = Verdict {
+        replica: true,
+        unparsed: false,
+    };
+    let mut parsed_here: Vec<&str> = Vec::new();
+    let mut at = 0;
+    loop {
+        let Some(&[tag, a, b, c, d]) = buf.get(at..at + 5) else {
+            return Verdict::PRIMARY;
+        };
+        let len = u32::from_be_bytes([a, b, c, d]) as usize;
+        let Some(body) = buf.get(at + 5..at + 1 + len.max(4)) else {
+            return Verdict::PRIMARY;
+        };
+        match tag {
+            b'Q' => {
+                let Some(text) = c_str(body) else {
+                    return Verdict::PRIMARY;
+                };
+                verdict.add(classify(text));
+                return verdict;
+            }
+            b'P' => {
+                let Ok(Some((name, tail))) = Extended::parse_name(body) else {
+                    return Verdict::PRIMARY;
+                };
+                let Some(text) = c_str(tail) else {
+                    return Verdict::PRIMARY;
+                };
+                verdict.add(classify(text));
+                parsed_here.push(name);
+            }
+            b'B' => {
+                let Ok(Some((_, name, _))) = Extended::bind_names(body) else {
+                    return Verdict::PRIMARY;
+                };
+                if !parsed_here.contains(&name) {
+                    // The unnamed statement lives on one server only: it was parsed here
+                    // or the Bind fails wherever it goes, so the primary it is.
+                    let Some(text) = statements
+                        .get(name)
+                        .filter(|_| !name.is_empty())
+                        .and_then(|def| c_str(&def.tail).map(str::to_owned))
+                    else {
+                        return Verdict::PRIMARY;
+                    };
+                    verdict.add(classify(&text));
+                }
+            }
+            b'S' => return verdict,
+            b'D' | b'E' | b'C' | b'H' => {}
+            _ => return Verdict::PRIMARY,
+        }
+        if !verdict.replica {
+            return verdict;
+        }
+        at += 1 + len;
+    }
+}
+
+/// The text before the first NUL, if it is UTF-8.
+fn c_str(bytes: &[u8]) -> Option<&str> {
+    let end = bytes.iter().position(|&b| b == 0)?;
+    std::str::from_utf8(bytes.get(..end)?).ok()
+}
+
+/// PostgreSQL's spellings of a true boolean setting.
+fn is_on(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "on" | "true" | "yes" | "1" | "t" | "y"
+    )
+}
+
+/// `BEGIN` / `START TRANSACTION` with no mode (so the session default applies).
+fn is_plain_begin(text: &str) -> bool {
+    let lower = text.trim().trim_end_matches(';').to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_ascii_whitespace().collect();
+    matches!(
+        words.as_slice(),
+        ["begin"] | ["begin", "work" | "transaction"] | ["start", "transaction"]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+
+    fn msg(buf: &mut Vec<u8>, tag: u8, body: &[u8]) {
+        buf.put_u8(tag);
+        buf.put_u32(4 + body.len() as u32);
+        buf.extend_from_slice(body);
+    }
+
+    fn verdict(buf: &[u8]) -> Verdict {
+        let statements = ClientStatements::default();
+        classify_request(
+            buf,
+            &statements,
+            &WriteFunctions::builtin(),
+            "db",
+            &ParamSet::default(),
+        )
+    }
+
+    #[test]
+    fn simple_queries() {
+        let mut b = Vec::new();
+        msg(&mut b, b'Q', b"SELECT * FROM t\0");
+        assert!(verdict(&b).replica);
+        let mut b = Vec::new();
+        msg(&mut b, b'Q', b"INSERT INTO t VALUES (1)\0");
+        assert!(!verdict(&b).replica);
+        let mut b = Vec::new();
+        msg(&mut b, b'Q', b"SELEC garbage(\0");
+        assert_eq!(
+            verdict(&b),
+            Verdict {
+                replica: false,
+                unparsed: true
+            }
+        );
+    }
+
+    #[test]
+    fn extended_batches_need_their_sync() {
+        let mut b = Vec::new();
+        msg(&mut b, b'P', b"\0SELECT $1\0\0\0");
+        msg(&mut b, b'B', b"\0\0\0\0\0\0\0\0");
+        msg(&mut b, b'E', b"\0\0\0\0\0");
+        let unfinished = b.clone();
+        msg(&mut b, b'S', b"");
+        assert!(verdict(&b).replica);
+        assert!(!verdict(&unfinished).replica, "no Sync yet: primary");
+        let mut w = b.clone();
+        msg(&mut w, b'P', b"\0DELETE FROM t\0\0\0");
+        msg(&mut w, b'S', b"");
+        assert!(verdict(&w).replica, "only the first request counts");
+        let mut w = Vec::new();
+        msg(&mut w, b'P', b"\0SELECT 1\0\0\0");
+        msg(&mut w, b'P', b"\0SELECT nextval('s')\0\0\0");
+        msg(&mut w, b'S', b"");
+        assert!(!verdict(&w).replica);
+    }
+
+    #[test]
+    fn unknown_statements_go_to_the_primary() {
+        let mut b = Vec::new();
+        msg(&mut b, b'B', b"\0stmt\0\0\0\0\0\0\0");
+        msg(&mut b, b'E', b"\0\0\0\0\0");
+        msg(&mut b, b'S', b"");
+        assert!(!verdict(&b).replica);
+        let mut b = Vec::new();
+        msg(&mut b, b'F', b"\0\0\0\0");
+        msg(&mut b, b'S', b"");
+        assert!(!verdict(&b).replica);
+    }
+
+    #[test]
+    fn read_only_sessions_begin_read_only() {
+        let mut b = Vec::new();
+        msg(&mut b, b'Q', b"BEGIN\0");
+        assert!(!verdict(&b).replica);
+        let mut params = ParamSet::default();
+        params.set("default_transaction_read_only", "on");
+        let v = classify_request(
+            &b,
+            &ClientStatements::default(),
+            &WriteFunctions::builtin(),
+            "db",
+            &params,
+        );
+        assert!(v.replica);
+    }
+
+    #[test]
+    fn route_commands() {
+        use RouteCommand::{Set, Show};
+        use RouteOverride::{Auto, Primary, Replica};
+        assert_eq!(
+            route_command("SET weir.route = replica"),
+            Some(Ok(Set(Replica)))
+        );
+        assert_eq!(
+            route_command("set weir.route to 'PRIMARY';"),
+            Some(Ok(Set(Primary)))
+        );
+        assert_eq!(
+            route_command("SET SESSION weir.route = auto"),
+            Some(Ok(Set(Auto)))
+        );
+        assert_eq!(route_command("RESET weir.route"), Some(Ok(Set(Auto))));
+        assert_eq!(route_command(" show weir.route ; "), Some(Ok(Show)));
+        assert!(matches!(
+            route_command("SET weir.route = sideways"),
+            Some(Err(_))
+        ));
+        assert_eq!(route_command("SET weir.router = replica"), None);
+        assert_eq!(route_command("SET search_path = a"), None);
+        assert_eq!(route_command("SELECT 1"), None);
+        assert_eq!(route_command("SET LOCAL weir.route = replica"), None);
+    }
+}
