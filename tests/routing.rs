@@ -234,6 +234,68 @@ async fn explicit_transactions_stay_on_the_primary_unless_read_only() {
 }
 
 #[tokio::test]
+async fn first_statement_routes_a_whole_transaction_by_its_first_statement() {
+    let cluster = shared();
+    let primary = cluster.primary().port;
+    let replica = cluster.replicas()[0].port;
+    let proxy = routed_proxy(cluster, "transactions = \"first_statement\"").await;
+
+    // What psycopg and SQLAlchemy do: BEGIN first, then the statements.
+    let mut c = connect(&proxy, None).await;
+    let tx = c.transaction().await.expect("begin");
+    for _ in 0..3 {
+        let row = tx
+            .query_one("SELECT current_setting('port')", &[])
+            .await
+            .expect("read");
+        assert_eq!(row.get::<_, String>(0), replica.to_string());
+    }
+    tx.commit().await.expect("commit");
+
+    // A transaction that starts with a write runs on the primary throughout.
+    c.batch_execute("BEGIN").await.expect("begin");
+    assert_eq!(
+        port_of(
+            &c,
+            "INSERT INTO items (v) VALUES ('first') RETURNING current_setting('port')"
+        )
+        .await,
+        primary
+    );
+    assert_eq!(port_of(&c, "SELECT current_setting('port')").await, primary);
+    c.batch_execute("COMMIT").await.expect("commit");
+
+    // An empty transaction needs no server; SERIALIZABLE (refused by a standby) and an
+    // explicit READ WRITE go to the primary.
+    let c = connect(&proxy, None).await;
+    c.batch_execute("BEGIN").await.expect("begin");
+    c.batch_execute("ROLLBACK").await.expect("rollback");
+    for begin in ["BEGIN ISOLATION LEVEL SERIALIZABLE", "BEGIN READ WRITE"] {
+        c.batch_execute(begin).await.expect(begin);
+        assert_eq!(
+            port_of(&c, "SELECT current_setting('port')").await,
+            primary,
+            "{begin}"
+        );
+        c.batch_execute("COMMIT").await.expect("commit");
+    }
+
+    // A write after a read in such a transaction fails on the replica, as documented.
+    // (A new client: the transactions above ran on the primary, so they count as writes.)
+    let c = connect(&proxy, None).await;
+    c.batch_execute("BEGIN").await.expect("begin");
+    assert_eq!(port_of(&c, "SELECT current_setting('port')").await, replica);
+    let err = c
+        .batch_execute("INSERT INTO items (v) VALUES ('late')")
+        .await
+        .expect_err("write on a replica");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25006"));
+    c.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(port_of(&c, "SELECT current_setting('port')").await, replica);
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn pipelined_requests_are_routed_one_by_one() {
     use common::raw::{self, Raw};
     let cluster = shared();

@@ -243,6 +243,55 @@ fn is_on(value: &str) -> bool {
     )
 }
 
+/// The words of a short statement text, lower case, without a trailing semicolon.
+fn words(text: &str) -> Vec<String> {
+    text.trim()
+        .trim_end_matches(';')
+        .split(|c: char| c.is_ascii_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// A BEGIN whose routing may wait for the transaction's first statement
+/// (`routing.transactions = "first_statement"`): no access mode, and no isolation level a
+/// hot standby refuses (SERIALIZABLE). `BEGIN READ ONLY` needs no waiting: it is routed
+/// to a replica as it is.
+pub(crate) fn is_deferrable_begin(text: &str) -> bool {
+    let words = words(text);
+    let rest = match words.as_slice() {
+        [first, second, rest @ ..]
+            if first == "begin" && (second == "work" || second == "transaction") =>
+        {
+            rest
+        }
+        [first, second, rest @ ..] if first == "start" && second == "transaction" => rest,
+        [first, rest @ ..] if first == "begin" => rest,
+        _ => return false,
+    };
+    rest.iter().all(|w| {
+        matches!(
+            w.as_str(),
+            "isolation" | "level" | "read" | "committed" | "uncommitted" | "repeatable"
+        )
+    })
+}
+
+/// For a statement that ends a transaction without options (`COMMIT`, `END`,
+/// `ROLLBACK`, `ABORT`, with `WORK`/`TRANSACTION`), the tag of its CommandComplete.
+pub(crate) fn transaction_end(text: &str) -> Option<&'static str> {
+    let words = words(text);
+    let (first, rest) = words.split_first()?;
+    if !matches!(rest, [] | [_]) || rest.iter().any(|w| w != "work" && w != "transaction") {
+        return None;
+    }
+    match first.as_str() {
+        "commit" | "end" => Some("COMMIT"),
+        "rollback" | "abort" => Some("ROLLBACK"),
+        _ => None,
+    }
+}
+
 /// `BEGIN` / `START TRANSACTION` with no mode (so the session default applies).
 fn is_plain_begin(text: &str) -> bool {
     let lower = text.trim().trim_end_matches(';').to_ascii_lowercase();
@@ -343,6 +392,34 @@ mod tests {
             &params,
         );
         assert!(v.replica);
+    }
+
+    #[test]
+    fn deferrable_begins_and_ends() {
+        for yes in [
+            "BEGIN",
+            "begin;",
+            "BEGIN WORK",
+            "START TRANSACTION",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            "start transaction isolation level read committed;",
+        ] {
+            assert!(is_deferrable_begin(yes), "{yes}");
+        }
+        for no in [
+            "BEGIN READ WRITE",
+            "BEGIN READ ONLY",
+            "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            "BEGIN; INSERT INTO t VALUES (1)",
+            "SELECT 1",
+        ] {
+            assert!(!is_deferrable_begin(no), "{no}");
+        }
+        assert_eq!(transaction_end("COMMIT"), Some("COMMIT"));
+        assert_eq!(transaction_end("end transaction;"), Some("COMMIT"));
+        assert_eq!(transaction_end("ROLLBACK WORK"), Some("ROLLBACK"));
+        assert_eq!(transaction_end("ROLLBACK TO SAVEPOINT a"), None);
+        assert_eq!(transaction_end("COMMIT AND CHAIN"), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::app::{Database, Snapshot};
 use crate::cancel::CancelHandle;
 use crate::cluster::LagLimits;
-use crate::config::{PoolMode, PrimaryReads, Routing};
+use crate::config::{PoolMode, PrimaryReads, Routing, TransactionRouting};
 use crate::net::{read_ready, Conn};
 use crate::pool::{DbUserPool, Lease, PoolError};
 use crate::protocol::{
@@ -85,6 +85,7 @@ impl Attach {
             attach: self,
             lost: None,
             pinned: None,
+            deferred_begin: None,
         }
     }
 }
@@ -134,6 +135,9 @@ pub(crate) struct Session {
     lost: Option<SessionError>,
     /// The server this client is pinned to, if any.
     pinned: Option<Pinned>,
+    /// A BEGIN weir answered itself, to be sent with the transaction's first statement
+    /// (`routing.transactions = "first_statement"`).
+    deferred_begin: Option<String>,
 }
 
 impl Session {
@@ -160,7 +164,7 @@ impl Session {
                 self.reject_request(err).await?;
                 continue;
             }
-            if self.answer_route_command().await? {
+            if self.answer_route_command().await? || self.defer_begin()? {
                 continue;
             }
             let (mut lease, host, leg, pins) = match self.pinned.take() {
@@ -168,6 +172,8 @@ impl Session {
                 None => match self.checkout().await {
                     Ok((lease, host, leg)) => (lease, host, leg, Pins::default()),
                     Err(e) => {
+                        // The transaction weir opened for the client ends with the error.
+                        self.deferred_begin = None;
                         self.reject_request(e).await?;
                         continue;
                     }
@@ -187,8 +193,12 @@ impl Session {
                 }
                 None => false,
             };
+            let begin = self.deferred_begin.take();
+            if let Some(text) = &begin {
+                MessageBuilder::query(&mut lease.conn.wbuf, text);
+            }
             self.attach.cancel.slot.set(Some(lease.cancel_target()));
-            let mut relay = Relay::new(config, param_sync);
+            let mut relay = Relay::new(config, param_sync, begin.is_some());
             let signals = Signals {
                 wake: &self.attach.cancel.slot.wake,
                 shutdown: &self.attach.shutdown,
@@ -575,22 +585,46 @@ impl Session {
         self.attach.state.min_lsn = lsn.unwrap_or(u64::MAX);
     }
 
+    /// `routing.transactions = "first_statement"`: answers a plain BEGIN itself and keeps
+    /// it, so the transaction goes where its first statement goes; and answers the
+    /// COMMIT or ROLLBACK of a transaction that never had a statement. Returns whether
+    /// the request was one of those.
+    fn defer_begin(&mut self) -> Result<bool, SessionError> {
+        let config = &self.attach.snap.config;
+        if config.routing.transactions != TransactionRouting::FirstStatement
+            || config.pool.mode != PoolMode::Transaction
+            || self.pinned.is_some()
+            || !self.splits()
+        {
+            return Ok(false);
+        }
+        let Some((text, total)) = short_query(&self.client.rbuf)? else {
+            return Ok(false);
+        };
+        let (tag, status) = match (&self.deferred_begin, route::transaction_end(text)) {
+            (None, _) if route::is_deferrable_begin(text) => {
+                self.deferred_begin = Some(text.to_owned());
+                ("BEGIN", TxStatus::InBlock)
+            }
+            (Some(_), Some(tag)) => {
+                self.deferred_begin = None;
+                (tag, TxStatus::Idle)
+            }
+            _ => return Ok(false),
+        };
+        self.client.rbuf.advance(total);
+        MessageBuilder::command_complete(&mut self.client.wbuf, tag);
+        MessageBuilder::ready_for_query(&mut self.client.wbuf, status);
+        Ok(true)
+    }
+
     /// Answers `SET`/`RESET`/`SHOW weir.route` sent as a simple Query, without a server.
     /// Returns whether the request was one.
     async fn answer_route_command(&mut self) -> Result<bool, SessionError> {
-        let buf = &self.client.rbuf;
-        let Some((FrontendTag::Query, total)) = FrontendScanner::default().peek(buf)? else {
+        let Some((text, total)) = short_query(&self.client.rbuf)? else {
             return Ok(false);
         };
-        // Long texts are never weir's commands; they are not looked at.
-        if total > 256 || buf.len() < total {
-            return Ok(false);
-        }
-        let text = buf
-            .get(5..total)
-            .and_then(|b| b.strip_suffix(&[0]))
-            .and_then(|b| std::str::from_utf8(b).ok());
-        let Some(command) = text.and_then(route::route_command) else {
+        let Some(command) = route::route_command(text) else {
             return Ok(false);
         };
         self.client.rbuf.advance(total);
@@ -664,6 +698,22 @@ impl Session {
         self.client.flush().await?;
         Ok(())
     }
+}
+
+/// The text and length of a simple Query of at most 256 bytes at the front of `buf`, if
+/// that is what is there, whole. Longer texts are never statements weir answers itself.
+fn short_query(buf: &[u8]) -> Result<Option<(&str, usize)>, SessionError> {
+    let Some((FrontendTag::Query, total)) = FrontendScanner::default().peek(buf)? else {
+        return Ok(None);
+    };
+    if total > 256 {
+        return Ok(None);
+    }
+    let text = buf
+        .get(5..total)
+        .and_then(|b| b.strip_suffix(&[0]))
+        .and_then(|b| std::str::from_utf8(b).ok());
+    Ok(text.map(|t| (t, total)))
 }
 
 /// How an error names the session state lost with a server.

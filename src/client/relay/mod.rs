@@ -136,11 +136,15 @@ pub(super) struct Relay {
 
 impl Relay {
     /// A relay for a freshly leased server. With `param_sync`, weir's parameter-sync query
-    /// was queued ahead of the client's bytes in `server.conn.wbuf`; its reply is hidden.
-    pub(super) fn new(config: RelayConfig, param_sync: bool) -> Self {
+    /// was queued ahead of the client's bytes in `server.conn.wbuf`, and with `begin`, then
+    /// the client's deferred BEGIN; their replies are hidden.
+    pub(super) fn new(config: RelayConfig, param_sync: bool, begin: bool) -> Self {
         let mut replies = Replies::default();
         if param_sync {
             replies.push(Expect::Hidden(Hidden::ParamSync));
+        }
+        if begin {
+            replies.push(Expect::Hidden(Hidden::Begin));
         }
         let mut relay = Self {
             cscan: FrontendScanner::default(),
@@ -418,6 +422,7 @@ impl Relay {
                         self.param_sync_done(client, server, state);
                         Route::Drop
                     }
+                    Ending::Begin => Route::Drop,
                     Ending::Client => {
                         self.pending = self.pending.saturating_sub(1);
                         if self.pending == 0 {
@@ -468,6 +473,21 @@ impl Relay {
                         {
                             Ending::ParamSync => {
                                 self.sync_failed = Some(fields);
+                                Route::Drop
+                            }
+                            Ending::Begin => {
+                                // A plain BEGIN does not fail; if it did, the client's
+                                // statements run without a transaction, which it is told.
+                                tracing::warn!(code = %fields.code, "deferred BEGIN failed: {}", fields.message);
+                                MessageBuilder::error(
+                                    &mut client.wbuf,
+                                    ErrorSeverity::Warning,
+                                    &fields.code,
+                                    &format!(
+                                        "weir could not open your transaction on the server: {}",
+                                        fields.message
+                                    ),
+                                );
                                 Route::Drop
                             }
                             Ending::Client => Route::Forward,

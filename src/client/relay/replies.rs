@@ -51,6 +51,9 @@ pub(super) enum Hidden {
     Close(Arc<str>),
     /// The session-parameter sync query.
     ParamSync,
+    /// A BEGIN the client sent earlier and weir answered itself (`routing.transactions =
+    /// "first_statement"`), sent now that the transaction's first statement chose a server.
+    Begin,
 }
 
 /// A reply weir makes itself.
@@ -76,6 +79,8 @@ pub(super) enum Ending {
     Client,
     /// It ended the parameter sync.
     ParamSync,
+    /// It ended the deferred BEGIN: nothing for the client.
+    Begin,
 }
 
 /// Replies owed by the server, oldest first.
@@ -170,6 +175,7 @@ impl Replies {
             match e {
                 Expect::Client(Request::Sync | Request::Query) => return Ending::Client,
                 Expect::Hidden(Hidden::ParamSync) => return Ending::ParamSync,
+                Expect::Hidden(Hidden::Begin) => return Ending::Begin,
                 _ => {}
             }
         }
@@ -187,12 +193,14 @@ impl Replies {
         match self.queue.front() {
             Some(Expect::Client(Request::Query)) => return Ending::Client,
             Some(Expect::Hidden(Hidden::ParamSync)) => return Ending::ParamSync,
+            Some(Expect::Hidden(Hidden::Begin)) => return Ending::Begin,
             _ => {}
         }
         while let Some(e) = self.queue.front() {
             if matches!(
                 e,
-                Expect::Client(Request::Sync | Request::Query) | Expect::Hidden(Hidden::ParamSync)
+                Expect::Client(Request::Sync | Request::Query)
+                    | Expect::Hidden(Hidden::ParamSync | Hidden::Begin)
             ) {
                 break;
             }
