@@ -6,6 +6,7 @@
 //! `thread_local!`, as `net` keeps its spare buffers) or one session; nothing shares it
 //! behind a lock on the hot path.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::{classify, Class, WriteFunctions};
@@ -65,16 +66,17 @@ impl ClassCache {
             self.old.clear();
             self.functions = functions.clone();
         }
-        if let Some(class) = self.young.get(text) {
+        let key = key(text);
+        if let Some(class) = self.young.get(key.as_ref()) {
             return *class;
         }
-        if let Some((key, class)) = self.old.remove_entry(text) {
+        if let Some((key, class)) = self.old.remove_entry(key.as_ref()) {
             self.hold(key, class);
             return class;
         }
         let class = classify(text, functions);
         if text.len() <= self.max_text {
-            self.hold(text.into(), class);
+            self.hold(key.into(), class);
         }
         class
     }
@@ -103,6 +105,38 @@ impl ClassCache {
     }
 }
 
+/// The key a text is held under. Each run of digits that stands alone (not part of an
+/// identifier or a `$n` parameter) becomes one `0`, so `... WHERE aid = 17` and `... WHERE
+/// aid = 42` (the simple protocol's literals, as pgbench sends them) share one entry.
+///
+/// Such digits are numeric literals, or sit inside string literals or comments: none
+/// can change whether a statement writes (a function's name is an identifier, and
+/// `standard_conforming_strings = off`, where string boundaries move, never reaches the
+/// router). The one place standalone digits name something is a quoted identifier
+/// (`"1st"`), so a text with a double quote is held as it is.
+fn key(text: &str) -> Cow<'_, str> {
+    if text.contains('"') || !text.bytes().any(|b| b.is_ascii_digit()) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut prev = ' ';
+    let mut in_run = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() && (in_run || !(prev.is_alphanumeric() || prev == '_' || prev == '$'))
+        {
+            if !in_run {
+                out.push('0');
+                in_run = true;
+            }
+        } else {
+            in_run = false;
+            out.push(c);
+        }
+        prev = c;
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +161,28 @@ mod tests {
             assert!(cache.len() <= 4);
         }
         assert!(cache.young.contains_key("SELECT 0") || cache.old.contains_key("SELECT 0"));
+    }
+
+    #[test]
+    fn literals_share_an_entry_identifiers_do_not() {
+        assert_eq!(
+            key("SELECT a FROM t WHERE aid = 1234;"),
+            "SELECT a FROM t WHERE aid = 0;"
+        );
+        assert_eq!(
+            key("SELECT 1.5, '42', $1, t2.c3, x_9"),
+            "SELECT 0.0, '0', $1, t2.c3, x_9"
+        );
+        assert_eq!(key("SELECT \"1\"()"), "SELECT \"1\"()");
+        let f = WriteFunctions::builtin();
+        let mut cache = ClassCache::default();
+        for aid in [1, 22, 333] {
+            let text = format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid}");
+            assert_eq!(cache.classify(&text, &f), Class::Read);
+        }
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.classify("SELECT nextval('s1')", &f), Class::Write);
+        assert_eq!(cache.classify("SELECT nextval('s2')", &f), Class::Write);
     }
 
     #[test]
