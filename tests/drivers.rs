@@ -192,3 +192,38 @@ async fn psycopg_pipeline_then_commit_gives_the_server_back() {
     run_script(&proxy, &db, "psycopg_cases.py", &["pipeline-commit"]).await;
     proxy.stop().await;
 }
+
+/// asyncpg and psycopg 3 (not in autocommit: BEGIN before every transaction) through weir
+/// splitting reads and writes between a primary and its streaming replica, with
+/// `routing.transactions = "first_statement"`: reads land on the replica, writes and
+/// `nextval` on the primary, and a client reads its own write at once, every round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asyncpg_and_psycopg_through_read_write_splitting() {
+    use common::routed;
+    python();
+    let cluster = routed::start_cluster(&[]);
+    routed::on_primary_then_replayed(
+        &cluster,
+        "CREATE TABLE routed (client int, round int, driver text); CREATE SEQUENCE routed_seq",
+    );
+    let toml = routed::toml(&cluster, "transactions = \"first_statement\"");
+    let proxy = routed::start_proxy(&toml).await;
+    let primary = cluster.primary().port.to_string();
+    let replica = cluster.replicas()[0].port.to_string();
+    run_script(
+        &proxy,
+        routed::DB,
+        "routing_drivers.py",
+        &[&primary, &replica, "8", "5"],
+    )
+    .await;
+    let rows = cluster
+        .psql(
+            cluster.primary().port,
+            routed::DB,
+            "SELECT count(*) FROM routed",
+        )
+        .expect("count");
+    assert_eq!(rows.trim(), "80", "8 clients x 5 rounds x 2 drivers");
+    proxy.stop().await;
+}

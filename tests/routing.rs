@@ -7,28 +7,10 @@ mod common;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::routed::{self, start_cluster, DB};
 use common::{sqlstate, Proxy, PASSWORD, USER};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
-use weir::pgcluster::{ClusterOptions, PgCluster};
-
-/// A primary with one streaming replica, `USER` and the database `DB` on it.
-fn start_cluster(settings: &[(&str, &str)]) -> PgCluster {
-    let opts = ClusterOptions {
-        replicas: 1,
-        settings: settings
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        ..ClusterOptions::default()
-    };
-    let cluster = PgCluster::start(&opts).expect("start primary and replica");
-    cluster.create_role(USER, PASSWORD).expect("create role");
-    cluster.create_database(DB, USER).expect("create database");
-    cluster
-}
-
-/// The database every routing test uses.
-const DB: &str = "routed";
+use weir::pgcluster::PgCluster;
 
 /// The cluster shared by the tests that do not disturb it.
 fn shared() -> &'static PgCluster {
@@ -55,42 +37,10 @@ fn shared() -> &'static PgCluster {
     })
 }
 
-/// weir in front of `cluster`'s primary and replica, health-checked every 100 ms, with
-/// `routing` appended inside `[routing]`.
-fn toml(cluster: &PgCluster, routing: &str) -> String {
-    format!(
-        r#"
-[listen]
-addr = "127.0.0.1:0"
-[pool]
-size = 4
-[cluster]
-health_check_interval = "100ms"
-[routing]
-{routing}
-[[users]]
-name = "{USER}"
-password = "{PASSWORD}"
-[[databases]]
-name = "{DB}"
-hosts = ["127.0.0.1:{primary}", "127.0.0.1:{replica}"]
-"#,
-        primary = cluster.primary().port,
-        replica = cluster.replicas()[0].port,
-    )
-}
-
-/// Starts weir and waits until its health checks know the primary and the replica.
+/// Starts weir in front of `cluster` with `routing` inside `[routing]`, once it knows
+/// both hosts.
 async fn routed_proxy(cluster: &PgCluster, routing: &str) -> Proxy {
-    let proxy = Proxy::start(&toml(cluster, routing)).await;
-    let known = common::eventually_async(Duration::from_secs(10), || async {
-        let hosts = proxy.weir.as_ref().expect("running").hosts(DB);
-        hosts.iter().any(|h| h.role == "primary" && h.healthy)
-            && hosts.iter().any(|h| h.role == "replica" && h.healthy)
-    })
-    .await;
-    assert!(known, "weir never saw a healthy primary and replica");
-    proxy
+    routed::start_proxy(&routed::toml(cluster, routing)).await
 }
 
 async fn connect(proxy: &Proxy, options: Option<&str>) -> Client {
@@ -412,7 +362,8 @@ async fn weir_route_overrides_the_classification() {
 async fn primary_only_and_single_host_databases_do_not_route() {
     let cluster = shared();
     let primary = cluster.primary().port;
-    let toml = toml(cluster, "").replace("hosts = [", "routing = \"primary_only\"\nhosts = [");
+    let toml =
+        routed::toml(cluster, "").replace("hosts = [", "routing = \"primary_only\"\nhosts = [");
     let proxy = Proxy::start(&toml).await;
     let c = connect(&proxy, None).await;
     tokio::time::sleep(Duration::from_millis(300)).await;

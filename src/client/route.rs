@@ -131,6 +131,12 @@ thread_local! {
 /// When that end is not in the buffer yet, the request goes to the primary: what has not
 /// arrived cannot be shown to only read.
 ///
+/// One exception: a pure prepare, named Parses and Describes ending the buffer with a
+/// Flush (asyncpg prepares every statement so, then binds and executes it with a Sync).
+/// Its statements are classified as usual. What the client adds before its Sync follows
+/// on the same server, so a driver that then ran a write in that implicit transaction
+/// would get PostgreSQL's 25006 from a replica; none is known to.
+///
 /// A Bind of a statement named earlier is classified by that statement's text; a Bind
 /// of a statement weir does not know goes to the primary. Under
 /// `default_transaction_read_only`, a plain BEGIN opens a read-only transaction.
@@ -174,6 +180,8 @@ fn walk(
         unparsed: false,
     };
     let mut parsed_here: Vec<&str> = Vec::new();
+    // Only named Parses and Describes so far: a prepare, which may end with a Flush.
+    let mut preparing = true;
     let mut at = 0;
     loop {
         let Some(&[tag, a, b, c, d]) = buf.get(at..at + 5) else {
@@ -200,6 +208,7 @@ fn walk(
                 };
                 verdict.add(classify(text));
                 parsed_here.push(name);
+                preparing &= !name.is_empty();
             }
             b'B' => {
                 let Ok(Some((_, name, _))) = Extended::bind_names(body) else {
@@ -219,8 +228,15 @@ fn walk(
                 }
             }
             b'S' => return verdict,
-            b'D' | b'E' | b'C' | b'H' => {}
+            b'H' if preparing && !parsed_here.is_empty() && buf.len() == at + 1 + len => {
+                return verdict;
+            }
+            b'D' | b'H' => {}
+            b'E' | b'C' => preparing = false,
             _ => return Verdict::PRIMARY,
+        }
+        if tag == b'B' {
+            preparing = false;
         }
         if !verdict.replica {
             return verdict;
@@ -362,6 +378,37 @@ mod tests {
         msg(&mut w, b'P', b"\0SELECT nextval('s')\0\0\0");
         msg(&mut w, b'S', b"");
         assert!(!verdict(&w).replica);
+    }
+
+    #[test]
+    fn a_prepare_ending_in_flush_is_a_request() {
+        let mut b = Vec::new();
+        msg(&mut b, b'P', b"__asyncpg_stmt_1__\0SELECT 1\0\0\0");
+        msg(&mut b, b'D', b"S__asyncpg_stmt_1__\0");
+        msg(&mut b, b'H', b"");
+        assert!(verdict(&b).replica);
+        let mut w = Vec::new();
+        msg(&mut w, b'P', b"s\0DELETE FROM t\0\0\0");
+        msg(&mut w, b'D', b"Ss\0");
+        msg(&mut w, b'H', b"");
+        assert!(!verdict(&w).replica);
+        // Unnamed, or already executing (a psycopg pipeline that fetches midway): the rest
+        // of the implicit transaction may write, so the primary.
+        let mut u = Vec::new();
+        msg(&mut u, b'P', b"\0SELECT 1\0\0\0");
+        msg(&mut u, b'D', b"S\0");
+        msg(&mut u, b'H', b"");
+        assert!(!verdict(&u).replica);
+        let mut e = Vec::new();
+        msg(&mut e, b'P', b"s\0SELECT 1\0\0\0");
+        msg(&mut e, b'B', b"\0s\0\0\0\0\0\0\0");
+        msg(&mut e, b'E', b"\0\0\0\0\0");
+        msg(&mut e, b'H', b"");
+        assert!(!verdict(&e).replica);
+        // More after the Flush: not the end of what arrived, so still waiting for a Sync.
+        let mut more = b.clone();
+        msg(&mut more, b'B', b"\0__asyncpg_stmt_1__\0\0\0\0\0\0\0");
+        assert!(!verdict(&more).replica);
     }
 
     #[test]

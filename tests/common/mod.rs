@@ -6,6 +6,7 @@ pub mod backends;
 pub mod external;
 pub mod process;
 pub mod raw;
+pub mod routed;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
