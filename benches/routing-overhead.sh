@@ -118,31 +118,24 @@ tps() {                          # tps PORT CLIENTS MODE [PGBENCH_ARGS...]
         awk '/^tps = / { print $3; exit }'
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+compare() {                      # compare LABEL CLIENTS PORT_A PORT_B MODE [PGBENCH_ARGS...]: REPS rounds, A/B
+    local label=$1 c=$2 port_a=$3 port_b=$4 mode=$5 r a b ratio ratios=()
+    shift 5
+    for ((r = 1; r <= REPS; r++)); do
+        a=$(tps "$port_a" "$c" "$mode" "$@"); b=$(tps "$port_b" "$c" "$mode" "$@")
+        ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
+        ratios+=("$ratio")
+        echo "| $label | $c | $r | $a | $b | $ratio |"
+    done
+    echo "| $label | $c | median | | | **$(median "${ratios[@]}")** |"
+}
 echo "| mode | clients | round | routed TPS (replica) | primary_only TPS | ratio |"
 echo "|---|---|---|---|---|---|"
 for mode in $MODES; do
-    for c in $CLIENTS; do
-        ratios=()
-        for ((r = 1; r <= REPS; r++)); do
-            a=$(tps "$ROUTED_PORT" "$c" "$mode" -S); b=$(tps "$PRIMARY_ONLY_PORT" "$c" "$mode" -S)
-            ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
-            ratios+=("$ratio")
-            echo "| $mode | $c | $r | $a | $b | $ratio |"
-        done
-        echo "| $mode | $c | median | | | **$(median "${ratios[@]}")** |"
-    done
+    for c in $CLIENTS; do compare "$mode" "$c" "$ROUTED_PORT" "$PRIMARY_ONLY_PORT" "$mode" -S; done
 done
 [ -n "$RYW_CLIENTS" ] || exit 0
 echo
 echo "| workload | clients | round | read_your_writes = true TPS | = false TPS | ratio |"
 echo "|---|---|---|---|---|---|"
-for c in $RYW_CLIENTS; do
-    ratios=()
-    for ((r = 1; r <= REPS; r++)); do
-        a=$(tps "$ROUTED_PORT" "$c" simple); b=$(tps "$NO_RYW_PORT" "$c" simple)
-        ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
-        ratios+=("$ratio")
-        echo "| tpcb-like | $c | $r | $a | $b | $ratio |"
-    done
-    echo "| tpcb-like | $c | median | | | **$(median "${ratios[@]}")** |"
-done
+for c in $RYW_CLIENTS; do compare tpcb-like "$c" "$ROUTED_PORT" "$NO_RYW_PORT" simple; done
