@@ -55,6 +55,17 @@ pub(crate) enum ClusterError {
     },
 }
 
+/// Why a health check failed.
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    /// Connecting, logging in or the query failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// No answer in time.
+    #[error("no answer within {0:?} (cluster.health_check_timeout)")]
+    Timeout(Duration),
+}
+
 /// What a host is, as of its last check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -267,7 +278,7 @@ impl DbCluster {
 
     /// Takes in the outcome of a check of host `index`, and what follows from it for the
     /// primary and every replica's lag.
-    fn record(&self, index: usize, outcome: Result<Sample, String>) {
+    fn record(&self, index: usize, outcome: Result<Sample, CheckError>) {
         let mut status = self.status.write().unwrap_or_else(PoisonError::into_inner);
         let many = status.len() > 1;
         let Some(h) = status.get_mut(index) else {
@@ -305,7 +316,9 @@ impl DbCluster {
                 }
             }
             Err(e) => {
-                if h.healthy {
+                let e = e.to_string();
+                // Once per change: a host that never answers is reported too, not every tick.
+                if h.healthy || h.last_error.as_deref() != Some(e.as_str()) {
                     tracing::warn!(database = %self.name, host = %h.addr, "health check failed: {e}");
                 }
                 h.healthy = false;
@@ -379,12 +392,10 @@ impl DbCluster {
                 _ = shutdown.wait_for(|down| *down) => break,
             }
             let limit = settings.health_check_timeout;
-            let outcome = check(&mut conn, &target, limit)
-                .await
-                .map_err(|e| e.to_string());
+            let outcome = check(&mut conn, &target, limit).await;
             // The functions are learned before the primary is first reported healthy, so
             // no read is routed by the built-in list alone once a replica is in use.
-            if matches!(outcome, Ok(s) if !s.in_recovery) && Instant::now() >= functions_due {
+            if matches!(&outcome, Ok(s) if !s.in_recovery) && Instant::now() >= functions_due {
                 match self.learn_functions(&mut conn, limit, &overrides).await {
                     Ok(()) => functions_due = Instant::now() + FUNCTIONS_REFRESH,
                     Err(e) => {
@@ -425,23 +436,20 @@ async fn check(
     conn: &mut Option<ServerConn>,
     target: &ServerTarget,
     limit: Duration,
-) -> Result<Sample, BackendError> {
-    let addr = || format!("{}:{}", target.host, target.port);
-    if conn.is_none() {
-        *conn = Some(ServerConn::connect(target, limit).await?);
-    }
-    let Some(c) = conn.as_mut() else {
-        return Err(BackendError::LoginTimeout(addr()));
+) -> Result<Sample, CheckError> {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(ServerConn::connect(target, limit).await?),
     };
     let rows = match tokio::time::timeout(limit, c.simple_query(CHECK_SQL)).await {
         Ok(Ok(rows)) => rows,
         Ok(Err(e)) => {
             *conn = None;
-            return Err(e);
+            return Err(e.into());
         }
         Err(_) => {
             *conn = None;
-            return Err(BackendError::LoginTimeout(addr()));
+            return Err(CheckError::Timeout(limit));
         }
     };
     let row = rows.first().map(Vec::as_slice).unwrap_or_default();

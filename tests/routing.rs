@@ -230,6 +230,14 @@ async fn first_statement_routes_a_whole_transaction_by_its_first_statement() {
         c.batch_execute("COMMIT").await.expect("commit");
     }
 
+    // weir.route commands inside a transaction weir holds keep the client in it.
+    let c = connect(&proxy, None).await;
+    c.batch_execute("BEGIN").await.expect("begin");
+    assert_eq!(common::simple_value(&c, "SHOW weir.route").await, "auto");
+    assert_eq!(port_of(&c, "SELECT current_setting('port')").await, replica);
+    assert_eq!(port_of(&c, "SELECT current_setting('port')").await, replica);
+    c.batch_execute("COMMIT").await.expect("commit");
+
     // A write after a read in such a transaction fails on the replica, as documented.
     // (A new client: the transactions above ran on the primary, so they count as writes.)
     let c = connect(&proxy, None).await;
@@ -355,6 +363,28 @@ async fn weir_route_overrides_the_classification() {
         )
         .expect("psql");
     assert_eq!(direct.trim(), "0");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn session_mode_stays_on_the_primary_unless_told_replica() {
+    let cluster = shared();
+    let primary = cluster.primary().port;
+    let replica = cluster.replicas()[0].port;
+    let toml = routed::toml(cluster, "").replace("[pool]", "[pool]\nmode = \"session\"");
+    let proxy = routed::start_proxy(&toml).await;
+    let c = connect(&proxy, None).await;
+    for _ in 0..3 {
+        assert_eq!(port_of(&c, "SELECT current_setting('port')").await, primary);
+    }
+    // The whole session on a replica: every statement, one after another.
+    let reader = connect(&proxy, Some("-c weir.route=replica")).await;
+    for _ in 0..3 {
+        assert_eq!(
+            port_of(&reader, "SELECT current_setting('port')").await,
+            replica
+        );
+    }
     proxy.stop().await;
 }
 

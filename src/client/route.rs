@@ -188,7 +188,11 @@ fn walk(
             return Verdict::PRIMARY;
         };
         let len = u32::from_be_bytes([a, b, c, d]) as usize;
-        let Some(body) = buf.get(at + 5..at + 1 + len.max(4)) else {
+        if len < 4 {
+            // Malformed: the relay refuses it; no reading on from here.
+            return Verdict::PRIMARY;
+        }
+        let Some(body) = buf.get(at + 5..at + 1 + len) else {
             return Verdict::PRIMARY;
         };
         match tag {
@@ -285,12 +289,12 @@ pub(crate) fn is_deferrable_begin(text: &str) -> bool {
         [first, rest @ ..] if first == "begin" => rest,
         _ => return false,
     };
-    rest.iter().all(|w| {
-        matches!(
-            w.as_str(),
-            "isolation" | "level" | "read" | "committed" | "uncommitted" | "repeatable"
-        )
-    })
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    matches!(
+        rest.as_slice(),
+        [] | ["isolation", "level", "read", "committed" | "uncommitted"]
+            | ["isolation", "level", "repeatable", "read"]
+    )
 }
 
 /// For a statement that ends a transaction without options (`COMMIT`, `END`,
@@ -450,6 +454,7 @@ mod tests {
             "START TRANSACTION",
             "BEGIN ISOLATION LEVEL REPEATABLE READ",
             "start transaction isolation level read committed;",
+            "BEGIN TRANSACTION ISOLATION LEVEL READ UNCOMMITTED",
         ] {
             assert!(is_deferrable_begin(yes), "{yes}");
         }
@@ -458,6 +463,10 @@ mod tests {
             "BEGIN READ ONLY",
             "BEGIN ISOLATION LEVEL SERIALIZABLE",
             "BEGIN; INSERT INTO t VALUES (1)",
+            "BEGIN READ",
+            "BEGIN ISOLATION",
+            "BEGIN READ COMMITTED",
+            "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE",
             "SELECT 1",
         ] {
             assert!(!is_deferrable_begin(no), "{no}");

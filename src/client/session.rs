@@ -9,10 +9,9 @@ use tokio::sync::watch;
 
 use crate::app::{Database, Snapshot};
 use crate::cancel::CancelHandle;
-use crate::cluster::LagLimits;
-use crate::config::{PoolMode, PrimaryReads, Routing, TransactionRouting};
+use crate::config::PoolMode;
 use crate::net::{read_ready, Conn};
-use crate::pool::{DbUserPool, Lease, PoolError};
+use crate::pool::{DbUserPool, Lease};
 use crate::protocol::{
     ErrorSeverity, FrontendEvent, FrontendScanner, FrontendTag, MessageBuilder, TxStatus,
 };
@@ -21,8 +20,11 @@ use crate::server::{BackendError, ParamSet, ServerTarget};
 
 use super::prepared::ClientStatements;
 use super::relay::{Outcome, Relay, RelayConfig, Signals};
-use super::route::{self, RouteCommand, RouteOverride};
+use super::route::RouteOverride;
 use super::{Deadline, SessionError};
+use routing::Leg;
+
+mod routing;
 
 /// A first message up to this size is read whole before a server is leased for it.
 const FIRST_MESSAGE_WHOLE: usize = 64 * 1024;
@@ -30,8 +32,6 @@ const FIRST_MESSAGE_WHOLE: usize = 64 * 1024;
 const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 /// Limit on the session probe after a transaction that may have changed session state.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// PostgreSQL's `text` type, for the rows weir answers itself.
-const TEXT_OID: u32 = 25;
 
 /// What the client wants next.
 enum Next {
@@ -101,17 +101,6 @@ struct Ran {
     reset: bool,
 }
 
-/// Which kind of server a transaction was given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Leg {
-    /// The primary, for a request that may write (its commit position is learned after).
-    Write,
-    /// The primary, for a read (no replica qualified, or reads may use the primary).
-    PrimaryRead,
-    /// A replica: the relay stops after each request so a write never follows a read there.
-    Replica,
-}
-
 /// A server kept by a client between transactions because its session holds state only
 /// that server has (transaction mode; see `server::probe`).
 struct Pinned {
@@ -164,11 +153,11 @@ impl Session {
                 self.reject_request(err).await?;
                 continue;
             }
-            if self.answer_route_command().await? || self.defer_begin()? {
+            if self.answer_route_command()? || self.defer_begin()? {
                 continue;
             }
             let (mut lease, host, leg, pins) = match self.pinned.take() {
-                Some(p) => (p.lease, p.host, p.leg, p.pins),
+                Some(p) => (p.lease, p.host, p.leg.pinned(), p.pins),
                 None => match self.checkout().await {
                     Ok((lease, host, leg)) => (lease, host, leg, Pins::default()),
                     Err(e) => {
@@ -181,7 +170,8 @@ impl Session {
             };
             tracing::trace!(?leg, host, "transaction routed");
             let config = RelayConfig {
-                one_request: leg == Leg::Replica,
+                // In session mode a replica serves the whole session: nothing to hold.
+                one_request: matches!(leg, Leg::Replica(_)) && config.release_when_idle,
                 ..config
             };
             let unknown = ParamSet::default();
@@ -214,7 +204,9 @@ impl Session {
             self.attach.cancel.slot.set(None);
             match outcome {
                 Ok(Outcome::Done) => {
-                    if leg == Leg::Write && self.reads_own_writes() {
+                    let wrote =
+                        leg == Leg::Write || (leg == Leg::PrimaryRead && relay.requests_sent() > 1);
+                    if wrote && self.reads_own_writes() {
                         self.learn_commit_position(&mut lease).await;
                     }
                     let pinned = Pinned {
@@ -241,7 +233,12 @@ impl Session {
                 Ok(Outcome::ServerLost { fatal }) => {
                     lease.poison();
                     drop(lease);
-                    self.attach.db.cluster.host_failed(host);
+                    if fatal.is_none() {
+                        // Gone without a word: the host may be down. A FATAL names a reason
+                        // of this session's own (a timeout, pg_terminate_backend): the
+                        // health checks judge the host.
+                        self.attach.db.cluster.host_failed(host);
+                    }
                     if !pins.is_empty() {
                         return Err(SessionError::PinnedServerLost {
                             pins: lost_state(pins),
@@ -448,208 +445,6 @@ impl Session {
         }
     }
 
-    /// Leases a server for the request waiting in the client's buffer: a replica when the
-    /// request only reads and one qualifies, else the primary.
-    async fn checkout(&mut self) -> Result<(Lease, usize, Leg), SessionError> {
-        let mut leg = self.choose_leg()?;
-        if let Leg::Replica = leg.0 {
-            let host = leg.1;
-            match self.attach.pool.checkout(host).await {
-                Ok(lease) => {
-                    self.attach.db.counters.replica.increment(1);
-                    return Ok((lease, host, Leg::Replica));
-                }
-                Err(e @ PoolError::Connect { .. }) => {
-                    // Down before its health check noticed: out of rotation now.
-                    tracing::warn!(pool = %self.attach.pool.label, "replica unreachable, reading from the primary: {e}");
-                    self.attach.db.cluster.host_failed(host);
-                    if self.attach.snap.config.routing.primary_reads == PrimaryReads::Never {
-                        return Err(SessionError::NoReplica(self.attach.db.config.name.clone()));
-                    }
-                    leg = (Leg::PrimaryRead, usize::MAX);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let limit = self.attach.snap.config.pool.server_connect_timeout;
-        let host = self
-            .attach
-            .db
-            .cluster
-            .primary(&self.attach.targets, limit)
-            .await?;
-        let lease = self.attach.pool.checkout(host).await?;
-        self.attach.db.counters.primary.increment(1);
-        Ok((lease, host, leg.0))
-    }
-
-    /// Whether this client's transactions are split between primary and replicas.
-    fn splits(&self) -> bool {
-        let db = &self.attach.db;
-        db.config.routing == Routing::ReadWrite && db.config.hosts.len() > 1
-    }
-
-    /// Whether a write transaction is followed by learning its commit position.
-    fn reads_own_writes(&self) -> bool {
-        self.splits() && self.attach.snap.config.routing.read_your_writes
-    }
-
-    /// Where the request waiting in the client's buffer goes, and for a replica, which.
-    fn choose_leg(&mut self) -> Result<(Leg, usize), SessionError> {
-        let primary = (Leg::Write, usize::MAX);
-        if !self.splits() {
-            return Ok(primary);
-        }
-        let state = &self.attach.state;
-        let db = &self.attach.db;
-        // A session-mode server serves the whole session: only an explicit
-        // `weir.route = replica` sends it to a replica.
-        if self.attach.snap.config.pool.mode == PoolMode::Session
-            && state.route != RouteOverride::Replica
-        {
-            return Ok(primary);
-        }
-        let reads_only = state.route != RouteOverride::Replica && {
-            let verdict = route::classify_request(
-                &self.client.rbuf,
-                &state.statements,
-                &db.cluster.functions(),
-                &db.config.name,
-                &state.desired,
-            );
-            if verdict.unparsed {
-                db.counters.unparsed.increment(1);
-            }
-            // With backslash escapes in plain strings, sqlparser may split statements
-            // where PostgreSQL does not: nothing it says about the text can be trusted.
-            let escapes = state
-                .desired
-                .get("standard_conforming_strings")
-                .is_some_and(|v| v.eq_ignore_ascii_case("off"));
-            verdict.replica && !escapes
-        };
-        match state.route {
-            RouteOverride::Auto if !reads_only => return Ok(primary),
-            // Its reads are not writes: they leave read-your-writes as it was.
-            RouteOverride::Primary if reads_only => return Ok((Leg::PrimaryRead, usize::MAX)),
-            RouteOverride::Primary => return Ok(primary),
-            RouteOverride::Auto | RouteOverride::Replica => {}
-        }
-        let routing = &self.attach.snap.config.routing;
-        let limits = LagLimits {
-            time: routing.max_replica_lag,
-            bytes: routing.max_replica_lag_bytes,
-        };
-        let min_lsn = if routing.read_your_writes {
-            state.min_lsn
-        } else {
-            0
-        };
-        let pool = &self.attach.pool;
-        let always = routing.primary_reads == PrimaryReads::Always;
-        match db
-            .cluster
-            .pick_reader(min_lsn, limits, always, |host| pool.busy(host))
-        {
-            Some(host) if db.cluster.is_primary(host) => Ok((Leg::PrimaryRead, host)),
-            Some(host) => Ok((Leg::Replica, host)),
-            None if routing.primary_reads == PrimaryReads::Never => {
-                Err(SessionError::NoReplica(db.config.name.clone()))
-            }
-            None => Ok((Leg::PrimaryRead, usize::MAX)),
-        }
-    }
-
-    /// After a write transaction on the primary: learns where its commit ends in the WAL,
-    /// so this client's reads wait for a replica that has replayed it. If that cannot be
-    /// learned, reads stay on the primary until the next write transaction tells.
-    async fn learn_commit_position(&mut self, lease: &mut Lease) {
-        const SQL: &str = "SELECT pg_catalog.pg_current_wal_insert_lsn()::text";
-        let asked = tokio::time::timeout(
-            PROBE_TIMEOUT,
-            lease.query_passing_async(SQL, &mut self.client.wbuf),
-        )
-        .await;
-        let lsn = match asked {
-            Ok(Ok(rows)) => rows
-                .first()
-                .and_then(|r| r.first())
-                .and_then(|v| v.as_deref())
-                .and_then(crate::cluster::parse_lsn),
-            _ => None,
-        };
-        if lsn.is_none() {
-            tracing::warn!(pool = %self.attach.pool.label, "could not learn a commit's WAL position: this client reads from the primary until its next write");
-            lease.poison();
-        }
-        self.attach.state.min_lsn = lsn.unwrap_or(u64::MAX);
-    }
-
-    /// `routing.transactions = "first_statement"`: answers a plain BEGIN itself and keeps
-    /// it, so the transaction goes where its first statement goes; and answers the
-    /// COMMIT or ROLLBACK of a transaction that never had a statement. Returns whether
-    /// the request was one of those.
-    fn defer_begin(&mut self) -> Result<bool, SessionError> {
-        let config = &self.attach.snap.config;
-        if config.routing.transactions != TransactionRouting::FirstStatement
-            || config.pool.mode != PoolMode::Transaction
-            || self.pinned.is_some()
-            || !self.splits()
-        {
-            return Ok(false);
-        }
-        let Some((text, total)) = short_query(&self.client.rbuf)? else {
-            return Ok(false);
-        };
-        let (tag, status) = match (&self.deferred_begin, route::transaction_end(text)) {
-            (None, _) if route::is_deferrable_begin(text) => {
-                self.deferred_begin = Some(text.to_owned());
-                ("BEGIN", TxStatus::InBlock)
-            }
-            (Some(_), Some(tag)) => {
-                self.deferred_begin = None;
-                (tag, TxStatus::Idle)
-            }
-            _ => return Ok(false),
-        };
-        self.client.rbuf.advance(total);
-        MessageBuilder::command_complete(&mut self.client.wbuf, tag);
-        MessageBuilder::ready_for_query(&mut self.client.wbuf, status);
-        Ok(true)
-    }
-
-    /// Answers `SET`/`RESET`/`SHOW weir.route` sent as a simple Query, without a server.
-    /// Returns whether the request was one.
-    async fn answer_route_command(&mut self) -> Result<bool, SessionError> {
-        let Some((text, total)) = short_query(&self.client.rbuf)? else {
-            return Ok(false);
-        };
-        let Some(command) = route::route_command(text) else {
-            return Ok(false);
-        };
-        self.client.rbuf.advance(total);
-        let out = &mut self.client.wbuf;
-        match command {
-            Ok(RouteCommand::Set(route)) => {
-                self.attach.state.route = route;
-                MessageBuilder::command_complete(out, "SET");
-            }
-            Ok(RouteCommand::Show) => {
-                MessageBuilder::row_description(out, &[(route::SETTING, TEXT_OID)]);
-                MessageBuilder::data_row(out, &[Some(self.attach.state.route.as_str())]);
-                MessageBuilder::command_complete(out, "SHOW");
-            }
-            Err(message) => {
-                let err = SessionError::InvalidValue(message);
-                if let Some((code, message)) = err.client_report() {
-                    MessageBuilder::error(out, ErrorSeverity::Error, &code, &message);
-                }
-            }
-        }
-        MessageBuilder::ready_for_query(out, TxStatus::Idle);
-        Ok(true)
-    }
-
     /// Answers a request that could not get a server: its messages up to the next Sync (or
     /// the Query) are skipped, then the error and ReadyForQuery are sent.
     async fn reject_request(&mut self, err: SessionError) -> Result<(), SessionError> {
@@ -698,22 +493,6 @@ impl Session {
         self.client.flush().await?;
         Ok(())
     }
-}
-
-/// The text and length of a simple Query of at most 256 bytes at the front of `buf`, if
-/// that is what is there, whole. Longer texts are never statements weir answers itself.
-fn short_query(buf: &[u8]) -> Result<Option<(&str, usize)>, SessionError> {
-    let Some((FrontendTag::Query, total)) = FrontendScanner::default().peek(buf)? else {
-        return Ok(None);
-    };
-    if total > 256 {
-        return Ok(None);
-    }
-    let text = buf
-        .get(5..total)
-        .and_then(|b| b.strip_suffix(&[0]))
-        .and_then(|b| std::str::from_utf8(b).ok());
-    Ok(text.map(|t| (t, total)))
 }
 
 /// How an error names the session state lost with a server.

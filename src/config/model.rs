@@ -353,8 +353,7 @@ pub enum PrimaryReads {
     Fallback,
     /// `"always"`: the primary is one more read server, chosen by the same least-busy rule.
     Always,
-    /// `"never"`: reads wait for a replica (up to `pool.query_wait_timeout`) and fail
-    /// with 08001 if none qualifies.
+    /// `"never"`: a read fails at once with 08001 when no replica qualifies.
     Never,
 }
 

@@ -17,10 +17,10 @@ pub const DEFAULT_ENTRIES: usize = 2048;
 /// `INSERT ... VALUES` lists, mostly) are classified every time instead.
 pub const DEFAULT_MAX_TEXT: usize = 8 * 1024;
 
-/// Classifications by exact statement text, bounded in entries and in bytes per entry.
+/// Classifications by statement text, bounded in entries and in bytes per entry.
 ///
-/// Keys are the whole text, not a hash of it: a collision must never hand a write the
-/// class of a read. When the young generation fills, it becomes the old one and the old
+/// Keys are the text (with numeric literals folded, see `key`), not a hash of it: a
+/// collision must never hand a write the class of a read. When the young generation fills, it becomes the old one and the old
 /// one is dropped; a hit in the old generation moves the entry back to the young one. So
 /// statements in use stay, and memory stays under `entries * max_text` bytes of text.
 #[derive(Debug)]
@@ -122,8 +122,10 @@ fn key(text: &str) -> Cow<'_, str> {
     let mut prev = ' ';
     let mut in_run = false;
     for c in text.chars() {
-        if c.is_ascii_digit() && (in_run || !(prev.is_alphanumeric() || prev == '_' || prev == '$'))
-        {
+        // PostgreSQL (and sqlparser) take any non-ASCII character as part of a name.
+        let in_name =
+            prev.is_ascii_alphanumeric() || !prev.is_ascii() || prev == '_' || prev == '$';
+        if c.is_ascii_digit() && (in_run || !in_name) {
             if !in_run {
                 out.push('0');
                 in_run = true;
@@ -174,6 +176,11 @@ mod tests {
             "SELECT 0.0, '0', $1, t2.c3, x_9"
         );
         assert_eq!(key("SELECT \"1\"()"), "SELECT \"1\"()");
+        assert_eq!(key("SELECT f€1(), é2"), "SELECT f€1(), é2");
+        let audit = WriteFunctions::new(["f€1"], Vec::<String>::new());
+        let mut cache = ClassCache::default();
+        assert_eq!(cache.classify("SELECT f€2()", &audit), Class::Read);
+        assert_eq!(cache.classify("SELECT f€1()", &audit), Class::Write);
         let f = WriteFunctions::builtin();
         let mut cache = ClassCache::default();
         for aid in [1, 22, 333] {

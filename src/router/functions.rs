@@ -1,5 +1,5 @@
 //! Which function names make a statement a write: a built-in list, plus names the caller
-//! adds (later: user VOLATILE functions from the primary's `pg_proc` and
+//! adds (user VOLATILE functions from the primary's `pg_proc`, learned by `cluster`, and
 //! `routing.write_functions`), minus the caller's read overrides (`routing.read_functions`).
 //!
 //! Owns: the built-in list and name matching. Does not: learn names from a server or

@@ -6,8 +6,8 @@
 //! Does not: know about sessions, transactions in progress, replicas, lag or
 //! read-your-writes; those belong to the caller.
 //!
-//! Not wired in yet: weir still sends every statement to the primary. The next slice
-//! calls this from the client session.
+//! The client session calls it through `client::route`, which walks a request's
+//! messages and keeps one `ClassCache` per database per worker thread.
 //!
 //! The rule is fail closed: a statement is `Read` only when its parse proves it cannot
 //! write. Whatever sqlparser (PostgreSQL dialect) cannot parse is `Unparsed`, which goes

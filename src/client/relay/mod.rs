@@ -130,8 +130,9 @@ pub(super) struct Relay {
     settings_reset: bool,
     /// Since when the client has owed the rest of a message, as of its last bytes.
     mid_message_since: Option<Instant>,
-    /// A Query or Sync was passed on (see `RelayConfig::one_request`).
-    sent_request: bool,
+    /// Queries and Syncs passed on: requests, each classified on its own only on a
+    /// one-request relay (see `RelayConfig::one_request`).
+    requests_sent: u32,
 }
 
 impl Relay {
@@ -168,7 +169,7 @@ impl Relay {
             hints: hints::Hints::default(),
             settings_reset: false,
             mid_message_since: None,
-            sent_request: false,
+            requests_sent: 0,
         };
         relay.touch_client();
         relay
@@ -197,6 +198,11 @@ impl Relay {
     /// Whether the transaction ran RESET or DISCARD ALL.
     pub(super) fn settings_reset(&self) -> bool {
         self.settings_reset
+    }
+
+    /// How many requests (Queries and Syncs) were passed on to the server.
+    pub(super) fn requests_sent(&self) -> u32 {
+        self.requests_sent
     }
 
     /// Whether the client asked to close.
@@ -476,19 +482,11 @@ impl Relay {
                                 Route::Drop
                             }
                             Ending::Begin => {
-                                // A plain BEGIN does not fail; if it did, the client's
-                                // statements run without a transaction, which it is told.
+                                // The BEGIN weir answered for (plain, or with a read-write
+                                // isolation level) failed after all: the client hears it,
+                                // and the ReadyForQuery that ends its request says `I`.
                                 tracing::warn!(code = %fields.code, "deferred BEGIN failed: {}", fields.message);
-                                MessageBuilder::error(
-                                    &mut client.wbuf,
-                                    ErrorSeverity::Warning,
-                                    &fields.code,
-                                    &format!(
-                                        "weir could not open your transaction on the server: {}",
-                                        fields.message
-                                    ),
-                                );
-                                Route::Drop
+                                Route::Forward
                             }
                             Ending::Client => Route::Forward,
                         }

@@ -84,7 +84,7 @@ impl Relay {
                         }
                         self.replies.push(Expect::Client(Request::Query));
                         self.add_pending();
-                        self.sent_request = true;
+                        self.requests_sent += 1;
                         self.cscan.pass(total);
                         Step::Next
                     }
@@ -94,7 +94,7 @@ impl Relay {
                     if !self.copy_in {
                         self.replies.push(Expect::Client(Request::Sync));
                         self.add_pending();
-                        self.sent_request = true;
+                        self.requests_sent += 1;
                         self.unsynced = false;
                     }
                     self.cscan.pass(total);
@@ -154,7 +154,7 @@ impl Relay {
     /// answered outside a transaction, so the session routes the next one afresh.
     fn holds_next_request(&self) -> bool {
         self.config.one_request
-            && self.sent_request
+            && self.requests_sent > 0
             && (self.pending > 0 || self.tx == TxStatus::Idle)
     }
 
