@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use crate::config::PrimaryReads;
 use crate::protocol::Extended;
 use crate::router::{Class, ClassCache, Route, WriteFunctions};
 use crate::server::ParamSet;
@@ -49,6 +50,87 @@ impl RouteOverride {
                 "invalid value for parameter \"{SETTING}\": \"{value}\" (expected primary, replica or auto)"
             )),
         }
+    }
+}
+
+/// Which kind of server a transaction was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Leg {
+    /// The primary, for a request that may write (its commit position is learned after).
+    Write,
+    /// The primary, for a read (no replica qualified, or reads may use the primary). If
+    /// the client pipelines more behind it, those may write: see `Relay::requests_sent`.
+    PrimaryRead,
+    /// This replica: the relay passes one request at a time, so a write queued behind a
+    /// read is routed on its own.
+    Replica(usize),
+}
+
+impl Leg {
+    /// The same server, kept for a pinned client: whatever it sends next is unclassified,
+    /// so on the primary it counts as a write.
+    pub(crate) fn pinned(self) -> Self {
+        match self {
+            Self::PrimaryRead => Self::Write,
+            other => other,
+        }
+    }
+}
+
+/// The configured rules `decide` applies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    /// The database splits reads from writes (`routing = "read_write"`, several hosts).
+    pub(crate) splits: bool,
+    /// `pool.mode = "session"`: a server serves a whole session.
+    pub(crate) session_mode: bool,
+    /// `routing.primary_reads`.
+    pub(crate) primary_reads: PrimaryReads,
+}
+
+/// The server the cluster offers for a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reader {
+    /// The primary (`primary_reads = "always"` and it was the least busy).
+    Primary,
+    /// This replica.
+    Replica(usize),
+}
+
+/// A read found no replica, and `primary_reads = "never"` keeps it off the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NoReader;
+
+/// Where a request goes: a pure function of the configured `policy`, the client's
+/// `weir.route`, whether the request only reads (`reads_only`, asked only when that
+/// matters: parsing is the expensive part), and the reader the cluster offers (`reader`,
+/// asked only for reads; it applies lag limits and read-your-writes).
+pub(crate) fn decide(
+    policy: Policy,
+    route: RouteOverride,
+    reads_only: impl FnOnce() -> bool,
+    reader: impl FnOnce() -> Option<Reader>,
+) -> Result<Leg, NoReader> {
+    if !policy.splits {
+        return Ok(Leg::Write);
+    }
+    // A session-mode server serves the whole session: only an explicit
+    // `weir.route = replica` sends it to a replica.
+    if policy.session_mode && route != RouteOverride::Replica {
+        return Ok(Leg::Write);
+    }
+    let reads = route == RouteOverride::Replica || reads_only();
+    match (route, reads) {
+        (RouteOverride::Replica, _) | (RouteOverride::Auto, true) => {}
+        (RouteOverride::Auto | RouteOverride::Primary, false) => return Ok(Leg::Write),
+        // Its reads are not writes: they leave read-your-writes as it was.
+        (RouteOverride::Primary, true) => return Ok(Leg::PrimaryRead),
+    }
+    match reader() {
+        Some(Reader::Replica(host)) => Ok(Leg::Replica(host)),
+        Some(Reader::Primary) => Ok(Leg::PrimaryRead),
+        None if policy.primary_reads == PrimaryReads::Never => Err(NoReader),
+        None => Ok(Leg::PrimaryRead),
     }
 }
 
@@ -476,6 +558,113 @@ mod tests {
         assert_eq!(transaction_end("ROLLBACK WORK"), Some("ROLLBACK"));
         assert_eq!(transaction_end("ROLLBACK TO SAVEPOINT a"), None);
         assert_eq!(transaction_end("COMMIT AND CHAIN"), None);
+    }
+
+    #[test]
+    fn decisions() {
+        use RouteOverride::{Auto, Primary, Replica};
+        let routed = Policy {
+            splits: true,
+            session_mode: false,
+            primary_reads: PrimaryReads::Fallback,
+        };
+        let never = Policy {
+            primary_reads: PrimaryReads::Never,
+            ..routed
+        };
+        let single = Policy {
+            splits: false,
+            ..routed
+        };
+        let session = Policy {
+            session_mode: true,
+            ..routed
+        };
+        let replica = || Some(Reader::Replica(1));
+        let none = || None;
+        let unasked = || -> bool { panic!("classified although it cannot matter") };
+        // (policy, weir.route, reads only, reader offered) -> leg
+        type Case = (
+            Policy,
+            RouteOverride,
+            bool,
+            Option<Reader>,
+            Result<Leg, NoReader>,
+        );
+        let cases: [Case; 12] = [
+            (
+                routed,
+                Auto,
+                true,
+                Some(Reader::Replica(1)),
+                Ok(Leg::Replica(1)),
+            ),
+            (
+                routed,
+                Auto,
+                false,
+                Some(Reader::Replica(1)),
+                Ok(Leg::Write),
+            ),
+            (routed, Auto, true, None, Ok(Leg::PrimaryRead)),
+            (
+                routed,
+                Auto,
+                true,
+                Some(Reader::Primary),
+                Ok(Leg::PrimaryRead),
+            ),
+            (never, Auto, true, None, Err(NoReader)),
+            (never, Auto, false, None, Ok(Leg::Write)),
+            (
+                routed,
+                Primary,
+                true,
+                Some(Reader::Replica(1)),
+                Ok(Leg::PrimaryRead),
+            ),
+            (
+                routed,
+                Primary,
+                false,
+                Some(Reader::Replica(1)),
+                Ok(Leg::Write),
+            ),
+            (
+                routed,
+                Replica,
+                false,
+                Some(Reader::Replica(2)),
+                Ok(Leg::Replica(2)),
+            ),
+            (routed, Replica, false, None, Ok(Leg::PrimaryRead)),
+            (
+                session,
+                Replica,
+                false,
+                Some(Reader::Replica(1)),
+                Ok(Leg::Replica(1)),
+            ),
+            (
+                session,
+                Auto,
+                true,
+                Some(Reader::Replica(1)),
+                Ok(Leg::Write),
+            ),
+        ];
+        for (i, (policy, route, reads, offered, want)) in cases.into_iter().enumerate() {
+            let got = decide(policy, route, || reads, || offered);
+            assert_eq!(got, want, "case {i}");
+        }
+        // What cannot change the answer is not computed.
+        assert_eq!(decide(single, Auto, unasked, replica), Ok(Leg::Write));
+        assert_eq!(decide(session, Auto, unasked, replica), Ok(Leg::Write));
+        assert_eq!(
+            decide(routed, Replica, unasked, replica),
+            Ok(Leg::Replica(1))
+        );
+        assert_eq!(decide(routed, Auto, || false, none), Ok(Leg::Write));
     }
 
     #[test]

@@ -20,9 +20,8 @@ use crate::server::{BackendError, ParamSet, ServerTarget};
 
 use super::prepared::ClientStatements;
 use super::relay::{Outcome, Relay, RelayConfig, Signals};
-use super::route::RouteOverride;
+use super::route::{Leg, RouteOverride};
 use super::{Deadline, SessionError};
-use routing::Leg;
 
 mod routing;
 

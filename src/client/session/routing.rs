@@ -9,7 +9,7 @@ use crate::config::{PoolMode, PrimaryReads, Routing, TransactionRouting};
 use crate::pool::{Lease, PoolError};
 use crate::protocol::{ErrorSeverity, FrontendScanner, FrontendTag, MessageBuilder, TxStatus};
 
-use super::super::route::{self, RouteCommand, RouteOverride};
+use super::super::route::{self, Leg, NoReader, Policy, Reader, RouteCommand};
 use super::super::SessionError;
 use super::{Session, PROBE_TIMEOUT};
 
@@ -25,30 +25,6 @@ const WAL_PAGE_HEADER: u64 = 24;
 /// header (`SizeOfXLogLongPHD`).
 const WAL_SEGMENT: u64 = 16 * 1024 * 1024;
 const WAL_SEGMENT_HEADER: u64 = 40;
-
-/// Which kind of server a transaction was given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Leg {
-    /// The primary, for a request that may write (its commit position is learned after).
-    Write,
-    /// The primary, for a read (no replica qualified, or reads may use the primary). If
-    /// the client pipelines more behind it, those may write: see `Relay::requests_sent`.
-    PrimaryRead,
-    /// This replica: the relay passes one request at a time, so a write queued behind a
-    /// read is routed on its own.
-    Replica(usize),
-}
-
-impl Leg {
-    /// The same server, kept for a pinned client: whatever it sends next is unclassified,
-    /// so on the primary it counts as a write.
-    pub(super) fn pinned(self) -> Self {
-        match self {
-            Self::PrimaryRead => Self::Write,
-            other => other,
-        }
-    }
-}
 
 impl Session {
     /// Leases a server for the request waiting in the client's buffer: a replica when the
@@ -96,21 +72,17 @@ impl Session {
         self.splits() && self.attach.snap.config.routing.read_your_writes
     }
 
-    /// Where the request waiting in the client's buffer goes.
+    /// Where the request waiting in the client's buffer goes (see `route::decide`).
     fn choose_leg(&mut self) -> Result<Leg, SessionError> {
-        if !self.splits() {
-            return Ok(Leg::Write);
-        }
+        let config = &self.attach.snap.config;
+        let policy = Policy {
+            splits: self.splits(),
+            session_mode: config.pool.mode == PoolMode::Session,
+            primary_reads: config.routing.primary_reads,
+        };
         let state = &self.attach.state;
         let db = &self.attach.db;
-        // A session-mode server serves the whole session: only an explicit
-        // `weir.route = replica` sends it to a replica.
-        if self.attach.snap.config.pool.mode == PoolMode::Session
-            && state.route != RouteOverride::Replica
-        {
-            return Ok(Leg::Write);
-        }
-        let reads_only = state.route != RouteOverride::Replica && {
+        let reads_only = || {
             let verdict = route::classify_request(
                 &self.client.rbuf,
                 &state.statements,
@@ -129,36 +101,30 @@ impl Session {
                 .is_some_and(|v| v.eq_ignore_ascii_case("off"));
             verdict.replica && !escapes
         };
-        match state.route {
-            RouteOverride::Auto if !reads_only => return Ok(Leg::Write),
-            // Its reads are not writes: they leave read-your-writes as it was.
-            RouteOverride::Primary if reads_only => return Ok(Leg::PrimaryRead),
-            RouteOverride::Primary => return Ok(Leg::Write),
-            RouteOverride::Auto | RouteOverride::Replica => {}
-        }
-        let routing = &self.attach.snap.config.routing;
-        let limits = LagLimits {
-            time: routing.max_replica_lag,
-            bytes: routing.max_replica_lag_bytes,
+        let reader = || {
+            let routing = &config.routing;
+            let limits = LagLimits {
+                time: routing.max_replica_lag,
+                bytes: routing.max_replica_lag_bytes,
+            };
+            let min_lsn = if routing.read_your_writes {
+                state.min_lsn
+            } else {
+                0
+            };
+            let always = routing.primary_reads == PrimaryReads::Always;
+            let pool = &self.attach.pool;
+            let host = db
+                .cluster
+                .pick_reader(min_lsn, limits, always, |host| pool.busy(host))?;
+            Some(if db.cluster.is_primary(host) {
+                Reader::Primary
+            } else {
+                Reader::Replica(host)
+            })
         };
-        let min_lsn = if routing.read_your_writes {
-            state.min_lsn
-        } else {
-            0
-        };
-        let pool = &self.attach.pool;
-        let always = routing.primary_reads == PrimaryReads::Always;
-        match db
-            .cluster
-            .pick_reader(min_lsn, limits, always, |host| pool.busy(host))
-        {
-            Some(host) if db.cluster.is_primary(host) => Ok(Leg::PrimaryRead),
-            Some(host) => Ok(Leg::Replica(host)),
-            None if routing.primary_reads == PrimaryReads::Never => {
-                Err(SessionError::NoReplica(db.config.name.clone()))
-            }
-            None => Ok(Leg::PrimaryRead),
-        }
+        route::decide(policy, state.route, reads_only, reader)
+            .map_err(|NoReader| SessionError::NoReplica(db.config.name.clone()))
     }
 
     /// After a transaction on the primary that may have written: learns where its commit
