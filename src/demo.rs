@@ -21,6 +21,12 @@ pub async fn run(listen: &str) -> Result<(), String> {
         cluster
             .create_database("appdb", "app")
             .map_err(|e| e.to_string())?;
+        // The replica must have the database before weir's first health check asks it.
+        for replica in cluster.replicas() {
+            cluster
+                .wait_for_replay(replica.port)
+                .map_err(|e| e.to_string())?;
+        }
         Ok(cluster)
     })
     .await
