@@ -83,7 +83,12 @@ impl Snapshot {
                 let addrs = d.hosts.iter().map(ToString::to_string).collect();
                 let db = Database {
                     config: d.clone(),
-                    cluster: Arc::new(DbCluster::new(d.name.clone(), addrs, functions)),
+                    cluster: Arc::new(DbCluster::new(
+                        d.name.clone(),
+                        addrs,
+                        functions,
+                        config.cluster.clone(),
+                    )),
                     counters: RouteCounters::new(&d.name),
                 };
                 (d.name.clone(), Arc::new(db))

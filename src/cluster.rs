@@ -17,11 +17,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::ClusterSettings;
+use crate::metrics::names;
 use crate::router::WriteFunctions;
 use crate::server::{BackendError, ServerConn, ServerTarget};
 
 /// No primary known yet.
 const UNKNOWN: usize = usize::MAX;
+/// Without health checks, how often a transaction waiting for a primary probes again.
+const PROBE_RETRY: Duration = Duration::from_millis(250);
 /// How often the primary's VOLATILE functions are read again.
 const FUNCTIONS_REFRESH: Duration = Duration::from_secs(60);
 /// Most user functions learned from `pg_proc`, so a catalog with millions cannot grow weir.
@@ -45,11 +48,13 @@ const VOLATILE_SQL: &str = "SELECT DISTINCT p.proname::text FROM pg_catalog.pg_p
 /// Why no primary could be found.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClusterError {
-    /// Every host was down or in recovery.
-    #[error("no primary among the hosts of database {database}: {detail}")]
+    /// Every host was down or in recovery, for as long as `cluster.failover_timeout`.
+    #[error("no primary available for database {database} (waited {waited:?}, cluster.failover_timeout): {detail}")]
     NoPrimary {
         /// Client-facing database name.
         database: String,
+        /// How long the transaction waited for one.
+        waited: Duration,
         /// What each host said.
         detail: String,
     },
@@ -108,8 +113,10 @@ pub(crate) struct HostStatus {
     pub(crate) last_check: Option<SystemTime>,
     /// When its role last changed (from unknown too).
     pub(crate) last_role_change: Option<SystemTime>,
-    /// Why the last check failed, if it did.
+    /// Why the last check failed, if it did (or why a primary was refused).
     pub(crate) last_error: Option<String>,
+    /// Checks failed in a row.
+    failures: u32,
     /// The replay age the host reported, kept to recompute `lag` when the primary moves.
     replay_age: Option<Duration>,
 }
@@ -126,6 +133,7 @@ impl HostStatus {
             last_check: None,
             last_role_change: None,
             last_error: None,
+            failures: 0,
             replay_age: None,
         }
     }
@@ -155,6 +163,16 @@ pub(crate) struct DbCluster {
     pub(crate) name: String,
     /// Index of the primary in the configured host list, or `UNKNOWN`.
     primary: AtomicUsize,
+    /// The last host that was the primary, kept through a gap: a new one is a failover.
+    last_primary: AtomicUsize,
+    /// Woken when a primary is found, for transactions waiting for one.
+    primary_found: tokio::sync::Notify,
+    /// Per host: wakes its health check at once (a server connection broke).
+    check_now: Vec<tokio::sync::Notify>,
+    /// Health-check tasks run; without them a transaction probes the hosts itself.
+    watched: std::sync::atomic::AtomicBool,
+    /// `cluster.down_after` and `cluster.failover_timeout`.
+    settings: ClusterSettings,
     /// Serialises probing so a burst of clients probes once.
     probe_lock: tokio::sync::Mutex<()>,
     /// Per host, in configuration order.
@@ -166,11 +184,22 @@ pub(crate) struct DbCluster {
 
 impl DbCluster {
     /// A database with these hosts (`host:port`); a single host is the primary without asking.
-    pub(crate) fn new(name: String, addrs: Vec<String>, functions: WriteFunctions) -> Self {
+    pub(crate) fn new(
+        name: String,
+        addrs: Vec<String>,
+        functions: WriteFunctions,
+        settings: ClusterSettings,
+    ) -> Self {
         let single = addrs.len() == 1;
+        let first = if single { 0 } else { UNKNOWN };
         Self {
             name,
-            primary: AtomicUsize::new(if single { 0 } else { UNKNOWN }),
+            primary: AtomicUsize::new(first),
+            last_primary: AtomicUsize::new(first),
+            primary_found: tokio::sync::Notify::new(),
+            check_now: addrs.iter().map(|_| tokio::sync::Notify::new()).collect(),
+            watched: std::sync::atomic::AtomicBool::new(false),
+            settings,
             probe_lock: tokio::sync::Mutex::new(()),
             status: RwLock::new(addrs.into_iter().map(HostStatus::new).collect()),
             functions: RwLock::new(functions),
@@ -227,16 +256,56 @@ impl DbCluster {
             .map(|(i, _)| i)
     }
 
-    /// The primary's index, probing the hosts (as the given logins) when unknown.
+    /// The primary's index. While none is known (a failover), waits up to
+    /// `cluster.failover_timeout` for the health checks to find one; a database without
+    /// them is probed here, as the given logins.
     pub(crate) async fn primary(
         &self,
         targets: &[ServerTarget],
         limit: Duration,
     ) -> Result<usize, ClusterError> {
-        let known = self.primary.load(Ordering::Acquire);
-        if known != UNKNOWN {
-            return Ok(known);
+        let started = Instant::now();
+        let deadline = started + self.settings.failover_timeout;
+        loop {
+            let found = self.primary_found.notified();
+            tokio::pin!(found);
+            // Registered before looking, so a primary found in between still wakes us.
+            found.as_mut().enable();
+            let known = self.primary.load(Ordering::Acquire);
+            if known != UNKNOWN {
+                return Ok(known);
+            }
+            // Health checks that never got an answer (they cannot log in, say) find
+            // nothing: then the transaction asks the hosts itself, as its own user.
+            let watched = self.watched.load(Ordering::Acquire)
+                && self.read_status().iter().any(|h| h.last_check.is_some());
+            let detail = if watched {
+                self.describe()
+            } else {
+                match self.probe(targets, limit).await {
+                    Ok(index) => return Ok(index),
+                    Err(detail) => detail,
+                }
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ClusterError::NoPrimary {
+                    database: self.name.clone(),
+                    waited: now - started,
+                    detail,
+                });
+            }
+            let wake = if watched {
+                deadline
+            } else {
+                deadline.min(now + PROBE_RETRY)
+            };
+            let _ = tokio::time::timeout_at(wake, found).await;
         }
+    }
+
+    /// Asks each host in turn whether it is the primary (one caller at a time).
+    async fn probe(&self, targets: &[ServerTarget], limit: Duration) -> Result<usize, String> {
         let _guard = self.probe_lock.lock().await;
         let known = self.primary.load(Ordering::Acquire);
         if known != UNKNOWN {
@@ -253,19 +322,30 @@ impl DbCluster {
                 Err(e) => detail.push(format!("{}:{}: {e}", target.host, target.port)),
             }
         }
-        Err(ClusterError::NoPrimary {
-            database: self.name.clone(),
-            detail: detail.join("; "),
-        })
+        Err(detail.join("; "))
     }
 
-    /// A server connection to host `index` broke: the host serves nothing until its next
-    /// good check, and if it was the primary, the next transaction looks for one again.
+    /// What the health checks last said of each host, for an error message.
+    fn describe(&self) -> String {
+        self.read_status()
+            .iter()
+            .map(|h| match &h.last_error {
+                Some(e) => format!("{}: {e}", h.addr),
+                None => format!("{}: {}", h.addr, h.role.as_str()),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// A server connection to host `index` broke without a word, or could not be opened:
+    /// the host is down until a check succeeds, and is checked at once. If it was the
+    /// primary, transactions wait for the checks to find one.
     pub(crate) fn host_failed(&self, index: usize) {
         let many = {
             let mut status = self.status.write().unwrap_or_else(PoisonError::into_inner);
             if let Some(h) = status.get_mut(index) {
                 h.healthy = false;
+                h.failures = h.failures.max(self.settings.down_after);
             }
             status.len() > 1
         };
@@ -273,6 +353,9 @@ impl DbCluster {
             let _ =
                 self.primary
                     .compare_exchange(index, UNKNOWN, Ordering::AcqRel, Ordering::Acquire);
+            if let Some(n) = self.check_now.get(index) {
+                n.notify_one();
+            }
         }
     }
 
@@ -281,6 +364,13 @@ impl DbCluster {
     fn record(&self, index: usize, outcome: Result<Sample, CheckError>) {
         let mut status = self.status.write().unwrap_or_else(PoisonError::into_inner);
         let many = status.len() > 1;
+        let current = self.primary.load(Ordering::Acquire);
+        // Another host is the primary and still answers: a second one is split brain.
+        let other_primary = (current != index)
+            .then(|| status.get(current))
+            .flatten()
+            .filter(|c| c.healthy && c.role == Role::Primary)
+            .map(|c| c.addr.clone());
         let Some(h) = status.get_mut(index) else {
             return;
         };
@@ -292,37 +382,78 @@ impl DbCluster {
                     Role::Primary
                 };
                 if role != h.role {
-                    tracing::info!(database = %self.name, host = %h.addr, from = h.role.as_str(), to = role.as_str(), "host role discovered");
+                    tracing::info!(database = %self.name, host = %h.addr, from = h.role.as_str(), to = role.as_str(), "host role changed");
                     h.last_role_change = Some(SystemTime::now());
                     h.role = role;
                 }
-                if !h.healthy {
-                    tracing::info!(database = %self.name, host = %h.addr, role = role.as_str(), "host is healthy");
-                }
-                h.healthy = true;
                 h.lsn = sample.lsn;
                 h.replay_age = sample.replay_age;
                 h.last_check = Some(SystemTime::now());
-                h.last_error = None;
-                if role == Role::Primary {
-                    self.primary.store(index, Ordering::Release);
-                } else if many {
-                    let _ = self.primary.compare_exchange(
-                        index,
-                        UNKNOWN,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    );
+                h.failures = 0;
+                match (role, other_primary) {
+                    (Role::Primary, Some(other)) => {
+                        // An old primary back after a promotion, or a second promoted
+                        // host: it gets nothing while the one in use answers.
+                        let why = format!(
+                            "refused: claims to be the primary while {other} is (split brain)"
+                        );
+                        if h.last_error.as_deref() != Some(why.as_str()) {
+                            tracing::error!(database = %self.name, host = %h.addr, "{why}");
+                            metrics::counter!(names::SPLIT_BRAIN_TOTAL, "database" => self.name.clone()).increment(1);
+                        }
+                        h.healthy = false;
+                        h.last_error = Some(why);
+                    }
+                    (Role::Primary, None) => {
+                        if !h.healthy {
+                            tracing::info!(database = %self.name, host = %h.addr, role = role.as_str(), "host is healthy");
+                        }
+                        h.healthy = true;
+                        h.last_error = None;
+                        let previous = self.last_primary.swap(index, Ordering::AcqRel);
+                        if previous != index && previous != UNKNOWN {
+                            tracing::warn!(database = %self.name, host = %h.addr, "failover: new primary");
+                            metrics::counter!(names::FAILOVERS_TOTAL, "database" => self.name.clone()).increment(1);
+                        }
+                        self.primary.store(index, Ordering::Release);
+                        self.primary_found.notify_waiters();
+                    }
+                    _ => {
+                        if !h.healthy {
+                            tracing::info!(database = %self.name, host = %h.addr, role = role.as_str(), "host is healthy");
+                        }
+                        h.healthy = true;
+                        h.last_error = None;
+                        if many {
+                            let _ = self.primary.compare_exchange(
+                                index,
+                                UNKNOWN,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            );
+                        }
+                    }
                 }
             }
             Err(e) => {
                 let e = e.to_string();
+                h.failures = h.failures.saturating_add(1);
                 // Once per change: a host that never answers is reported too, not every tick.
                 if h.healthy || h.last_error.as_deref() != Some(e.as_str()) {
-                    tracing::warn!(database = %self.name, host = %h.addr, "health check failed: {e}");
+                    tracing::warn!(database = %self.name, host = %h.addr, failures = h.failures, "health check failed: {e}");
                 }
-                h.healthy = false;
                 h.last_error = Some(e);
+                if h.failures >= self.settings.down_after {
+                    h.healthy = false;
+                    if many {
+                        let _ = self.primary.compare_exchange(
+                            index,
+                            UNKNOWN,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        );
+                    }
+                }
             }
         }
         update_lag(&mut status);
@@ -382,6 +513,8 @@ impl DbCluster {
         overrides: (Vec<String>, Vec<String>),
         mut shutdown: watch::Receiver<bool>,
     ) {
+        self.watched.store(true, Ordering::Release);
+        let check_now = self.check_now.get(index);
         let mut conn = None;
         let mut tick = tokio::time::interval(settings.health_check_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -389,6 +522,7 @@ impl DbCluster {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = notified(check_now) => {}
                 _ = shutdown.wait_for(|down| *down) => break,
             }
             let limit = settings.health_check_timeout;
@@ -408,6 +542,14 @@ impl DbCluster {
         if let Some(c) = conn {
             c.terminate().await;
         }
+    }
+}
+
+/// Waits for `notify`, or forever without one.
+async fn notified(notify: Option<&tokio::sync::Notify>) {
+    match notify {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -518,6 +660,7 @@ mod tests {
             "db".into(),
             vec!["a".into(), "b".into(), "c".into()],
             WriteFunctions::builtin(),
+            ClusterSettings::default(),
         );
         {
             let mut s = cluster

@@ -15,6 +15,10 @@ pub(crate) mod names {
     pub(crate) const ROUTED_TOTAL: &str = "weir_routed_transactions_total";
     /// Requests the router could not parse, sent to the primary, by `database`.
     pub(crate) const ROUTER_UNPARSED_TOTAL: &str = "weir_router_unparsed_total";
+    /// Primary changes seen by the health checks, by `database`.
+    pub(crate) const FAILOVERS_TOTAL: &str = "weir_failovers_total";
+    /// Hosts refused for claiming to be primary while another one is, by `database`.
+    pub(crate) const SPLIT_BRAIN_TOTAL: &str = "weir_split_brain_refusals_total";
 }
 
 /// Installs the Prometheus exporter on `addr` (once per process; later calls only log).
@@ -39,6 +43,14 @@ pub(crate) fn install(addr: SocketAddr) {
             metrics::describe_counter!(
                 names::ROUTER_UNPARSED_TOTAL,
                 "Requests the router could not parse and sent to the primary"
+            );
+            metrics::describe_counter!(
+                names::FAILOVERS_TOTAL,
+                "Primary changes seen by the health checks"
+            );
+            metrics::describe_counter!(
+                names::SPLIT_BRAIN_TOTAL,
+                "Hosts refused for claiming to be primary while another one is"
             );
             tracing::info!(%addr, "Prometheus metrics at /metrics");
         }

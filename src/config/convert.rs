@@ -207,6 +207,12 @@ fn cluster(raw: RawCluster) -> Result<ClusterSettings, ConfigError> {
                 check_name(key, string(key, v)?)
             })
             .transpose()?,
+        down_after: or(raw.down_after, d.down_after, |v| {
+            whole("cluster.down_after", v, 1)
+        })?,
+        failover_timeout: or(raw.failover_timeout, d.failover_timeout, |v| {
+            duration("cluster.failover_timeout", v, Zero::Allowed)
+        })?,
     })
 }
 

@@ -277,6 +277,12 @@ pub struct ClusterSettings {
     /// The `[[users]]` entry the checks log in as; `None`: the first user weir can log in
     /// to servers with (a plaintext password or an md5 verifier).
     pub health_check_user: Option<String>,
+    /// A host is down after this many checks in a row failed (a server connection that
+    /// breaks without a word takes it down at once, and asks for a check). At least 1.
+    pub down_after: u32,
+    /// While no primary is known, a transaction that needs one waits this long for the
+    /// checks to find one, then fails with 08001. Zero: fail at once.
+    pub failover_timeout: Duration,
 }
 
 impl Default for ClusterSettings {
@@ -285,6 +291,8 @@ impl Default for ClusterSettings {
             health_check_interval: Duration::from_secs(1),
             health_check_timeout: Duration::from_secs(2),
             health_check_user: None,
+            down_after: 3,
+            failover_timeout: Duration::from_secs(30),
         }
     }
 }

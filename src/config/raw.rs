@@ -187,6 +187,10 @@ pub(crate) struct RawCluster {
     pub health_check_timeout: Option<Scalar>,
     /// `health_check_user = "app"`
     pub health_check_user: Option<Scalar>,
+    /// `down_after = 3`
+    pub down_after: Option<Scalar>,
+    /// `failover_timeout = "30s"`
+    pub failover_timeout: Option<Scalar>,
 }
 
 /// `[routing]` as written.

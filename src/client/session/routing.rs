@@ -3,11 +3,13 @@
 //! answers itself (`weir.route` commands, a deferred BEGIN).
 
 use bytes::Buf;
+use tokio::time::Instant;
 
 use crate::cluster::LagLimits;
 use crate::config::{PoolMode, PrimaryReads, Routing, TransactionRouting};
 use crate::pool::{Lease, PoolError};
 use crate::protocol::{ErrorSeverity, FrontendScanner, FrontendTag, MessageBuilder, TxStatus};
+use crate::server::BackendError;
 
 use super::super::route::{self, Leg, NoReader, Policy, Reader, RouteCommand};
 use super::super::SessionError;
@@ -49,16 +51,29 @@ impl Session {
                 Err(e) => return Err(e.into()),
             }
         }
-        let limit = self.attach.snap.config.pool.server_connect_timeout;
-        let host = self
-            .attach
-            .db
-            .cluster
-            .primary(&self.attach.targets, limit)
-            .await?;
-        let lease = self.attach.pool.checkout(host).await?;
-        self.attach.db.counters.primary.increment(1);
-        Ok((lease, host, leg))
+        let config = &self.attach.snap.config;
+        let limit = config.pool.server_connect_timeout;
+        let deadline = Instant::now() + config.cluster.failover_timeout;
+        let cluster = &self.attach.db.cluster;
+        loop {
+            let host = cluster.primary(&self.attach.targets, limit).await?;
+            match self.attach.pool.checkout(host).await {
+                Ok(lease) => {
+                    self.attach.db.counters.primary.increment(1);
+                    return Ok((lease, host, leg));
+                }
+                // The primary is unreachable (it died since its last check): wait for the
+                // checks to find it again, or a new one, within the failover timeout.
+                Err(PoolError::Connect {
+                    cause: BackendError::Connect { .. } | BackendError::LoginTimeout(_),
+                    ..
+                }) if self.attach.db.config.hosts.len() > 1 && Instant::now() < deadline => {
+                    tracing::warn!(pool = %self.attach.pool.label, "primary unreachable, waiting for one (cluster.failover_timeout)");
+                    cluster.host_failed(host);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Whether this client's transactions are split between primary and replicas.

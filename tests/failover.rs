@@ -1,0 +1,127 @@
+//! A primary change through weir: the primary crashes, a replica is promoted, and clients
+//! keep their connections while their next transactions wait for, then use, the new
+//! primary. An old primary that comes back never gets a write.
+
+mod common;
+
+use std::time::Duration;
+
+use common::routed::{self, on_primary_then_replayed, start_cluster, DB};
+use common::{sqlstate, Proxy, PASSWORD, USER};
+use tokio_postgres::{Client, NoTls};
+
+async fn connect(proxy: &Proxy) -> Client {
+    let (client, conn) = tokio_postgres::connect(&proxy.url(USER, PASSWORD, DB), NoTls)
+        .await
+        .expect("connect through weir");
+    tokio::spawn(conn);
+    client
+}
+
+/// The port of the server that inserted a row.
+async fn insert(client: &Client, v: i32) -> Result<u16, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "INSERT INTO t VALUES ($1) RETURNING current_setting('port')",
+            &[&v],
+        )
+        .await?;
+    Ok(row.get::<_, String>(0).parse().expect("a port"))
+}
+
+fn with_cluster_settings(toml: &str, settings: &str) -> String {
+    toml.replace("[cluster]", &format!("[cluster]\n{settings}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_replica_takes_the_writes_and_clients_keep_their_connections() {
+    let mut cluster = start_cluster(&[]);
+    on_primary_then_replayed(&cluster, "CREATE TABLE t (v int)");
+    let old = cluster.primary().port;
+    let new = cluster.replicas()[0].port;
+    let toml = with_cluster_settings(
+        &routed::toml(&cluster, ""),
+        "down_after = 2\nfailover_timeout = \"30s\"",
+    );
+    let proxy = routed::start_proxy(&toml).await;
+    let idle = connect(&proxy).await;
+    let writer = connect(&proxy).await;
+    assert_eq!(insert(&writer, 1).await.expect("insert"), old);
+    cluster.wait_for_replay(new).expect("replica has the row");
+
+    // The primary crashes; a moment later the replica is promoted.
+    cluster.kill_server(old).expect("crash the primary");
+    let promoted = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        cluster.promote(new).expect("promote the replica");
+        cluster
+    });
+    // The next write waits for the new primary and lands there.
+    assert_eq!(insert(&writer, 2).await.expect("write after failover"), new);
+    let mut cluster = promoted.await.expect("promotion");
+    // A client that sat idle through it all still has its connection, and writes too.
+    assert_eq!(insert(&idle, 3).await.expect("idle client writes"), new);
+
+    // The old primary comes back, still a primary by its own account: refused.
+    cluster.start_server(old).expect("restart the old primary");
+    let refused = common::eventually(Duration::from_secs(10), || {
+        let hosts = proxy.weir.as_ref().expect("running").hosts(DB);
+        hosts
+            .iter()
+            .any(|h| h.addr.ends_with(&format!(":{old}")) && h.role == "primary" && !h.healthy)
+    })
+    .await;
+    assert!(
+        refused,
+        "the returning old primary was not seen and refused"
+    );
+    for v in 4..10 {
+        assert_eq!(insert(&writer, v).await.expect("write"), new, "row {v}");
+    }
+    let on_new = cluster
+        .psql(new, DB, "SELECT string_agg(v::text, ',' ORDER BY v) FROM t")
+        .expect("count");
+    assert_eq!(
+        on_new.trim(),
+        "1,2,3,4,5,6,7,8,9",
+        "every committed row is on the new primary"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_primary_writes_fail_after_the_timeout_and_reads_go_on() {
+    let mut cluster = start_cluster(&[]);
+    on_primary_then_replayed(&cluster, "CREATE TABLE t (v int)");
+    let old = cluster.primary().port;
+    let replica = cluster.replicas()[0].port;
+    let toml = with_cluster_settings(
+        &routed::toml(&cluster, ""),
+        "down_after = 1\nfailover_timeout = \"1s\"",
+    );
+    let proxy = routed::start_proxy(&toml).await;
+    let c = connect(&proxy).await;
+    cluster.kill_server(old).expect("crash the primary");
+    let err = insert(&c, 1).await.expect_err("no primary");
+    assert_eq!(sqlstate(&err).as_deref(), Some("08001"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("no primary available"),
+        "the error says why: {err:?}"
+    );
+    let reader = connect(&proxy).await;
+    for _ in 0..5 {
+        let row = reader
+            .query_one("SELECT current_setting('port')", &[])
+            .await
+            .expect("reads go on");
+        assert_eq!(row.get::<_, String>(0), replica.to_string());
+    }
+    // The same client goes on once a primary is back.
+    cluster.start_server(old).expect("restart");
+    let back = common::eventually_async(Duration::from_secs(15), || async {
+        insert(&c, 2).await.is_ok()
+    })
+    .await;
+    assert!(back, "writes never resumed");
+    proxy.stop().await;
+}
