@@ -9,11 +9,11 @@
 //! Roles are discovered, never configured. Until a host has answered a check, it is no
 //! replica: reads go to the primary until weir knows better (fail closed).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::config::ClusterSettings;
@@ -117,6 +117,8 @@ pub(crate) struct HostStatus {
     pub(crate) last_error: Option<String>,
     /// Checks failed in a row.
     failures: u32,
+    /// It claimed to be the primary while the one in use was not down (split brain).
+    refused: bool,
     /// The replay age the host reported, kept to recompute `lag` when the primary moves.
     replay_age: Option<Duration>,
 }
@@ -134,6 +136,7 @@ impl HostStatus {
             last_role_change: None,
             last_error: None,
             failures: 0,
+            refused: false,
             replay_age: None,
         }
     }
@@ -156,6 +159,22 @@ struct Sample {
     replay_age: Option<Duration>,
 }
 
+/// Counters of primary changes, made once per database.
+#[derive(Debug)]
+struct FailoverCounters {
+    failovers: metrics::Counter,
+    split_brain: metrics::Counter,
+}
+
+impl FailoverCounters {
+    fn new(database: &str) -> Self {
+        Self {
+            failovers: metrics::counter!(names::FAILOVERS_TOTAL, "database" => database.to_owned()),
+            split_brain: metrics::counter!(names::SPLIT_BRAIN_TOTAL, "database" => database.to_owned()),
+        }
+    }
+}
+
 /// The hosts of one database and what weir knows about them.
 #[derive(Debug)]
 pub(crate) struct DbCluster {
@@ -166,11 +185,16 @@ pub(crate) struct DbCluster {
     /// The last host that was the primary, kept through a gap: a new one is a failover.
     last_primary: AtomicUsize,
     /// Woken when a primary is found, for transactions waiting for one.
-    primary_found: tokio::sync::Notify,
+    primary_found: Notify,
     /// Per host: wakes its health check at once (a server connection broke).
-    check_now: Vec<tokio::sync::Notify>,
+    check_now: Vec<Notify>,
+    /// Per host: bumped when a server connection to it breaks, so a check begun before
+    /// cannot report it healthy.
+    epochs: Vec<AtomicU64>,
+    /// Failovers and split-brain refusals.
+    counters: FailoverCounters,
     /// Health-check tasks run; without them a transaction probes the hosts itself.
-    watched: std::sync::atomic::AtomicBool,
+    watched: AtomicBool,
     /// `cluster.down_after` and `cluster.failover_timeout`.
     settings: ClusterSettings,
     /// Serialises probing so a burst of clients probes once.
@@ -193,12 +217,14 @@ impl DbCluster {
         let single = addrs.len() == 1;
         let first = if single { 0 } else { UNKNOWN };
         Self {
+            counters: FailoverCounters::new(&name),
             name,
             primary: AtomicUsize::new(first),
             last_primary: AtomicUsize::new(first),
-            primary_found: tokio::sync::Notify::new(),
-            check_now: addrs.iter().map(|_| tokio::sync::Notify::new()).collect(),
-            watched: std::sync::atomic::AtomicBool::new(false),
+            primary_found: Notify::new(),
+            check_now: addrs.iter().map(|_| Notify::new()).collect(),
+            epochs: addrs.iter().map(|_| AtomicU64::new(0)).collect(),
+            watched: AtomicBool::new(false),
             settings,
             probe_lock: tokio::sync::Mutex::new(()),
             status: RwLock::new(addrs.into_iter().map(HostStatus::new).collect()),
@@ -256,16 +282,17 @@ impl DbCluster {
             .map(|(i, _)| i)
     }
 
-    /// The primary's index. While none is known (a failover), waits up to
-    /// `cluster.failover_timeout` for the health checks to find one; a database without
-    /// them is probed here, as the given logins.
+    /// The primary's index. While none is known (a failover), waits until `deadline`
+    /// (the caller's: `cluster.failover_timeout` from when its transaction began) for the
+    /// health checks to find one; a database without them is probed here, as the given
+    /// logins.
     pub(crate) async fn primary(
         &self,
         targets: &[ServerTarget],
         limit: Duration,
+        deadline: Instant,
     ) -> Result<usize, ClusterError> {
         let started = Instant::now();
-        let deadline = started + self.settings.failover_timeout;
         loop {
             let found = self.primary_found.notified();
             tokio::pin!(found);
@@ -282,9 +309,10 @@ impl DbCluster {
             let detail = if watched {
                 self.describe()
             } else {
-                match self.probe(targets, limit).await {
-                    Ok(index) => return Ok(index),
-                    Err(detail) => detail,
+                match tokio::time::timeout_at(deadline, self.probe(targets, limit)).await {
+                    Ok(Ok(index)) => return Ok(index),
+                    Ok(Err(detail)) => detail,
+                    Err(_) => self.describe(),
                 }
             };
             let now = Instant::now();
@@ -304,7 +332,8 @@ impl DbCluster {
         }
     }
 
-    /// Asks each host in turn whether it is the primary (one caller at a time).
+    /// Asks each host in turn whether it is the primary (one caller at a time; the
+    /// others find the answer when they get the lock).
     async fn probe(&self, targets: &[ServerTarget], limit: Duration) -> Result<usize, String> {
         let _guard = self.probe_lock.lock().await;
         let known = self.primary.load(Ordering::Acquire);
@@ -315,8 +344,13 @@ impl DbCluster {
         for (i, target) in targets.iter().enumerate() {
             match check(&mut None, target, limit).await {
                 Ok(sample) if !sample.in_recovery => {
-                    self.record(i, Ok(sample));
-                    return Ok(i);
+                    if self.record(i, Ok(sample), None) {
+                        return Ok(i);
+                    }
+                    detail.push(format!(
+                        "{}:{} refused (split brain)",
+                        target.host, target.port
+                    ));
                 }
                 Ok(_) => detail.push(format!("{}:{} is in recovery", target.host, target.port)),
                 Err(e) => detail.push(format!("{}:{}: {e}", target.host, target.port)),
@@ -337,43 +371,67 @@ impl DbCluster {
             .join("; ")
     }
 
-    /// A server connection to host `index` broke without a word, or could not be opened:
-    /// the host is down until a check succeeds, and is checked at once. If it was the
-    /// primary, transactions wait for the checks to find one.
+    /// A server connection to host `index` broke, or could not be opened: the host serves
+    /// nothing until its next check succeeds, and is checked at once. If it was the
+    /// primary, transactions wait for the checks to find one. Only the checks count it
+    /// down (`cluster.down_after`): one broken connection never hands the primary's role
+    /// to another host.
     pub(crate) fn host_failed(&self, index: usize) {
-        let many = {
-            let mut status = self.status.write().unwrap_or_else(PoisonError::into_inner);
-            if let Some(h) = status.get_mut(index) {
-                h.healthy = false;
-                h.failures = h.failures.max(self.settings.down_after);
-            }
-            status.len() > 1
-        };
-        if many {
-            let _ =
-                self.primary
-                    .compare_exchange(index, UNKNOWN, Ordering::AcqRel, Ordering::Acquire);
-            if let Some(n) = self.check_now.get(index) {
-                n.notify_one();
-            }
+        let mut status = self.status.write().unwrap_or_else(PoisonError::into_inner);
+        if status.len() < 2 {
+            return;
+        }
+        if let Some(h) = status.get_mut(index) {
+            h.healthy = false;
+        }
+        if let Some(e) = self.epochs.get(index) {
+            // A check already running reports the host from before: it must not count.
+            e.fetch_add(1, Ordering::AcqRel);
+        }
+        let _ = self
+            .primary
+            .compare_exchange(index, UNKNOWN, Ordering::AcqRel, Ordering::Acquire);
+        drop(status);
+        if let Some(n) = self.check_now.get(index) {
+            n.notify_one();
         }
     }
 
-    /// Takes in the outcome of a check of host `index`, and what follows from it for the
-    /// primary and every replica's lag.
-    fn record(&self, index: usize, outcome: Result<Sample, CheckError>) {
+    /// Host `index`'s failure count, for the checks that start now.
+    fn epoch(&self, index: usize) -> u64 {
+        self.epochs
+            .get(index)
+            .map_or(0, |e| e.load(Ordering::Acquire))
+    }
+
+    /// Takes in the outcome of a check of host `index` begun at `epoch` (`None`: a
+    /// transaction's own probe), and what follows for the primary and every replica's
+    /// lag. Returns whether the host is now the primary.
+    fn record(
+        &self,
+        index: usize,
+        outcome: Result<Sample, CheckError>,
+        epoch: Option<u64>,
+    ) -> bool {
         let mut status = self.status.write().unwrap_or_else(PoisonError::into_inner);
+        if outcome.is_ok() && epoch.is_some_and(|e| e != self.epoch(index)) {
+            // Begun before a server connection to it broke: no news.
+            return false;
+        }
         let many = status.len() > 1;
-        let current = self.primary.load(Ordering::Acquire);
-        // Another host is the primary and still answers: a second one is split brain.
-        let other_primary = (current != index)
-            .then(|| status.get(current))
-            .flatten()
-            .filter(|c| c.healthy && c.role == Role::Primary)
-            .map(|c| c.addr.clone());
+        let down_after = self.settings.down_after;
+        let last = self.last_primary.load(Ordering::Acquire);
+        // The primary weir last used is gone for good only when its own checks say so
+        // (down_after failures in a row), or it now reports itself in recovery.
+        let last_gone = last == UNKNOWN
+            || last == index
+            || status
+                .get(last)
+                .is_none_or(|l| l.failures >= down_after || l.role == Role::Replica);
         let Some(h) = status.get_mut(index) else {
-            return;
+            return false;
         };
+        let mut is_primary = false;
         match outcome {
             Ok(sample) => {
                 let role = if sample.in_recovery {
@@ -390,48 +448,39 @@ impl DbCluster {
                 h.replay_age = sample.replay_age;
                 h.last_check = Some(SystemTime::now());
                 h.failures = 0;
-                match (role, other_primary) {
-                    (Role::Primary, Some(other)) => {
-                        // An old primary back after a promotion, or a second promoted
-                        // host: it gets nothing while the one in use answers.
-                        let why = format!(
-                            "refused: claims to be the primary while {other} is (split brain)"
-                        );
-                        if h.last_error.as_deref() != Some(why.as_str()) {
-                            tracing::error!(database = %self.name, host = %h.addr, "{why}");
-                            metrics::counter!(names::SPLIT_BRAIN_TOTAL, "database" => self.name.clone()).increment(1);
-                        }
-                        h.healthy = false;
-                        h.last_error = Some(why);
+                if role == Role::Primary && !last_gone {
+                    // An old primary back after a promotion, or a second promoted host:
+                    // it gets nothing while the one in use has not been seen down.
+                    if !h.refused {
+                        tracing::error!(database = %self.name, host = %h.addr, "refused: claims to be the primary while the primary in use is not down (split brain)");
+                        self.counters.split_brain.increment(1);
                     }
-                    (Role::Primary, None) => {
-                        if !h.healthy {
-                            tracing::info!(database = %self.name, host = %h.addr, role = role.as_str(), "host is healthy");
-                        }
-                        h.healthy = true;
-                        h.last_error = None;
-                        let previous = self.last_primary.swap(index, Ordering::AcqRel);
-                        if previous != index && previous != UNKNOWN {
+                    h.refused = true;
+                    h.healthy = false;
+                    h.last_error = Some("refused: a second primary (split brain)".into());
+                } else {
+                    if !h.healthy {
+                        tracing::info!(database = %self.name, host = %h.addr, role = role.as_str(), "host is healthy");
+                    }
+                    h.healthy = true;
+                    h.refused = false;
+                    h.last_error = None;
+                    if role == Role::Primary {
+                        if last != index && last != UNKNOWN {
                             tracing::warn!(database = %self.name, host = %h.addr, "failover: new primary");
-                            metrics::counter!(names::FAILOVERS_TOTAL, "database" => self.name.clone()).increment(1);
+                            self.counters.failovers.increment(1);
                         }
+                        self.last_primary.store(index, Ordering::Release);
                         self.primary.store(index, Ordering::Release);
                         self.primary_found.notify_waiters();
-                    }
-                    _ => {
-                        if !h.healthy {
-                            tracing::info!(database = %self.name, host = %h.addr, role = role.as_str(), "host is healthy");
-                        }
-                        h.healthy = true;
-                        h.last_error = None;
-                        if many {
-                            let _ = self.primary.compare_exchange(
-                                index,
-                                UNKNOWN,
-                                Ordering::AcqRel,
-                                Ordering::Acquire,
-                            );
-                        }
+                        is_primary = true;
+                    } else if many {
+                        let _ = self.primary.compare_exchange(
+                            index,
+                            UNKNOWN,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        );
                     }
                 }
             }
@@ -443,7 +492,7 @@ impl DbCluster {
                     tracing::warn!(database = %self.name, host = %h.addr, failures = h.failures, "health check failed: {e}");
                 }
                 h.last_error = Some(e);
-                if h.failures >= self.settings.down_after {
+                if h.failures >= down_after {
                     h.healthy = false;
                     if many {
                         let _ = self.primary.compare_exchange(
@@ -457,6 +506,7 @@ impl DbCluster {
             }
         }
         update_lag(&mut status);
+        is_primary
     }
 
     /// Replaces the learned functions when they changed (an unchanged list keeps the
@@ -526,6 +576,7 @@ impl DbCluster {
                 _ = shutdown.wait_for(|down| *down) => break,
             }
             let limit = settings.health_check_timeout;
+            let epoch = self.epoch(index);
             let outcome = check(&mut conn, &target, limit).await;
             // The functions are learned before the primary is first reported healthy, so
             // no read is routed by the built-in list alone once a replica is in use.
@@ -537,7 +588,7 @@ impl DbCluster {
                     }
                 }
             }
-            self.record(index, outcome);
+            self.record(index, outcome, Some(epoch));
         }
         if let Some(c) = conn {
             c.terminate().await;
@@ -555,9 +606,17 @@ async fn notified(notify: Option<&tokio::sync::Notify>) {
 
 /// Recomputes every replica's lag from the primary's last known position.
 fn update_lag(status: &mut [HostStatus]) {
+    // The primary in use; during a failover, the last position a primary had, so a
+    // replica that had replayed it still counts as caught up.
     let primary_lsn = status
         .iter()
         .find(|h| h.role == Role::Primary && h.healthy)
+        .or_else(|| {
+            status
+                .iter()
+                .filter(|h| h.role == Role::Primary && !h.refused)
+                .max_by_key(|h| h.lsn)
+        })
         .map(|h| h.lsn);
     for h in status.iter_mut() {
         if h.role != Role::Replica {
@@ -652,6 +711,49 @@ mod tests {
         );
         assert_eq!(hosts[2].lag_bytes, Some(600));
         assert_eq!(hosts[2].lag, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn a_second_primary_waits_until_the_first_is_seen_down() {
+        let settings = ClusterSettings {
+            down_after: 2,
+            ..ClusterSettings::default()
+        };
+        let cluster = DbCluster::new(
+            "db".into(),
+            vec!["a".into(), "b".into()],
+            WriteFunctions::builtin(),
+            settings,
+        );
+        let primary = || -> Result<Sample, CheckError> {
+            Ok(Sample {
+                in_recovery: false,
+                lsn: 10,
+                replay_age: None,
+            })
+        };
+        let down = || -> Result<Sample, CheckError> { Err(CheckError::Timeout(Duration::ZERO)) };
+        assert!(cluster.record(0, primary(), Some(cluster.epoch(0))));
+        // b says it is primary too (an old primary back, say): refused while a answers.
+        assert!(!cluster.record(1, primary(), Some(cluster.epoch(1))));
+        assert!(cluster.is_primary(0));
+        // One broken connection to a is no failover: b is still refused.
+        cluster.host_failed(0);
+        assert!(!cluster.is_primary(0));
+        assert!(!cluster.record(1, primary(), Some(cluster.epoch(1))));
+        // A check of a begun before that break cannot bring it back either.
+        let stale = cluster.epoch(0) - 1;
+        assert!(!cluster.record(0, primary(), Some(stale)));
+        assert!(!cluster.is_primary(0));
+        // a fails down_after checks in a row: now b takes over.
+        cluster.record(0, down(), Some(cluster.epoch(0)));
+        assert!(!cluster.record(1, primary(), Some(cluster.epoch(1))));
+        cluster.record(0, down(), Some(cluster.epoch(0)));
+        assert!(cluster.record(1, primary(), Some(cluster.epoch(1))));
+        assert!(cluster.is_primary(1));
+        // And a, back as a primary, is the one refused now.
+        assert!(!cluster.record(0, primary(), Some(cluster.epoch(0))));
+        assert!(cluster.is_primary(1));
     }
 
     #[test]

@@ -21,6 +21,8 @@ impl SqlState {
     pub(crate) const INVALID_CATALOG_NAME: Self = Self("3D000");
     /// 53300: too many clients.
     pub(crate) const TOO_MANY_CONNECTIONS: Self = Self("53300");
+    /// 57P02: the server crashed (another backend did) and is restarting.
+    pub(crate) const CRASH_SHUTDOWN: Self = Self("57P02");
     /// 57P01: weir is shutting down.
     pub(crate) const ADMIN_SHUTDOWN: Self = Self("57P01");
     /// 57P03: cannot connect now.

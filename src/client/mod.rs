@@ -146,7 +146,11 @@ async fn start(
             // The first client of a pool: log in to a server to learn what PostgreSQL reports.
             let host = db
                 .cluster
-                .primary(&targets, snap.config.pool.server_connect_timeout)
+                .primary(
+                    &targets,
+                    snap.config.pool.server_connect_timeout,
+                    tokio::time::Instant::now() + snap.config.cluster.failover_timeout,
+                )
                 .await?;
             let mut lease = pool.checkout(host).await?;
             let d = lease.params.reported().clone();

@@ -232,10 +232,9 @@ impl Session {
                 Ok(Outcome::ServerLost { fatal }) => {
                     lease.poison();
                     drop(lease);
-                    if fatal.is_none() {
-                        // Gone without a word: the host may be down. A FATAL names a reason
-                        // of this session's own (a timeout, pg_terminate_backend): the
-                        // health checks judge the host.
+                    if routing::host_going_away(fatal.as_ref()) {
+                        // The host may be down: it is checked at once. A FATAL about this
+                        // session alone (an idle timeout) says nothing of the host.
                         self.attach.db.cluster.host_failed(host);
                     }
                     if !pins.is_empty() {

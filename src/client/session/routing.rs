@@ -7,7 +7,9 @@ use tokio::time::Instant;
 
 use crate::cluster::LagLimits;
 use crate::config::{PoolMode, PrimaryReads, Routing, TransactionRouting};
+use crate::error::SqlState;
 use crate::pool::{Lease, PoolError};
+use crate::protocol::ErrorFields;
 use crate::protocol::{ErrorSeverity, FrontendScanner, FrontendTag, MessageBuilder, TxStatus};
 use crate::server::BackendError;
 
@@ -56,18 +58,22 @@ impl Session {
         let deadline = Instant::now() + config.cluster.failover_timeout;
         let cluster = &self.attach.db.cluster;
         loop {
-            let host = cluster.primary(&self.attach.targets, limit).await?;
+            let host = cluster
+                .primary(&self.attach.targets, limit, deadline)
+                .await?;
             match self.attach.pool.checkout(host).await {
                 Ok(lease) => {
                     self.attach.db.counters.primary.increment(1);
                     return Ok((lease, host, leg));
                 }
-                // The primary is unreachable (it died since its last check): wait for the
-                // checks to find it again, or a new one, within the failover timeout.
-                Err(PoolError::Connect {
-                    cause: BackendError::Connect { .. } | BackendError::LoginTimeout(_),
-                    ..
-                }) if self.attach.db.config.hosts.len() > 1 && Instant::now() < deadline => {
+                // The primary is unreachable (it died since its last check) or says it
+                // cannot take connections now (starting, stopping, in recovery): wait for
+                // the checks to find it again, or a new one, within the failover timeout.
+                Err(PoolError::Connect { cause, .. })
+                    if host_unavailable(&cause)
+                        && self.attach.db.config.hosts.len() > 1
+                        && Instant::now() < deadline =>
+                {
                     tracing::warn!(pool = %self.attach.pool.label, "primary unreachable, waiting for one (cluster.failover_timeout)");
                     cluster.host_failed(host);
                 }
@@ -237,6 +243,31 @@ impl Session {
         MessageBuilder::ready_for_query(out, status);
         Ok(true)
     }
+}
+
+/// Whether a failed connect says the host is unavailable (rather than, say, that the
+/// password is wrong): worth waiting for the failover timeout.
+fn host_unavailable(cause: &BackendError) -> bool {
+    match cause {
+        BackendError::Connect { .. } | BackendError::LoginTimeout(_) => true,
+        BackendError::Refused(fields) => fields.code == SqlState::CANNOT_CONNECT_NOW.code(),
+        _ => false,
+    }
+}
+
+/// Whether a server's last words say its host is going away (shutdown, crash, restart),
+/// rather than something about this one session (a timeout, `pg_terminate_backend` is
+/// 57P01 too, but the immediate check then finds the host well).
+pub(super) fn host_going_away(fatal: Option<&ErrorFields>) -> bool {
+    fatal.is_none_or(|f| {
+        [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .iter()
+        .any(|s| f.code == s.code())
+    })
 }
 
 /// The text and length of a simple Query of at most `SHORT_QUERY` bytes at the front of
