@@ -9,7 +9,7 @@
 //! Roles are discovered, never configured. Until a host has answered a check, it is no
 //! replica: reads go to the primary until weir knows better (fail closed).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -31,12 +31,15 @@ const FUNCTIONS_REFRESH: Duration = Duration::from_secs(60);
 const MAX_LEARNED_FUNCTIONS: usize = 100_000;
 
 /// One query that works on both roles: recovery state, the WAL position that matters
-/// (written on a primary, replayed on a replica), and on a replica the age of the last
-/// replayed commit.
+/// (written on a primary, replayed on a replica), on a replica the age of the last
+/// replayed commit, and on a primary its timeline (the first 8 hex digits of its current
+/// WAL file's name: readable without the privileges `pg_control_checkpoint()` needs).
 const CHECK_SQL: &str = "SELECT pg_catalog.pg_is_in_recovery(), \
      (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() \
       ELSE pg_catalog.pg_current_wal_lsn() END)::text, \
-     EXTRACT(EPOCH FROM pg_catalog.now() - pg_catalog.pg_last_xact_replay_timestamp())::text";
+     EXTRACT(EPOCH FROM pg_catalog.now() - pg_catalog.pg_last_xact_replay_timestamp())::text, \
+     CASE WHEN NOT pg_catalog.pg_is_in_recovery() \
+      THEN substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8) END";
 
 /// User functions that may write: VOLATILE ones outside the system schemas.
 const VOLATILE_SQL: &str = "SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p \
@@ -119,6 +122,8 @@ pub(crate) struct HostStatus {
     failures: u32,
     /// It claimed to be the primary while the one in use was not down (split brain).
     refused: bool,
+    /// Its timeline when it last answered as a primary.
+    timeline: u32,
     /// The replay age the host reported, kept to recompute `lag` when the primary moves.
     replay_age: Option<Duration>,
 }
@@ -137,6 +142,7 @@ impl HostStatus {
             last_error: None,
             failures: 0,
             refused: false,
+            timeline: 0,
             replay_age: None,
         }
     }
@@ -157,6 +163,8 @@ struct Sample {
     in_recovery: bool,
     lsn: u64,
     replay_age: Option<Duration>,
+    /// A primary's timeline (0 when unknown).
+    timeline: u32,
 }
 
 /// Counters of primary changes, made once per database.
@@ -184,6 +192,9 @@ pub(crate) struct DbCluster {
     primary: AtomicUsize,
     /// The last host that was the primary, kept through a gap: a new one is a failover.
     last_primary: AtomicUsize,
+    /// The newest timeline a primary in use has had: a primary on an older one was left
+    /// behind by a promotion and never gets writes again.
+    timeline: AtomicU32,
     /// Woken when a primary is found, for transactions waiting for one.
     primary_found: Notify,
     /// Per host: wakes its health check at once (a server connection broke).
@@ -221,6 +232,7 @@ impl DbCluster {
             name,
             primary: AtomicUsize::new(first),
             last_primary: AtomicUsize::new(first),
+            timeline: AtomicU32::new(0),
             primary_found: Notify::new(),
             check_now: addrs.iter().map(|_| Notify::new()).collect(),
             epochs: addrs.iter().map(|_| AtomicU64::new(0)).collect(),
@@ -421,13 +433,22 @@ impl DbCluster {
         let many = status.len() > 1;
         let down_after = self.settings.down_after;
         let last = self.last_primary.load(Ordering::Acquire);
-        // The primary weir last used is gone for good only when its own checks say so
-        // (down_after failures in a row), or it now reports itself in recovery.
-        let last_gone = last == UNKNOWN
-            || last == index
-            || status
-                .get(last)
-                .is_none_or(|l| l.failures >= down_after || l.role == Role::Replica);
+        let newest = self.timeline.load(Ordering::Acquire);
+        // A host claiming to be primary takes the role if it is on a newer timeline than
+        // any primary before (it was promoted); on the same one, only once the primary
+        // weir last used is gone for good by its own checks (down_after failures in a
+        // row) or reports itself in recovery. An older timeline never does.
+        let claim = match &outcome {
+            Ok(s) if !s.in_recovery => s.timeline,
+            _ => 0,
+        };
+        let last_gone = claim > newest
+            || (claim == newest
+                && (last == UNKNOWN
+                    || last == index
+                    || status
+                        .get(last)
+                        .is_none_or(|l| l.failures >= down_after || l.role == Role::Replica)));
         let Some(h) = status.get_mut(index) else {
             return false;
         };
@@ -446,6 +467,7 @@ impl DbCluster {
                 }
                 h.lsn = sample.lsn;
                 h.replay_age = sample.replay_age;
+                h.timeline = sample.timeline;
                 h.last_check = Some(SystemTime::now());
                 h.failures = 0;
                 if role == Role::Primary && !last_gone {
@@ -471,6 +493,7 @@ impl DbCluster {
                             self.counters.failovers.increment(1);
                         }
                         self.last_primary.store(index, Ordering::Release);
+                        self.timeline.fetch_max(sample.timeline, Ordering::AcqRel);
                         self.primary.store(index, Ordering::Release);
                         self.primary_found.notify_waiters();
                         is_primary = true;
@@ -661,6 +684,9 @@ async fn check(
         replay_age: field(2)
             .and_then(|s| s.parse::<f64>().ok())
             .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok()),
+        timeline: field(3)
+            .and_then(|s| u32::from_str_radix(s, 16).ok())
+            .unwrap_or(0),
     })
 }
 
@@ -730,6 +756,7 @@ mod tests {
                 in_recovery: false,
                 lsn: 10,
                 replay_age: None,
+                timeline: 1,
             })
         };
         let down = || -> Result<Sample, CheckError> { Err(CheckError::Timeout(Duration::ZERO)) };
@@ -754,6 +781,34 @@ mod tests {
         // And a, back as a primary, is the one refused now.
         assert!(!cluster.record(0, primary(), Some(cluster.epoch(0))));
         assert!(cluster.is_primary(1));
+    }
+
+    #[test]
+    fn the_newest_timeline_wins_and_an_older_one_never_does() {
+        let cluster = DbCluster::new(
+            "db".into(),
+            vec!["old".into(), "new".into()],
+            WriteFunctions::builtin(),
+            ClusterSettings::default(),
+        );
+        let on = |timeline: u32| -> Result<Sample, CheckError> {
+            Ok(Sample {
+                in_recovery: false,
+                lsn: 10,
+                replay_age: None,
+                timeline,
+            })
+        };
+        assert!(cluster.record(0, on(1), None));
+        // A promoted replica is on a newer timeline: it wins even while the old one answers.
+        assert!(cluster.record(1, on(2), None));
+        assert!(!cluster.record(0, on(1), None));
+        // The promoted one dies for good; the old one is still refused.
+        for _ in 0..5 {
+            cluster.record(1, Err(CheckError::Timeout(Duration::ZERO)), None);
+        }
+        assert!(!cluster.record(0, on(1), None));
+        assert!(!cluster.is_primary(0));
     }
 
     #[test]
