@@ -139,7 +139,8 @@ impl Snapshot {
             .cloned()
     }
 
-    /// Starts one health-check task per host of every database with several hosts.
+    /// Starts one health-check task per host of every database with several hosts, and
+    /// with `cluster.auto_promote` one promotion task per such database.
     fn watch_hosts(&self, shutdown: &watch::Sender<bool>) {
         let Some(user) = self.health_check_user() else {
             tracing::warn!("no [[users]] entry to run health checks as: replicas get no reads");
@@ -164,6 +165,19 @@ impl Snapshot {
                     ),
                     shutdown.subscribe(),
                 ));
+            }
+            if self.config.cluster.auto_promote {
+                let promoter = match &self.config.cluster.promote_user {
+                    Some(name) => self.users.get(name),
+                    None => Some(user.clone()),
+                };
+                if let Some(promoter) = promoter {
+                    tokio::spawn(db.cluster.clone().promote_when_needed(
+                        self.targets(&db.config, &promoter),
+                        self.config.cluster.clone(),
+                        shutdown.subscribe(),
+                    ));
+                }
             }
         }
     }

@@ -72,6 +72,9 @@ enum CheckError {
     /// No answer in time.
     #[error("no answer within {0:?} (cluster.health_check_timeout)")]
     Timeout(Duration),
+    /// `pg_promote()` returned false: the server did not finish its promotion in time.
+    #[error("pg_promote() did not complete within its wait")]
+    NotPromoted,
 }
 
 /// What a host is, as of its last check.
@@ -172,6 +175,7 @@ struct Sample {
 struct FailoverCounters {
     failovers: metrics::Counter,
     split_brain: metrics::Counter,
+    promotions: metrics::Counter,
 }
 
 impl FailoverCounters {
@@ -179,6 +183,7 @@ impl FailoverCounters {
         Self {
             failovers: metrics::counter!(names::FAILOVERS_TOTAL, "database" => database.to_owned()),
             split_brain: metrics::counter!(names::SPLIT_BRAIN_TOTAL, "database" => database.to_owned()),
+            promotions: metrics::counter!(names::PROMOTIONS_TOTAL, "database" => database.to_owned()),
         }
     }
 }
@@ -616,6 +621,92 @@ impl DbCluster {
         if let Some(c) = conn {
             c.terminate().await;
         }
+    }
+}
+
+impl DbCluster {
+    /// `cluster.auto_promote`: every check interval, looks whether a primary is known.
+    /// Once none has been for `promote_after`, promotes the healthy replica that has
+    /// replayed the most (`SELECT pg_promote()`, logged in as the promote user, `targets`
+    /// in host order), once per outage. The promoted host is then found, on its new
+    /// timeline, by the health checks like any primary.
+    pub(crate) async fn promote_when_needed(
+        self: std::sync::Arc<Self>,
+        targets: Vec<ServerTarget>,
+        settings: ClusterSettings,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(settings.health_check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lost_since: Option<Instant> = None;
+        let mut promoted = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|down| *down) => return,
+            }
+            // Before any primary was ever seen there is nothing to replace.
+            if self.primary.load(Ordering::Acquire) != UNKNOWN
+                || self.last_primary.load(Ordering::Acquire) == UNKNOWN
+            {
+                lost_since = None;
+                promoted = false;
+                continue;
+            }
+            let since = *lost_since.get_or_insert_with(Instant::now);
+            if promoted || since.elapsed() < settings.promote_after {
+                continue;
+            }
+            let candidate = self
+                .read_status()
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| h.healthy && h.role == Role::Replica)
+                .max_by_key(|(_, h)| h.lsn)
+                .map(|(i, h)| (i, h.addr.clone()));
+            let Some((index, addr)) = candidate else {
+                continue;
+            };
+            let Some(target) = targets.get(index) else {
+                continue;
+            };
+            // Once per outage, whatever the outcome: a failed promotion is for a person to
+            // look at, not to retry in a loop.
+            promoted = true;
+            tracing::warn!(database = %self.name, host = %addr, "no primary for {:?}: promoting the replica that has replayed the most (cluster.auto_promote)", since.elapsed());
+            match promote(target, settings.health_check_timeout).await {
+                Ok(()) => {
+                    self.counters.promotions.increment(1);
+                    if let Some(n) = self.check_now.get(index) {
+                        n.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(database = %self.name, host = %addr, "promotion failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Runs `pg_promote()` on `target` (waiting for the promotion, up to a minute).
+async fn promote(target: &ServerTarget, limit: Duration) -> Result<(), CheckError> {
+    const WAIT: Duration = Duration::from_secs(60);
+    let mut conn = ServerConn::connect(target, limit).await?;
+    let rows = tokio::time::timeout(
+        WAIT + limit,
+        conn.simple_query("SELECT pg_catalog.pg_promote(true, 60)"),
+    )
+    .await
+    .map_err(|_| CheckError::Timeout(WAIT + limit))??;
+    conn.terminate().await;
+    match rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_deref())
+    {
+        Some("t") => Ok(()),
+        _ => Err(CheckError::NotPromoted),
     }
 }
 

@@ -19,6 +19,8 @@ pub(crate) mod names {
     pub(crate) const FAILOVERS_TOTAL: &str = "weir_failovers_total";
     /// Hosts refused for claiming to be primary while another one is, by `database`.
     pub(crate) const SPLIT_BRAIN_TOTAL: &str = "weir_split_brain_refusals_total";
+    /// Replicas weir promoted (`cluster.auto_promote`), by `database`.
+    pub(crate) const PROMOTIONS_TOTAL: &str = "weir_promotions_total";
 }
 
 /// Installs the Prometheus exporter on `addr` (once per process; later calls only log).
@@ -51,6 +53,10 @@ pub(crate) fn install(addr: SocketAddr) {
             metrics::describe_counter!(
                 names::SPLIT_BRAIN_TOTAL,
                 "Hosts refused for claiming to be primary while another one is"
+            );
+            metrics::describe_counter!(
+                names::PROMOTIONS_TOTAL,
+                "Replicas weir promoted after the primary was gone for cluster.promote_after"
             );
             tracing::info!(%addr, "Prometheus metrics at /metrics");
         }

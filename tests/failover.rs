@@ -125,3 +125,36 @@ async fn without_a_primary_writes_fail_after_the_timeout_and_reads_go_on() {
     assert!(back, "writes never resumed");
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auto_promote_weir_promotes_the_replica_itself() {
+    let mut cluster = start_cluster(&[]);
+    on_primary_then_replayed(&cluster, "CREATE TABLE t (v int)");
+    let old = cluster.primary().port;
+    let new = cluster.replicas()[0].port;
+    // pg_promote is for superusers unless granted; weir promotes as the app user here.
+    cluster
+        .psql(
+            old,
+            DB,
+            &format!("GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO {USER}"),
+        )
+        .expect("grant pg_promote");
+    cluster.wait_for_replay(new).expect("replica has the grant");
+    let toml = with_cluster_settings(
+        &routed::toml(&cluster, ""),
+        "down_after = 2\nfailover_timeout = \"30s\"\nauto_promote = true\npromote_after = \"1s\"",
+    );
+    let proxy = routed::start_proxy(&toml).await;
+    let c = connect(&proxy).await;
+    assert_eq!(insert(&c, 1).await.expect("insert"), old);
+    cluster.wait_for_replay(new).expect("replica has the row");
+    cluster.kill_server(old).expect("crash the primary");
+    // Nobody promotes anything by hand: weir does, and the write lands there.
+    assert_eq!(insert(&c, 2).await.expect("write after promotion"), new);
+    let in_recovery = cluster
+        .psql(new, DB, "SELECT pg_is_in_recovery()")
+        .expect("ask the replica");
+    assert_eq!(in_recovery.trim(), "f", "the replica was promoted");
+    proxy.stop().await;
+}

@@ -213,6 +213,19 @@ fn cluster(raw: RawCluster) -> Result<ClusterSettings, ConfigError> {
         failover_timeout: or(raw.failover_timeout, d.failover_timeout, |v| {
             duration("cluster.failover_timeout", v, Zero::Allowed)
         })?,
+        auto_promote: or(raw.auto_promote, d.auto_promote, |v| {
+            boolean("cluster.auto_promote", v)
+        })?,
+        promote_after: or(raw.promote_after, d.promote_after, |v| {
+            duration("cluster.promote_after", v, Zero::Refused)
+        })?,
+        promote_user: raw
+            .promote_user
+            .map(|v| {
+                let key = "cluster.promote_user";
+                check_name(key, string(key, v)?)
+            })
+            .transpose()?,
     })
 }
 
@@ -360,12 +373,20 @@ fn cross_check(config: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
-    if let Some(name) = &config.cluster.health_check_user {
-        if config.user(name).is_none() {
-            return Err(ConfigError::invalid(
-                "cluster.health_check_user",
-                Problem::UnknownUser(name.clone()),
-            ));
+    for (key, name) in [
+        (
+            "cluster.health_check_user",
+            &config.cluster.health_check_user,
+        ),
+        ("cluster.promote_user", &config.cluster.promote_user),
+    ] {
+        if let Some(name) = name {
+            if config.user(name).is_none() {
+                return Err(ConfigError::invalid(
+                    key,
+                    Problem::UnknownUser(name.clone()),
+                ));
+            }
         }
     }
     if config.tls.is_none() && config.auth.method == AuthMethod::Cert {

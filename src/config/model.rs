@@ -283,6 +283,12 @@ pub struct ClusterSettings {
     /// While no primary is known, a transaction that needs one waits this long for the
     /// checks to find one, then fails with 08001. Zero: fail at once.
     pub failover_timeout: Duration,
+    /// Promote a replica when the primary has been gone for `promote_after`.
+    pub auto_promote: bool,
+    /// How long without a primary before weir promotes one (with `auto_promote`).
+    pub promote_after: Duration,
+    /// The `[[users]]` entry that runs `pg_promote()`; `None`: the health-check user.
+    pub promote_user: Option<String>,
 }
 
 impl Default for ClusterSettings {
@@ -293,6 +299,9 @@ impl Default for ClusterSettings {
             health_check_user: None,
             down_after: 3,
             failover_timeout: Duration::from_secs(30),
+            auto_promote: false,
+            promote_after: Duration::from_secs(10),
+            promote_user: None,
         }
     }
 }

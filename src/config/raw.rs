@@ -191,6 +191,12 @@ pub(crate) struct RawCluster {
     pub down_after: Option<Scalar>,
     /// `failover_timeout = "30s"`
     pub failover_timeout: Option<Scalar>,
+    /// `auto_promote = false`
+    pub auto_promote: Option<Scalar>,
+    /// `promote_after = "10s"`
+    pub promote_after: Option<Scalar>,
+    /// `promote_user = "admin"`
+    pub promote_user: Option<Scalar>,
 }
 
 /// `[routing]` as written.
