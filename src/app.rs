@@ -405,8 +405,15 @@ async fn janitor(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                let snap = shared.snapshot();
                 for pool in shared.pools.all() {
-                    pool.maintain().await;
+                    match snap.databases.get(&pool.database) {
+                        Some(db) => {
+                            let cluster = &db.cluster;
+                            pool.maintain(cluster.primary_index(), |h| cluster.is_down(h)).await;
+                        }
+                        None => pool.maintain(None, |_| false).await,
+                    }
                 }
             }
             _ = shutdown.changed() => return,

@@ -249,6 +249,20 @@ impl DbCluster {
         }
     }
 
+    /// The primary's index, if one is known now.
+    pub(crate) fn primary_index(&self) -> Option<usize> {
+        let known = self.primary.load(Ordering::Acquire);
+        (known != UNKNOWN).then_some(known)
+    }
+
+    /// Whether the checks count host `index` down (`down_after` failures in a row), or
+    /// refused it as a second primary: its idle server connections are of no use.
+    pub(crate) fn is_down(&self, index: usize) -> bool {
+        self.read_status()
+            .get(index)
+            .is_some_and(|h| h.failures >= self.settings.down_after || h.refused)
+    }
+
     /// Whether host `index` is the primary as far as weir knows.
     pub(crate) fn is_primary(&self, index: usize) -> bool {
         self.primary.load(Ordering::Acquire) == index

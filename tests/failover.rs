@@ -29,6 +29,17 @@ async fn insert(client: &Client, v: i32) -> Result<u16, tokio_postgres::Error> {
     Ok(row.get::<_, String>(0).parse().expect("a port"))
 }
 
+/// Sessions of `USER` on `DB` at the server on `port`: weir's connections there.
+fn weir_connections(cluster: &weir::pgcluster::PgCluster, port: u16) -> u32 {
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = '{USER}' AND datname = '{DB}'"
+    );
+    cluster
+        .psql(port, DB, &sql)
+        .map(|n| n.trim().parse().unwrap_or(0))
+        .unwrap_or(0)
+}
+
 fn with_cluster_settings(toml: &str, settings: &str) -> String {
     toml.replace("[cluster]", &format!("[cluster]\n{settings}"))
 }
@@ -156,5 +167,32 @@ async fn with_auto_promote_weir_promotes_the_replica_itself() {
         .psql(new, DB, "SELECT pg_is_in_recovery()")
         .expect("ask the replica");
     assert_eq!(in_recovery.trim(), "f", "the replica was promoted");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_primary_is_warmed_before_traffic_arrives() {
+    let mut cluster = start_cluster(&[]);
+    on_primary_then_replayed(&cluster, "CREATE TABLE t (v int)");
+    let old = cluster.primary().port;
+    let new = cluster.replicas()[0].port;
+    let toml = with_cluster_settings(&routed::toml(&cluster, ""), "down_after = 2")
+        .replace("[pool]", "[pool]\nmin_size = 2");
+    let proxy = routed::start_proxy(&toml).await;
+    // A login creates the pools; then nobody sends anything.
+    let _idle = connect(&proxy).await;
+    // The health check's connection is the replica's only one.
+    assert_eq!(weir_connections(&cluster, new), 1);
+    cluster.kill_server(old).expect("crash the primary");
+    cluster.promote(new).expect("promote");
+    let warmed = common::eventually(Duration::from_secs(15), || {
+        weir_connections(&cluster, new) >= 3
+    })
+    .await;
+    assert!(
+        warmed,
+        "the new primary has {} of weir's connections, want the health check + min_size 2",
+        weir_connections(&cluster, new)
+    );
     proxy.stop().await;
 }

@@ -135,6 +135,7 @@ async fn start(
     let targets: Arc<Vec<ServerTarget>> = Arc::new(snap.targets(&db.config, &user));
     let pool = shared.pools.get_or_create(&db.config.name, &user.name, || {
         DbUserPool::new(
+            &db.config.name,
             format!("{}/{}", db.config.name, user.name),
             targets.as_ref().clone(),
             &snap.config.pool,

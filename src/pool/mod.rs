@@ -91,6 +91,8 @@ pub(crate) struct HostPool {
 pub(crate) struct DbUserPool {
     /// "database/user", the label in errors, logs and metrics.
     pub(crate) label: String,
+    /// The client-facing database name, to find its hosts' state.
+    pub(crate) database: String,
     /// One pool per configured host, in configuration order.
     pub(crate) hosts: Vec<HostPool>,
     /// Parameters the first server login reported: what a client is told at its login.
@@ -101,7 +103,12 @@ pub(crate) struct DbUserPool {
 
 impl DbUserPool {
     /// Builds the (empty) pools for every host in `targets`.
-    pub(crate) fn new(label: String, targets: Vec<ServerTarget>, settings: &PoolSettings) -> Self {
+    pub(crate) fn new(
+        database: &str,
+        label: String,
+        targets: Vec<ServerTarget>,
+        settings: &PoolSettings,
+    ) -> Self {
         let hosts = targets
             .into_iter()
             .filter_map(|target| {
@@ -123,6 +130,7 @@ impl DbUserPool {
             .collect();
         Self {
             label,
+            database: database.to_owned(),
             hosts,
             server_defaults: OnceLock::new(),
             settings: settings.clone(),
@@ -192,41 +200,48 @@ impl DbUserPool {
         })
     }
 
-    /// Enforces `server_idle_timeout` and `server_lifetime` on idle connections and keeps
-    /// `min_size` warm. Called by the janitor every second.
-    pub(crate) async fn maintain(&self) {
+    /// Enforces `server_idle_timeout` and `server_lifetime` on idle connections, closes
+    /// the idle connections of hosts that are down (`down(host)`), and keeps `min_size`
+    /// warm on the primary (`primary`, when known), so a new primary after a failover is
+    /// ready before traffic arrives. Called by the janitor every second.
+    pub(crate) async fn maintain(&self, primary: Option<usize>, down: impl Fn(usize) -> bool) {
         let idle = self.settings.server_idle_timeout;
         let lifetime = self.settings.server_lifetime;
-        for hp in &self.hosts {
+        for (i, hp) in self.hosts.iter().enumerate() {
+            let drain = down(i);
             let removed = hp.pool.retain(|conn, m| {
-                (idle.is_zero() || m.last_used() < idle)
+                !drain
+                    && (idle.is_zero() || m.last_used() < idle)
                     && (lifetime.is_zero() || conn.created.elapsed() < lifetime)
             });
+            if drain && !removed.removed.is_empty() {
+                tracing::info!(pool = %self.label, host = %hp.addr, closed = removed.removed.len(), "host is down: its idle server connections are closed");
+            }
             for conn in removed.removed {
                 tokio::spawn(conn.terminate());
             }
         }
         let min = self.settings.min_size as usize;
+        let Some(hp) = primary.and_then(|p| self.hosts.get(p)) else {
+            return;
+        };
         if min == 0 {
             return;
         }
-        // Warm only the primary's pool for now: the first host with connections, or host 0.
-        if let Some(hp) = self.hosts.first() {
-            let status = hp.pool.status();
-            if status.size < min {
-                let mut held = Vec::new();
-                for _ in status.size..min {
-                    match hp.pool.get().await {
-                        Ok(obj) => held.push(obj),
-                        Err(e) => {
-                            tracing::warn!(pool = %self.label, host = %hp.addr, "cannot open warm connection: {e}");
-                            break;
-                        }
+        let status = hp.pool.status();
+        if status.size < min {
+            let mut held = Vec::new();
+            for _ in status.size..min {
+                match hp.pool.get().await {
+                    Ok(obj) => held.push(obj),
+                    Err(e) => {
+                        tracing::warn!(pool = %self.label, host = %hp.addr, "cannot open warm connection: {e}");
+                        break;
                     }
                 }
-                if let Some(obj) = held.first() {
-                    let _ = self.server_defaults.set(obj.params.reported().clone());
-                }
+            }
+            if let Some(obj) = held.first() {
+                let _ = self.server_defaults.set(obj.params.reported().clone());
             }
         }
     }
