@@ -196,3 +196,34 @@ async fn the_new_primary_is_warmed_before_traffic_arrives() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_caught_on_the_dying_primary_gets_08006_and_the_client_goes_on() {
+    let mut cluster = start_cluster(&[]);
+    on_primary_then_replayed(&cluster, "CREATE TABLE t (v int)");
+    let old = cluster.primary().port;
+    let new = cluster.replicas()[0].port;
+    let toml = with_cluster_settings(&routed::toml(&cluster, ""), "down_after = 2");
+    let proxy = routed::start_proxy(&toml).await;
+    let c = connect(&proxy).await;
+    c.batch_execute("BEGIN; INSERT INTO t VALUES (1)")
+        .await
+        .expect("open a transaction on the primary");
+    let sleeping = tokio::spawn(async move {
+        let result = c.batch_execute("SELECT pg_sleep(30)").await;
+        (c, result)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.kill_server(old).expect("crash the primary");
+    let (c, result) = sleeping.await.expect("task");
+    let err = result.expect_err("the transaction died with its server");
+    assert_eq!(sqlstate(&err).as_deref(), Some("08006"), "{err:?}");
+    cluster.promote(new).expect("promote");
+    // The same connection goes on, on the new primary; the lost row was never committed.
+    assert_eq!(insert(&c, 2).await.expect("next transaction"), new);
+    let rows = cluster
+        .psql(new, DB, "SELECT string_agg(v::text, ',') FROM t")
+        .expect("rows");
+    assert_eq!(rows.trim(), "2");
+    proxy.stop().await;
+}
