@@ -481,12 +481,19 @@ impl Session {
     }
 
     /// Sends `err` as an ERROR followed by `ready` ReadyForQuery messages.
+    /// Each of the `ready` requests owed an answer gets the error and its ReadyForQuery, as
+    /// PostgreSQL answers each failed request: a driver reading the reply to its second
+    /// pipelined request must find an error there, not a bare ReadyForQuery. With none owed
+    /// (extended messages not yet ended by a Sync), the error alone.
     async fn report(&mut self, err: &SessionError, ready: u32) -> Result<(), SessionError> {
-        if let Some((code, message)) = err.client_report() {
-            MessageBuilder::error(&mut self.client.wbuf, ErrorSeverity::Error, &code, &message);
-        }
-        for _ in 0..ready {
-            MessageBuilder::ready_for_query(&mut self.client.wbuf, TxStatus::Idle);
+        let report = err.client_report();
+        for i in 0..ready.max(1) {
+            if let Some((code, message)) = &report {
+                MessageBuilder::error(&mut self.client.wbuf, ErrorSeverity::Error, code, message);
+            }
+            if i < ready {
+                MessageBuilder::ready_for_query(&mut self.client.wbuf, TxStatus::Idle);
+            }
         }
         self.client.flush().await?;
         Ok(())

@@ -249,7 +249,10 @@ impl Session {
 /// password is wrong): worth waiting for the failover timeout.
 fn host_unavailable(cause: &BackendError) -> bool {
     match cause {
-        BackendError::Connect { .. } | BackendError::LoginTimeout(_) => true,
+        BackendError::Connect { .. }
+        | BackendError::LoginTimeout(_)
+        | BackendError::Net(_)
+        | BackendError::Closed => true,
         BackendError::Refused(fields) => fields.code == SqlState::CANNOT_CONNECT_NOW.code(),
         _ => false,
     }
