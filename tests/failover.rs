@@ -44,17 +44,21 @@ fn with_cluster_settings(toml: &str, settings: &str) -> String {
     toml.replace("[cluster]", &format!("[cluster]\n{settings}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_promoted_replica_takes_the_writes_and_clients_keep_their_connections() {
-    let mut cluster = start_cluster(&[]);
+/// A primary and a replica with table `t (v int)`, and weir in front with `settings`
+/// added to `[cluster]`: the start of most tests here.
+async fn start(settings: &str) -> (weir::pgcluster::PgCluster, u16, u16, Proxy) {
+    let cluster = start_cluster(&[]);
     on_primary_then_replayed(&cluster, "CREATE TABLE t (v int)");
     let old = cluster.primary().port;
     let new = cluster.replicas()[0].port;
-    let toml = with_cluster_settings(
-        &routed::toml(&cluster, ""),
-        "down_after = 2\nfailover_timeout = \"30s\"",
-    );
+    let toml = with_cluster_settings(&routed::toml(&cluster, ""), settings);
     let proxy = routed::start_proxy(&toml).await;
+    (cluster, old, new, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_replica_takes_the_writes_and_clients_keep_their_connections() {
+    let (mut cluster, old, new, proxy) = start("down_after = 2\nfailover_timeout = \"30s\"").await;
     let idle = connect(&proxy).await;
     let writer = connect(&proxy).await;
     assert_eq!(insert(&writer, 1).await.expect("insert"), old);
@@ -102,15 +106,8 @@ async fn a_promoted_replica_takes_the_writes_and_clients_keep_their_connections(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_primary_writes_fail_after_the_timeout_and_reads_go_on() {
-    let mut cluster = start_cluster(&[]);
-    on_primary_then_replayed(&cluster, "CREATE TABLE t (v int)");
-    let old = cluster.primary().port;
-    let replica = cluster.replicas()[0].port;
-    let toml = with_cluster_settings(
-        &routed::toml(&cluster, ""),
-        "down_after = 1\nfailover_timeout = \"1s\"",
-    );
-    let proxy = routed::start_proxy(&toml).await;
+    let (mut cluster, old, replica, proxy) =
+        start("down_after = 1\nfailover_timeout = \"1s\"").await;
     let c = connect(&proxy).await;
     cluster.kill_server(old).expect("crash the primary");
     let err = insert(&c, 1).await.expect_err("no primary");
@@ -199,12 +196,7 @@ async fn the_new_primary_is_warmed_before_traffic_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_caught_on_the_dying_primary_gets_08006_and_the_client_goes_on() {
-    let mut cluster = start_cluster(&[]);
-    on_primary_then_replayed(&cluster, "CREATE TABLE t (v int)");
-    let old = cluster.primary().port;
-    let new = cluster.replicas()[0].port;
-    let toml = with_cluster_settings(&routed::toml(&cluster, ""), "down_after = 2");
-    let proxy = routed::start_proxy(&toml).await;
+    let (mut cluster, old, new, proxy) = start("down_after = 2").await;
     let c = connect(&proxy).await;
     c.batch_execute("BEGIN; INSERT INTO t VALUES (1)")
         .await
