@@ -303,14 +303,13 @@ fn walk(
                 if !parsed_here.contains(&name) {
                     // The unnamed statement lives on one server only: it was parsed here
                     // or the Bind fails wherever it goes, so the primary it is.
-                    let Some(text) = statements
-                        .get(name)
-                        .filter(|_| !name.is_empty())
-                        .and_then(|def| c_str(&def.tail).map(str::to_owned))
-                    else {
+                    let Some(def) = statements.get(name).filter(|_| !name.is_empty()) else {
                         return Verdict::PRIMARY;
                     };
-                    verdict.add(classify(&text));
+                    let Some(text) = c_str(&def.tail) else {
+                        return Verdict::PRIMARY;
+                    };
+                    verdict.add(classify(text));
                 }
             }
             b'S' => return verdict,
