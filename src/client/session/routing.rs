@@ -212,7 +212,13 @@ impl Session {
         let Some((text, total)) = short_query(&self.client.rbuf)? else {
             return Ok(false);
         };
-        let Some(command) = route::route_command(text) else {
+        // Every client's every short Query passes here: a byte scan without allocating
+        // rules nearly all of them out before any parsing.
+        let named = text
+            .as_bytes()
+            .windows(route::SETTING.len())
+            .any(|w| w.eq_ignore_ascii_case(route::SETTING.as_bytes()));
+        let Some(command) = named.then(|| route::route_command(text)).flatten() else {
             return Ok(false);
         };
         self.client.rbuf.advance(total);
