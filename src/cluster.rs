@@ -399,13 +399,18 @@ impl DbCluster {
             // A check already running reports the host from before: it must not count.
             e.fetch_add(1, Ordering::AcqRel);
         }
-        let _ = self
-            .primary
-            .compare_exchange(index, UNKNOWN, Ordering::AcqRel, Ordering::Acquire);
+        self.forget_primary(index);
         drop(status);
         if let Some(n) = self.check_now.get(index) {
             n.notify_one();
         }
+    }
+
+    /// Host `index` is no longer the primary (if it was): transactions wait for one.
+    fn forget_primary(&self, index: usize) {
+        let _ = self
+            .primary
+            .compare_exchange(index, UNKNOWN, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Host `index`'s failure count, for the checks that start now.
@@ -497,12 +502,7 @@ impl DbCluster {
                         self.primary_found.notify_waiters();
                         is_primary = true;
                     } else if many {
-                        let _ = self.primary.compare_exchange(
-                            index,
-                            UNKNOWN,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        );
+                        self.forget_primary(index);
                     }
                 }
             }
@@ -517,12 +517,7 @@ impl DbCluster {
                 if h.failures >= down_after {
                     h.healthy = false;
                     if many {
-                        let _ = self.primary.compare_exchange(
-                            index,
-                            UNKNOWN,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        );
+                        self.forget_primary(index);
                     }
                 }
             }

@@ -44,6 +44,18 @@ fn with_cluster_settings(toml: &str, settings: &str) -> String {
     toml.replace("[cluster]", &format!("[cluster]\n{settings}"))
 }
 
+/// Lets `USER`, as whom weir promotes in these tests, run `pg_promote` (superusers only
+/// unless granted), on the primary and, once replayed, the replica.
+fn grant_promote(cluster: &weir::pgcluster::PgCluster) {
+    let sql = format!("GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO {USER}");
+    cluster
+        .psql(cluster.primary().port, DB, &sql)
+        .expect("grant pg_promote");
+    cluster
+        .wait_for_replay(cluster.replicas()[0].port)
+        .expect("replica has the grant");
+}
+
 /// A primary and a replica with table `t (v int)`, and weir in front with `settings`
 /// added to `[cluster]`: the start of most tests here.
 async fn start(settings: &str) -> (weir::pgcluster::PgCluster, u16, u16, Proxy) {
@@ -136,24 +148,11 @@ async fn without_a_primary_writes_fail_after_the_timeout_and_reads_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_auto_promote_weir_promotes_the_replica_itself() {
-    let mut cluster = start_cluster(&[]);
-    on_primary_then_replayed(&cluster, "CREATE TABLE t (v int)");
-    let old = cluster.primary().port;
-    let new = cluster.replicas()[0].port;
-    // pg_promote is for superusers unless granted; weir promotes as the app user here.
-    cluster
-        .psql(
-            old,
-            DB,
-            &format!("GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO {USER}"),
-        )
-        .expect("grant pg_promote");
-    cluster.wait_for_replay(new).expect("replica has the grant");
-    let toml = with_cluster_settings(
-        &routed::toml(&cluster, ""),
+    let (mut cluster, old, new, proxy) = start(
         "down_after = 2\nfailover_timeout = \"30s\"\nauto_promote = true\npromote_after = \"1s\"",
-    );
-    let proxy = routed::start_proxy(&toml).await;
+    )
+    .await;
+    grant_promote(&cluster);
     let c = connect(&proxy).await;
     assert_eq!(insert(&c, 1).await.expect("insert"), old);
     cluster.wait_for_replay(new).expect("replica has the row");
@@ -255,14 +254,7 @@ async fn twenty_writers_through_a_failover(auto_promote: bool) {
     ] {
         cluster.psql(old, DB, sql).expect("synchronous replication");
     }
-    cluster
-        .psql(
-            old,
-            DB,
-            &format!("GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO {USER}"),
-        )
-        .expect("grant pg_promote");
-    cluster.wait_for_replay(new).expect("replica caught up");
+    grant_promote(&cluster);
     let promote = if auto_promote {
         "\nauto_promote = true\npromote_after = \"1s\""
     } else {

@@ -147,19 +147,19 @@ pub(crate) enum RouteCommand {
 /// weir.route {=|TO} value`, `RESET weir.route`, `SHOW weir.route`, with an optional
 /// trailing semicolon. `None` for anything else (it goes to a server); `Err` for a bad value.
 pub(crate) fn route_command(text: &str) -> Option<Result<RouteCommand, String>> {
+    let named = with_words(text, |words| match words {
+        ["show", name] if *name == SETTING => Some(RouteCommand::Show),
+        ["reset", name] if *name == SETTING => Some(RouteCommand::Set(RouteOverride::Auto)),
+        _ => None,
+    });
+    if let Some(command) = named {
+        return Some(Ok(command));
+    }
     let lower = text
         .trim()
         .trim_end_matches(';')
         .trim_end()
         .to_ascii_lowercase();
-    let words: Vec<&str> = lower.split_ascii_whitespace().collect();
-    match words.as_slice() {
-        ["show", name] if *name == SETTING => return Some(Ok(RouteCommand::Show)),
-        ["reset", name] if *name == SETTING => {
-            return Some(Ok(RouteCommand::Set(RouteOverride::Auto)))
-        }
-        _ => {}
-    }
     let rest = lower.strip_prefix("set")?;
     let rest = rest.trim_start();
     let rest = rest
@@ -344,14 +344,26 @@ fn is_on(value: &str) -> bool {
     )
 }
 
-/// The words of a short statement text, lower case, without a trailing semicolon.
-fn words(text: &str) -> Vec<String> {
-    text.trim()
-        .trim_end_matches(';')
+/// Calls `f` with the words of a short statement text: lower case, split at white space
+/// and commas, without a trailing semicolon.
+fn with_words<R>(text: &str, f: impl FnOnce(&[&str]) -> R) -> R {
+    let lower = text.trim().trim_end_matches(';').to_ascii_lowercase();
+    let words: Vec<&str> = lower
         .split(|c: char| c.is_ascii_whitespace() || c == ',')
         .filter(|w| !w.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect()
+        .collect();
+    f(&words)
+}
+
+/// The words after `BEGIN [WORK | TRANSACTION]` or `START TRANSACTION`, if `words` opens
+/// a transaction.
+fn begin_modes<'a>(words: &'a [&'a str]) -> Option<&'a [&'a str]> {
+    match words {
+        ["begin", "work" | "transaction", rest @ ..]
+        | ["start", "transaction", rest @ ..]
+        | ["begin", rest @ ..] => Some(rest),
+        _ => None,
+    }
 }
 
 /// A BEGIN whose routing may wait for the transaction's first statement
@@ -359,48 +371,33 @@ fn words(text: &str) -> Vec<String> {
 /// hot standby refuses (SERIALIZABLE). `BEGIN READ ONLY` needs no waiting: it is routed
 /// to a replica as it is.
 pub(crate) fn is_deferrable_begin(text: &str) -> bool {
-    let words = words(text);
-    let rest = match words.as_slice() {
-        [first, second, rest @ ..]
-            if first == "begin" && (second == "work" || second == "transaction") =>
-        {
-            rest
-        }
-        [first, second, rest @ ..] if first == "start" && second == "transaction" => rest,
-        [first, rest @ ..] if first == "begin" => rest,
-        _ => return false,
-    };
-    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-    matches!(
-        rest.as_slice(),
-        [] | ["isolation", "level", "read", "committed" | "uncommitted"]
-            | ["isolation", "level", "repeatable", "read"]
-    )
+    with_words(text, |words| {
+        matches!(
+            begin_modes(words),
+            Some(
+                [] | ["isolation", "level", "read", "committed" | "uncommitted"]
+                    | ["isolation", "level", "repeatable", "read"]
+            )
+        )
+    })
 }
 
 /// For a statement that ends a transaction without options (`COMMIT`, `END`,
 /// `ROLLBACK`, `ABORT`, with `WORK`/`TRANSACTION`), the tag of its CommandComplete.
 pub(crate) fn transaction_end(text: &str) -> Option<&'static str> {
-    let words = words(text);
-    let (first, rest) = words.split_first()?;
-    if !matches!(rest, [] | [_]) || rest.iter().any(|w| w != "work" && w != "transaction") {
-        return None;
-    }
-    match first.as_str() {
-        "commit" | "end" => Some("COMMIT"),
-        "rollback" | "abort" => Some("ROLLBACK"),
+    with_words(text, |words| match words {
+        [first] | [first, "work" | "transaction"] => match *first {
+            "commit" | "end" => Some("COMMIT"),
+            "rollback" | "abort" => Some("ROLLBACK"),
+            _ => None,
+        },
         _ => None,
-    }
+    })
 }
 
 /// `BEGIN` / `START TRANSACTION` with no mode (so the session default applies).
 fn is_plain_begin(text: &str) -> bool {
-    let lower = text.trim().trim_end_matches(';').to_ascii_lowercase();
-    let words: Vec<&str> = lower.split_ascii_whitespace().collect();
-    matches!(
-        words.as_slice(),
-        ["begin"] | ["begin", "work" | "transaction"] | ["start", "transaction"]
-    )
+    with_words(text, |words| matches!(begin_modes(words), Some([])))
 }
 
 #[cfg(test)]
