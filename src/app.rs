@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -16,7 +17,8 @@ use tokio::task::JoinSet;
 use crate::auth::{AuthConfigError, ServerPassword, UserEntry, UserTable};
 use crate::cancel::CancelRegistry;
 use crate::cluster::DbCluster;
-use crate::config::{Config, DatabaseConfig};
+use crate::config::{Config, ConfigError, DatabaseConfig};
+use crate::control::DbControl;
 use crate::metrics::names;
 use crate::pool::PoolRegistry;
 use crate::router::WriteFunctions;
@@ -34,6 +36,8 @@ pub(crate) struct Database {
     pub(crate) cluster: Arc<DbCluster>,
     /// Where its transactions went.
     pub(crate) counters: RouteCounters,
+    /// PAUSE and DISABLE; carried over by RELOAD.
+    pub(crate) control: Arc<DbControl>,
 }
 
 /// Routing counters of one database, made once so the hot path does not look them up.
@@ -63,33 +67,60 @@ impl RouteCounters {
 pub(crate) struct Snapshot {
     /// The validated configuration.
     pub(crate) config: Config,
-    /// Users with their derived keys.
-    pub(crate) users: UserTable,
+    /// Users with their derived keys (shared with the previous snapshot when `[[users]]`
+    /// did not change, so SET and RELOAD do not derive every key again).
+    pub(crate) users: Arc<UserTable>,
     /// Databases by client-facing name.
     pub(crate) databases: HashMap<String, Arc<Database>>,
 }
 
 impl Snapshot {
-    /// Derives users and databases from a validated configuration.
-    pub(crate) fn build(config: Config) -> Result<Self, AuthConfigError> {
-        let users = UserTable::build(&config.users, config.auth.method)?;
+    /// Derives users and databases from a validated configuration. With `previous` (a
+    /// reload), a database whose hosts, health-check and routing settings did not change
+    /// keeps its cluster (and what the health checks know), and every database keeps its
+    /// PAUSE / DISABLE switches.
+    pub(crate) fn build(
+        config: Config,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, AuthConfigError> {
+        let users = match previous {
+            Some(p) if p.config.users == config.users && p.config.auth == config.auth => {
+                p.users.clone()
+            }
+            _ => Arc::new(UserTable::build(&config.users, config.auth.method)?),
+        };
         let databases = config
             .databases
             .iter()
             .map(|d| {
-                let routing = &config.routing;
-                let functions =
-                    WriteFunctions::new(&routing.write_functions, &routing.read_functions);
-                let addrs = d.hosts.iter().map(ToString::to_string).collect();
+                let old = previous.and_then(|p| p.databases.get(&d.name));
+                let same_cluster = |o: &&Arc<Database>| {
+                    let p = &previous.map(|p| &p.config);
+                    o.config.hosts == d.hosts
+                        && p.is_some_and(|p| {
+                            p.cluster == config.cluster && p.routing == config.routing
+                        })
+                };
+                let cluster = match old.filter(same_cluster) {
+                    Some(o) => o.cluster.clone(),
+                    None => {
+                        let routing = &config.routing;
+                        let functions =
+                            WriteFunctions::new(&routing.write_functions, &routing.read_functions);
+                        let addrs = d.hosts.iter().map(ToString::to_string).collect();
+                        Arc::new(DbCluster::new(
+                            d.name.clone(),
+                            addrs,
+                            functions,
+                            config.cluster.clone(),
+                        ))
+                    }
+                };
                 let db = Database {
                     config: d.clone(),
-                    cluster: Arc::new(DbCluster::new(
-                        d.name.clone(),
-                        addrs,
-                        functions,
-                        config.cluster.clone(),
-                    )),
+                    cluster,
                     counters: RouteCounters::new(&d.name),
+                    control: old.map(|o| o.control.clone()).unwrap_or_default(),
                 };
                 (d.name.clone(), Arc::new(db))
             })
@@ -140,8 +171,15 @@ impl Snapshot {
     }
 
     /// Starts one health-check task per host of every database with several hosts, and
-    /// with `cluster.auto_promote` one promotion task per such database.
-    fn watch_hosts(&self, shutdown: &watch::Sender<bool>) {
+    /// with `cluster.auto_promote` one promotion task per such database. Databases whose
+    /// cluster came from `previous` already have theirs. The tasks end when their cluster
+    /// is retired (a reload replaced it, or shutdown).
+    fn watch_hosts(&self, previous: Option<&Snapshot>) {
+        let inherited = |db: &Database| {
+            previous
+                .and_then(|p| p.databases.get(&db.config.name))
+                .is_some_and(|o| Arc::ptr_eq(&o.cluster, &db.cluster))
+        };
         let Some(user) = self.health_check_user() else {
             tracing::warn!("no [[users]] entry to run health checks as: replicas get no reads");
             return;
@@ -152,7 +190,7 @@ impl Snapshot {
         for db in self
             .databases
             .values()
-            .filter(|db| db.config.hosts.len() > 1)
+            .filter(|db| db.config.hosts.len() > 1 && !inherited(db))
         {
             for (index, target) in self.targets(&db.config, &user).into_iter().enumerate() {
                 tokio::spawn(db.cluster.clone().watch(
@@ -163,7 +201,7 @@ impl Snapshot {
                         routing.write_functions.clone(),
                         routing.read_functions.clone(),
                     ),
-                    shutdown.subscribe(),
+                    db.cluster.stop_signal(),
                 ));
             }
             if self.config.cluster.auto_promote {
@@ -175,7 +213,7 @@ impl Snapshot {
                     tokio::spawn(db.cluster.clone().promote_when_needed(
                         self.targets(&db.config, &promoter),
                         self.config.cluster.clone(),
-                        shutdown.subscribe(),
+                        db.cluster.stop_signal(),
                     ));
                 }
             }
@@ -194,8 +232,37 @@ pub(crate) struct Shared {
     pub(crate) pools: PoolRegistry,
     /// Connected clients (for `max_client_conn`).
     pub(crate) clients: AtomicUsize,
-    /// `true` once shutdown began.
+    /// `true` once shutdown began: clients leave after their transaction.
     pub(crate) shutdown: watch::Sender<bool>,
+    /// `true` once weir stopped taking new clients (SHUTDOWN WAIT_FOR_CLIENTS, or shutdown).
+    pub(crate) closing: watch::Sender<bool>,
+    /// Bumped by every snapshot swap: a client compares it before each transaction and
+    /// picks up the new snapshot when it moved.
+    generation: AtomicU64,
+    /// The file the configuration came from, for RELOAD and SIGHUP.
+    source: Option<PathBuf>,
+    /// Serialises reconfiguration (RELOAD, SIGHUP, SET).
+    reconfigure: Mutex<()>,
+    /// Values given with SET since the last RELOAD, applied over the file.
+    settings: Mutex<Vec<(String, String)>>,
+    /// Totals per database, sampled by the janitor, for SHOW STATS_AVERAGES.
+    pub(crate) history: crate::admin::StatsHistory,
+}
+
+/// Why a RELOAD or SET was refused; the configuration in force stays.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReloadError {
+    /// weir was started from a configuration built in code.
+    #[error(
+        "weir was not started from a configuration file (--config FILE): nothing to reload or SET"
+    )]
+    NoFile,
+    /// The new configuration does not load or validate.
+    #[error("the configuration was not reloaded: {0}")]
+    Invalid(#[from] ConfigError),
+    /// The new user list is unusable.
+    #[error("the configuration was not reloaded: {0}")]
+    Users(#[from] AuthConfigError),
 }
 
 impl Shared {
@@ -205,6 +272,110 @@ impl Shared {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The snapshot generation now (see `generation`).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// RELOAD / SIGHUP: reads the configuration file again and applies it. A file that
+    /// does not load or validate changes nothing.
+    /// Values given with SET are dropped: the file is the configuration again.
+    pub(crate) async fn reload(&self) -> Result<Vec<String>, ReloadError> {
+        let ignored = self.apply(self.load(Vec::new()).await?)?;
+        self.settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        Ok(ignored)
+    }
+
+    /// SET: the file with `key = value` (and earlier SETs) over it, validated and applied
+    /// like a RELOAD.
+    pub(crate) async fn set(&self, key: &str, value: &str) -> Result<Vec<String>, ReloadError> {
+        let mut settings = self
+            .settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        settings.retain(|(k, _)| k != key);
+        settings.push((key.to_owned(), value.to_owned()));
+        let ignored = self.apply(self.load(settings.clone()).await?)?;
+        *self.settings.lock().unwrap_or_else(PoisonError::into_inner) = settings;
+        Ok(ignored)
+    }
+
+    /// Loads the configuration file with `settings` over it, off the async workers.
+    async fn load(&self, settings: Vec<(String, String)>) -> Result<Config, ReloadError> {
+        let path = self.source.clone().ok_or(ReloadError::NoFile)?;
+        let loaded = tokio::task::spawn_blocking(move || {
+            crate::config::load_with_settings(&path, &settings)
+        })
+        .await;
+        match loaded {
+            Ok(result) => Ok(result?),
+            Err(e) => {
+                tracing::error!("configuration loading task failed: {e}");
+                Err(ReloadError::NoFile)
+            }
+        }
+    }
+
+    /// Swaps in a new configuration without dropping a client: pools are resized in
+    /// place, pools whose hosts or logins changed are replaced (their clients move at
+    /// their next transaction), clients of a removed database or user are told at theirs.
+    /// Returns what could not change without a restart.
+    pub(crate) fn apply(&self, config: Config) -> Result<Vec<String>, ReloadError> {
+        let _one_at_a_time = self
+            .reconfigure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let old = self.snapshot();
+        let mut ignored = Vec::new();
+        if config.listen.addr != old.config.listen.addr {
+            ignored.push("listen.addr".to_owned());
+        }
+        if config.listen.workers != old.config.listen.workers {
+            ignored.push("listen.workers".to_owned());
+        }
+        if config.metrics != old.config.metrics {
+            ignored.push("metrics.listen".to_owned());
+        }
+        let snap = Arc::new(Snapshot::build(config, Some(&old))?);
+        snap.watch_hosts(Some(&old));
+        for pool in self.pools.all() {
+            let db = snap.databases.get(&pool.database);
+            let user = snap.users.get(&pool.user);
+            let (Some(db), Some(user)) = (db, user) else {
+                self.pools.remove(&pool.database, &pool.user);
+                continue;
+            };
+            if snap.targets(&db.config, &user) == pool.targets() {
+                pool.apply(&snap.config.pool);
+            } else {
+                self.pools.remove(&pool.database, &pool.user);
+            }
+        }
+        for (name, db) in &old.databases {
+            let kept = snap
+                .databases
+                .get(name)
+                .is_some_and(|n| Arc::ptr_eq(&n.cluster, &db.cluster));
+            if !kept {
+                db.cluster.retire();
+            }
+        }
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = snap;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        for key in &ignored {
+            tracing::warn!("{key} changed: it takes effect at the next restart");
+        }
+        tracing::info!("configuration reloaded");
+        Ok(ignored)
     }
 }
 
@@ -238,6 +409,8 @@ pub struct HostReport {
     pub lag_bytes: Option<u64>,
     /// A replica's delay (zero when caught up).
     pub lag: Option<Duration>,
+    /// When its role last changed (from unknown too).
+    pub last_role_change: Option<SystemTime>,
 }
 
 /// A running weir. Dropping it does not stop it; call [`Weir::shutdown`].
@@ -245,6 +418,8 @@ pub struct HostReport {
 pub struct Weir {
     /// The address clients connect to.
     addr: SocketAddr,
+    /// The address of the metrics listener, if any.
+    metrics_addr: Option<SocketAddr>,
     /// Shared state, for shutdown.
     shared: Arc<Shared>,
     /// The listener task; ends when every client is gone or the shutdown timeout passed.
@@ -252,8 +427,22 @@ pub struct Weir {
 }
 
 impl Weir {
-    /// Binds the listener and starts serving. Must run inside a tokio runtime.
+    /// Binds the listener and starts serving. Must run inside a tokio runtime. RELOAD has
+    /// no file to read; see [`Weir::start_from_file`].
     pub async fn start(config: Config) -> Result<Weir, StartError> {
+        Self::start_with_source(config, None).await
+    }
+
+    /// [`Weir::start`] for a configuration loaded from `path`, which RELOAD and SIGHUP
+    /// read again.
+    pub async fn start_from_file(config: Config, path: &Path) -> Result<Weir, StartError> {
+        Self::start_with_source(config, Some(path.to_path_buf())).await
+    }
+
+    async fn start_with_source(
+        config: Config,
+        source: Option<PathBuf>,
+    ) -> Result<Weir, StartError> {
         let listen = config.listen.addr;
         let socket = TcpListener::bind(listen)
             .await
@@ -265,27 +454,50 @@ impl Weir {
             addr: listen,
             source,
         })?;
-        if let Some(m) = &config.metrics {
-            crate::metrics::install(m.listen);
+        let metrics = config.metrics.clone();
+        if metrics.is_some() {
+            // Before anything makes its metric handles, or they would record nowhere.
+            crate::metrics::handle();
         }
-        let snapshot = Snapshot::build(config).map_err(|e| StartError::Users(Box::new(e)))?;
-        let (shutdown, _) = watch::channel(false);
-        snapshot.watch_hosts(&shutdown);
+        let snapshot = Snapshot::build(config, None).map_err(|e| StartError::Users(Box::new(e)))?;
+        snapshot.watch_hosts(None);
         let shared = Arc::new(Shared {
             snapshot: RwLock::new(Arc::new(snapshot)),
             cancel: Arc::new(CancelRegistry::default()),
             pools: PoolRegistry::default(),
             clients: AtomicUsize::new(0),
-            shutdown,
+            shutdown: watch::channel(false).0,
+            closing: watch::channel(false).0,
+            generation: AtomicU64::new(0),
+            source,
+            reconfigure: Mutex::new(()),
+            settings: Mutex::new(Vec::new()),
+            history: Default::default(),
         });
+        let metrics_addr = match metrics {
+            Some(m) => Some(crate::http::start(m.listen, shared.clone()).await.map_err(
+                |source| StartError::Listen {
+                    addr: m.listen,
+                    source,
+                },
+            )?),
+            None => None,
+        };
         tokio::spawn(janitor(shared.clone()));
+        tokio::spawn(retire_on_shutdown(shared.clone()));
         let listener = tokio::spawn(listen_loop(socket, shared.clone()));
         tracing::info!(%addr, "weir is accepting clients");
         Ok(Weir {
             addr,
+            metrics_addr,
             shared,
             listener,
         })
+    }
+
+    /// The address `/metrics` and `/health` are served on, when `[metrics]` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The address weir listens on (useful with port 0).
@@ -309,6 +521,7 @@ impl Weir {
                 healthy: h.healthy,
                 lag_bytes: h.lag_bytes,
                 lag: h.lag,
+                last_role_change: h.last_role_change,
             })
             .collect()
     }
@@ -334,7 +547,7 @@ impl Weir {
     }
 }
 
-/// Starts a graceful shutdown from another task (a signal handler).
+/// Starts a graceful shutdown (or a reload) from another task (a signal handler).
 #[derive(Debug, Clone)]
 pub struct ShutdownTrigger(Arc<Shared>);
 
@@ -342,6 +555,12 @@ impl ShutdownTrigger {
     /// Begins the shutdown; see [`Weir::shutdown`].
     pub fn trigger(&self) {
         let _ = self.0.shutdown.send(true);
+    }
+
+    /// Reads the configuration file again and applies it (SIGHUP). On error the
+    /// configuration in force stays, and the reason is returned.
+    pub async fn reload(&self) -> Result<(), String> {
+        self.0.reload().await.map(|_| ()).map_err(|e| e.to_string())
     }
 }
 
@@ -357,6 +576,7 @@ impl Drop for ClientCount {
 async fn listen_loop(socket: TcpListener, shared: Arc<Shared>) {
     let mut tasks = JoinSet::new();
     let mut shutdown = shared.shutdown.subscribe();
+    let mut closing = shared.closing.subscribe();
     loop {
         tokio::select! {
             accepted = socket.accept() => match accepted {
@@ -369,9 +589,25 @@ async fn listen_loop(socket: TcpListener, shared: Arc<Shared>) {
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = shutdown.changed() => break,
+            _ = closing.changed() => break,
         }
     }
     drop(socket);
+    let _ = shared.closing.send(true);
+    if !*shared.shutdown.borrow() {
+        // SHUTDOWN WAIT_FOR_CLIENTS: no new clients; the others leave when they want,
+        // unless a plain shutdown comes meanwhile.
+        tracing::info!(
+            clients = tasks.len(),
+            "not accepting new clients: waiting for the connected ones to leave"
+        );
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        tokio::select! {
+            _ = drain => {}
+            _ = shutdown.wait_for(|down| *down) => {}
+        }
+        let _ = shared.shutdown.send(true);
+    }
     shared.cancel.wake_all();
     let limit = shared.snapshot().config.listen.shutdown_timeout;
     tracing::info!(
@@ -391,6 +627,7 @@ async fn listen_loop(socket: TcpListener, shared: Arc<Shared>) {
 
 fn spawn_client(tasks: &mut JoinSet<()>, stream: TcpStream, shared: &Arc<Shared>) {
     shared.clients.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(names::CLIENTS_ACCEPTED_TOTAL).increment(1);
     let guard = ClientCount(shared.clone());
     let shared = shared.clone();
     tasks.spawn(async move {
@@ -399,18 +636,29 @@ fn spawn_client(tasks: &mut JoinSet<()>, stream: TcpStream, shared: &Arc<Shared>
     });
 }
 
+/// Stops the health checks of the clusters in force when weir shuts down.
+async fn retire_on_shutdown(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let _ = shutdown.wait_for(|down| *down).await;
+    for db in shared.snapshot().databases.values() {
+        db.cluster.retire();
+    }
+}
+
 async fn janitor(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut tick = tokio::time::interval(JANITOR_INTERVAL);
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                shared.history.sample(&shared.pools.all());
                 let snap = shared.snapshot();
                 for pool in shared.pools.all() {
                     match snap.databases.get(&pool.database) {
                         Some(db) => {
                             let cluster = &db.cluster;
-                            pool.maintain(cluster.primary_index(), |h| cluster.is_down(h)).await;
+                            let primary = cluster.primary_index();
+                            pool.maintain(primary, |h| cluster.is_down(h)).await;
                         }
                         None => pool.maintain(None, |_| false).await,
                     }

@@ -1,15 +1,16 @@
 //! The registry of connected clients: weir's cancel keys per client, which server query
-//! each one points at now, and a per-client wake-up used to tell idle clients to leave
-//! (shutdown). One `Notify` per client, so waking thousands never contends on one lock.
+//! each one points at now, what each is doing (SHOW CLIENTS), and a per-client wake-up
+//! used to tell clients to leave (shutdown, KILL). One `Notify` per client, so waking
+//! thousands never contends on one lock.
 //!
 //! Owns: the registry. Does not: read client sockets (the client task decodes the
 //! CancelRequest and calls `forward`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -39,12 +40,137 @@ pub(crate) struct CancelSlot {
     /// The server the client is using right now, if any. Uncontended: only this client's
     /// task writes it, and a cancel request reads it.
     target: Mutex<Option<CancelTarget>>,
-    /// Wakes the client task when weir wants it to stop (shutdown). A permit is kept if
-    /// the task is busy, so it sees the request at its next wait.
+    /// Wakes the client task when weir wants it to stop (shutdown, KILL). A permit is kept
+    /// if the task is busy, so it sees the request at its next wait.
     pub(crate) wake: tokio::sync::Notify,
+    /// Who the client is and what it is doing, for the admin console.
+    pub(crate) info: ClientInfo,
+}
+
+/// What a client is doing, as SHOW CLIENTS and SHOW POOLS count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ClientState {
+    /// Between transactions (PgBouncer counts these as `cl_active` too).
+    Idle = 0,
+    /// Waiting for a server (`cl_waiting`).
+    Waiting = 1,
+    /// Running a transaction on a server.
+    Active = 2,
+}
+
+/// One logged-in client as the admin console sees it. Only its own task writes the
+/// atomics, with relaxed stores on a cache line no other client touches.
+#[derive(Debug)]
+pub(crate) struct ClientInfo {
+    /// The client's address.
+    pub(crate) addr: Option<SocketAddr>,
+    /// weir's address the client connected to.
+    pub(crate) local: Option<SocketAddr>,
+    /// The user it logged in as.
+    pub(crate) user: String,
+    /// The database it connected to (client-facing name).
+    pub(crate) database: String,
+    /// Its `application_name` at login.
+    pub(crate) application_name: String,
+    /// When it logged in.
+    pub(crate) connected: SystemTime,
+    /// `ClientState` as a byte.
+    state: AtomicU8,
+    /// When its current (or last) request arrived, in microseconds since the Unix epoch.
+    request_at: AtomicU64,
+    /// The host index of the server it holds or last held.
+    host: AtomicU32,
+    /// Why it is pinned to its server (`server::probe::Pins` bits), 0 when it is not.
+    pins: AtomicU8,
+    /// An administrator asked for it to be disconnected.
+    killed: AtomicBool,
+}
+
+impl ClientInfo {
+    /// A client that just logged in.
+    pub(crate) fn new(
+        addr: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+        user: &str,
+        database: &str,
+        application_name: &str,
+    ) -> Self {
+        let now = SystemTime::now();
+        Self {
+            addr,
+            local,
+            user: user.to_owned(),
+            database: database.to_owned(),
+            application_name: application_name.to_owned(),
+            connected: now,
+            state: AtomicU8::new(ClientState::Idle as u8),
+            request_at: AtomicU64::new(crate::stats::unix_micros(now)),
+            host: AtomicU32::new(0),
+            pins: AtomicU8::new(0),
+            killed: AtomicBool::new(false),
+        }
+    }
+
+    /// The client sent a request at `at` and waits for a server.
+    pub(crate) fn waiting(&self, at: SystemTime) {
+        self.request_at
+            .store(crate::stats::unix_micros(at), Ordering::Relaxed);
+        self.state
+            .store(ClientState::Waiting as u8, Ordering::Relaxed);
+    }
+
+    /// The client got a server of host `host`.
+    pub(crate) fn active(&self, host: usize) {
+        self.host
+            .store(u32::try_from(host).unwrap_or(u32::MAX), Ordering::Relaxed);
+        self.state
+            .store(ClientState::Active as u8, Ordering::Relaxed);
+    }
+
+    /// The client's transaction ended; `pins` is what keeps it on its server, if anything.
+    pub(crate) fn idle(&self, pins: u8) {
+        self.pins.store(pins, Ordering::Relaxed);
+        self.state.store(ClientState::Idle as u8, Ordering::Relaxed);
+    }
+
+    /// What it is doing now.
+    pub(crate) fn state(&self) -> ClientState {
+        match self.state.load(Ordering::Relaxed) {
+            1 => ClientState::Waiting,
+            2 => ClientState::Active,
+            _ => ClientState::Idle,
+        }
+    }
+
+    /// When its current or last request arrived.
+    pub(crate) fn request_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_micros(self.request_at.load(Ordering::Relaxed))
+    }
+
+    /// The host index of the server it holds or last held.
+    pub(crate) fn host(&self) -> usize {
+        self.host.load(Ordering::Relaxed) as usize
+    }
+
+    /// `server::probe::Pins` bits of what keeps it on its server.
+    pub(crate) fn pins(&self) -> u8 {
+        self.pins.load(Ordering::Relaxed)
+    }
+
+    /// Whether an administrator asked for it to be disconnected.
+    pub(crate) fn killed(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
+    }
 }
 
 impl CancelSlot {
+    /// The backend process id of the server the client holds now, if any.
+    pub(crate) fn server(&self) -> Option<i32> {
+        let target = *self.target.lock().unwrap_or_else(PoisonError::into_inner);
+        target.map(|t| t.process_id)
+    }
+
     /// Points cancels at `target` (a server was checked out) or at nobody (`None`).
     pub(crate) fn set(&self, target: Option<CancelTarget>) {
         *self.target.lock().unwrap_or_else(PoisonError::into_inner) = target;
@@ -105,8 +231,8 @@ impl CancelRegistry {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Gives a new client its keys.
-    pub(crate) fn register(self: &Arc<Self>) -> CancelHandle {
+    /// Gives a new client its keys and lists it.
+    pub(crate) fn register(self: &Arc<Self>, info: ClientInfo) -> CancelHandle {
         let process_id = loop {
             let pid = self.next_pid.fetch_add(1, Ordering::Relaxed) & 0x3fff_ffff;
             if pid != 0 && !self.shard(pid).contains_key(&pid) {
@@ -117,6 +243,7 @@ impl CancelRegistry {
             secret_key: rand::random(),
             target: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
+            info,
         });
         self.shard(process_id).insert(process_id, slot.clone());
         CancelHandle {
@@ -140,6 +267,27 @@ impl CancelRegistry {
                 slot.wake.notify_one();
             }
         }
+    }
+
+    /// Every logged-in client with its process id, in no particular order.
+    pub(crate) fn clients(&self) -> Vec<(i32, Arc<CancelSlot>)> {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            all.extend(shard.iter().map(|(pid, slot)| (*pid, slot.clone())));
+        }
+        all
+    }
+
+    /// Asks the client with process id `process_id` to leave: at once when it is between
+    /// transactions, else when its transaction ends. Returns whether it was connected.
+    pub(crate) fn kill(&self, process_id: i32) -> bool {
+        let Some(slot) = self.shard(process_id).get(&process_id).cloned() else {
+            return false;
+        };
+        slot.info.killed.store(true, Ordering::Relaxed);
+        slot.wake.notify_one();
+        true
     }
 
     /// The server to cancel for these client keys, if they are valid and the client holds one.
@@ -175,8 +323,9 @@ mod tests {
     #[test]
     fn keys_map_to_the_current_server_only() {
         let reg = Arc::new(CancelRegistry::default());
-        let a = reg.register();
-        let b = reg.register();
+        let info = || ClientInfo::new(None, None, "u", "d", "");
+        let a = reg.register(info());
+        let b = reg.register(info());
         assert_ne!(a.process_id, b.process_id);
         assert_eq!(reg.lookup(a.process_id, a.secret_key()), None);
         let t = CancelTarget {

@@ -195,6 +195,9 @@ pub(crate) struct DbCluster {
     settings: ClusterSettings,
     /// Serialises probing so a burst of clients probes once.
     probe_lock: tokio::sync::Mutex<()>,
+    /// Set when the cluster is retired (a reload replaced it, or shutdown): its
+    /// health-check and promotion tasks end.
+    stop: tokio::sync::watch::Sender<bool>,
     /// Per host, in configuration order.
     status: RwLock<Vec<HostStatus>>,
     /// Functions whose call makes a statement a write: built-in, configured, and the
@@ -224,9 +227,41 @@ impl DbCluster {
             watched: AtomicBool::new(false),
             settings,
             probe_lock: tokio::sync::Mutex::new(()),
+            stop: tokio::sync::watch::channel(false).0,
             status: RwLock::new(addrs.into_iter().map(HostStatus::new).collect()),
             functions: RwLock::new(functions),
         }
+    }
+
+    /// Host `index`'s role now: the primary in use, else what its last check said.
+    pub(crate) fn role_of(&self, index: usize) -> Role {
+        if self.primary_index() == Some(index) {
+            return Role::Primary;
+        }
+        self.read_status()
+            .get(index)
+            .map_or(Role::Unknown, |h| h.role)
+    }
+
+    /// Whether host `index` is fit for use: its last check passed, or (a single host, which
+    /// nothing checks) no connection to it has failed.
+    pub(crate) fn is_healthy(&self, index: usize) -> bool {
+        let status = self.read_status();
+        match status.get(index) {
+            Some(h) if status.len() == 1 => h.failures < self.settings.down_after && !h.refused,
+            Some(h) => h.healthy,
+            None => false,
+        }
+    }
+
+    /// What the cluster's tasks watch to know when to end.
+    pub(crate) fn stop_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Ends the cluster's health-check and promotion tasks.
+    pub(crate) fn retire(&self) {
+        self.stop.send_replace(true);
     }
 
     /// The primary's index, if one is known now.

@@ -37,6 +37,16 @@ impl SqlState {
     pub(crate) const IDLE_SESSION_TIMEOUT: Self = Self("57P05");
     /// 22023: a setting was given a value it does not take.
     pub(crate) const INVALID_PARAMETER_VALUE: Self = Self("22023");
+    /// 54000: a limit weir puts on a session was reached.
+    pub(crate) const PROGRAM_LIMIT_EXCEEDED: Self = Self("54000");
+    /// 42601: a command weir does not know (admin console).
+    pub(crate) const SYNTAX_ERROR: Self = Self("42601");
+    /// 42704: an admin command named a database, client or setting that does not exist.
+    pub(crate) const UNDEFINED_OBJECT: Self = Self("42704");
+    /// 55000: the database does not accept connections now (DISABLE).
+    pub(crate) const OBJECT_NOT_IN_PREREQUISITE_STATE: Self = Self("55000");
+    /// F0000: the configuration is not valid (RELOAD, SET).
+    pub(crate) const CONFIG_FILE_ERROR: Self = Self("F0000");
 
     /// The code as text.
     pub(crate) fn code(self) -> &'static str {

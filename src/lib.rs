@@ -15,14 +15,17 @@
     )
 )]
 
+mod admin;
 mod app;
 mod auth;
 mod cancel;
 mod client;
 mod cluster;
 pub mod config;
+mod control;
 pub mod demo;
 mod error;
+mod http;
 mod metrics;
 mod net;
 pub mod pgcluster;
@@ -30,6 +33,7 @@ mod pool;
 mod protocol;
 pub mod router;
 mod server;
+mod stats;
 
 pub use app::{HostReport, ShutdownTrigger, StartError, Weir};
 

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         }
         (None, Some(path)) => match load(path, cli.check) {
             Ok(Some(config)) => {
-                runtime(config.listen.workers).and_then(|rt| rt.block_on(run(config)))
+                runtime(config.listen.workers).and_then(|rt| rt.block_on(run(config, path)))
             }
             Ok(None) => Ok(()),
             Err(e) => Err(e),
@@ -91,16 +91,35 @@ fn load(path: &std::path::Path, check_only: bool) -> Result<Option<weir::config:
     Ok(Some(config))
 }
 
-async fn run(config: weir::config::Config) -> Result<(), String> {
-    let weir = weir::Weir::start(config).await.map_err(|e| e.to_string())?;
+async fn run(config: weir::config::Config, path: &std::path::Path) -> Result<(), String> {
+    let weir = weir::Weir::start_from_file(config, path)
+        .await
+        .map_err(|e| e.to_string())?;
     let trigger = weir.shutdown_trigger();
+    let reloader = trigger.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("signal received: shutting down gracefully");
         trigger.trigger();
     });
+    tokio::spawn(reload_on_sighup(reloader));
     weir.wait().await;
     Ok(())
+}
+
+/// SIGHUP reloads the configuration file, as RELOAD does.
+async fn reload_on_sighup(trigger: weir::ShutdownTrigger) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; use RELOAD on the admin console");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        if let Err(e) = trigger.reload().await {
+            tracing::error!("{e}");
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -75,6 +75,15 @@ pub(crate) enum SessionError {
     /// weir is shutting down.
     #[error("weir is shutting down")]
     ShuttingDown,
+    /// An administrator disconnected the client (KILL, KILL_CLIENT).
+    #[error("terminating connection due to administrator command")]
+    Killed,
+    /// DISABLE keeps new clients out of this database.
+    #[error("database \"{0}\" is not currently accepting connections (DISABLE)")]
+    Disabled(String),
+    /// RELOAD removed the client's database or user.
+    #[error("terminating connection: {0} was removed from the configuration (RELOAD)")]
+    Removed(String),
     /// Something weir does not offer.
     #[error("{0}")]
     Unsupported(String),
@@ -121,6 +130,8 @@ impl SessionError {
             Self::Pool(_) | Self::Cluster(_) | Self::NoReplica(_) => (state(SqlState::UNABLE_TO_CONNECT), self.to_string()),
             Self::ServerLost(_) | Self::PinnedServerLost { .. } => (state(SqlState::CONNECTION_FAILURE), self.to_string()),
             Self::ShuttingDown => (state(SqlState::ADMIN_SHUTDOWN), "terminating connection: weir is shutting down".into()),
+            Self::Killed | Self::Removed(_) => (state(SqlState::ADMIN_SHUTDOWN), self.to_string()),
+            Self::Disabled(_) => (state(SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE), self.to_string()),
             Self::Unsupported(_) => (state(SqlState::FEATURE_NOT_SUPPORTED), self.to_string()),
         })
     }

@@ -20,12 +20,13 @@ use bytes::BufMut;
 use tokio::net::TcpStream;
 
 use crate::app::{Shared, Snapshot};
+use crate::cancel::ClientInfo;
+use crate::config::RESERVED_DATABASES;
 use crate::net::Conn;
 use crate::pool::DbUserPool;
 use crate::protocol::{ErrorSeverity, MessageBuilder, StartupPacket, TxStatus};
 use crate::server::ServerTarget;
 pub(crate) use error::{Deadline, SessionError};
-use session::Attach;
 use startup::StartupRequest;
 
 /// How long a cancel request may take to reach its server.
@@ -50,11 +51,17 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
         _ = shutdown.wait_for(|down| *down) => Err(SessionError::ShuttingDown),
     };
     match login {
-        Ok(Some(attach)) => {
+        Ok(Some(Attach::Pooled(attach))) => {
             let mut session = attach.into_session(conn);
             if let Err(err) = session.run().await {
                 tracing::debug!("client session ended: {err}");
                 send_fatal(&mut session.client, &err).await;
+            }
+        }
+        Ok(Some(Attach::Admin(cancel))) => {
+            if let Err(err) = crate::admin::serve(&mut conn, &shared, &cancel).await {
+                tracing::debug!("admin session ended: {err}");
+                send_fatal(&mut conn, &err).await;
             }
         }
         Ok(None) => {}
@@ -62,6 +69,9 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
         Err(SessionError::ShuttingDown) if !started.load(Ordering::Relaxed) => {}
         Err(err) => {
             tracing::debug!("client login failed: {err}");
+            if matches!(err, SessionError::AuthFailed(_)) {
+                metrics::counter!(crate::metrics::names::AUTH_FAILURES_TOTAL).increment(1);
+            }
             send_fatal(&mut conn, &err).await;
         }
     }
@@ -69,6 +79,9 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
 
 /// Writes a FATAL error and gives up on the connection.
 async fn send_fatal(conn: &mut Conn, err: &SessionError) {
+    if matches!(err, SessionError::Protocol(_)) {
+        metrics::counter!(crate::metrics::names::PROTOCOL_ERRORS_TOTAL).increment(1);
+    }
     if let Some((code, message)) = err.client_report() {
         MessageBuilder::error(&mut conn.wbuf, ErrorSeverity::Fatal, &code, &message);
         let _ = tokio::time::timeout(FINAL_WRITE_TIMEOUT, conn.flush()).await;
@@ -127,16 +140,37 @@ async fn start(
         return Err(SessionError::ShuttingDown);
     }
     let user = login::authenticate(conn, &request.user, &snap.users).await?;
+    let (peer, local) = (conn.io.peer_addr().ok(), conn.io.local_addr().ok());
+    let info = || {
+        let app = request.params.get("application_name").unwrap_or_default();
+        ClientInfo::new(peer, local, &user.name, &request.database, app)
+    };
+    if RESERVED_DATABASES.contains(&request.database.as_str()) {
+        if !snap.config.admin.is_admin(&user.name) {
+            return Err(SessionError::NotAuthorized(format!(
+                "user \"{}\" is not an admin: list it in admin.users to use the admin console",
+                user.name
+            )));
+        }
+        let cancel = shared.cancel.register(info());
+        crate::admin::greet(&mut conn.wbuf, cancel.process_id, cancel.secret_key());
+        conn.flush().await?;
+        return Ok(Some(Attach::Admin(cancel)));
+    }
     let db = snap
         .databases
         .get(&request.database)
         .cloned()
         .ok_or_else(|| SessionError::UnknownDatabase(request.database.clone()))?;
+    if db.control.is_disabled() {
+        return Err(SessionError::Disabled(db.config.name.clone()));
+    }
+    let generation = shared.generation();
     let targets: Arc<Vec<ServerTarget>> = Arc::new(snap.targets(&db.config, &user));
     let pool = shared.pools.get_or_create(&db.config.name, &user.name, || {
         DbUserPool::new(
             &db.config.name,
-            format!("{}/{}", db.config.name, user.name),
+            &user.name,
             targets.as_ref().clone(),
             &snap.config.pool,
         )
@@ -153,7 +187,8 @@ async fn start(
                     tokio::time::Instant::now() + snap.config.cluster.failover_timeout,
                 )
                 .await?;
-            let mut lease = pool.checkout(host).await?;
+            let wait = snap.config.pool.query_wait_timeout;
+            let mut lease = pool.checkout(host, wait).await?;
             let d = lease.params.reported().clone();
             lease.mark_clean();
             drop(lease);
@@ -164,7 +199,7 @@ async fn start(
     for (name, value) in request.params.iter() {
         desired.set(name, value);
     }
-    let cancel = shared.cancel.register();
+    let cancel = shared.cancel.register(info());
     MessageBuilder::auth_ok(&mut conn.wbuf);
     for (name, value) in defaults.iter() {
         let value = desired.get(name).unwrap_or(value);
@@ -173,7 +208,7 @@ async fn start(
     MessageBuilder::backend_key_data(&mut conn.wbuf, cancel.process_id, cancel.secret_key());
     MessageBuilder::ready_for_query(&mut conn.wbuf, TxStatus::Idle);
     conn.flush().await?;
-    Ok(Some(Attach {
+    Ok(Some(Attach::Pooled(Box::new(session::Attach {
         state: session::ClientState {
             desired,
             startup: request.params.clone(),
@@ -188,5 +223,15 @@ async fn start(
         targets,
         cancel,
         shutdown: shared.shutdown.subscribe(),
-    }))
+        shared: shared.clone(),
+        generation,
+    }))))
+}
+
+/// What a login leads to.
+enum Attach {
+    /// A client of a pooled database.
+    Pooled(Box<session::Attach>),
+    /// An admin console session.
+    Admin(crate::cancel::CancelHandle),
 }

@@ -2,12 +2,12 @@
 //! give the server back. One task per client owns all of this; nothing here is shared.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Buf;
 use tokio::sync::watch;
 
-use crate::app::{Database, Snapshot};
+use crate::app::{Database, Shared, Snapshot};
 use crate::cancel::CancelHandle;
 use crate::config::PoolMode;
 use crate::net::{read_ready, Conn};
@@ -74,6 +74,10 @@ pub(crate) struct Attach {
     pub(super) cancel: CancelHandle,
     /// Tells whether weir is shutting down (checked when woken through `cancel.slot.wake`).
     pub(super) shutdown: watch::Receiver<bool>,
+    /// Pools, the current snapshot, and its generation.
+    pub(super) shared: Arc<Shared>,
+    /// The snapshot generation `snap`, `db`, `pool` and `targets` come from.
+    pub(super) generation: u64,
 }
 
 impl Attach {
@@ -131,23 +135,16 @@ pub(crate) struct Session {
 impl Session {
     /// Serves transactions until the client leaves or an error ends the session.
     pub(crate) async fn run(&mut self) -> Result<(), SessionError> {
-        let pool_cfg = &self.attach.snap.config.pool;
-        let mode = pool_cfg.mode;
-        let config = RelayConfig {
-            release_when_idle: mode != PoolMode::Session,
-            rewrite: mode != PoolMode::Session,
-            max_prepared: pool_cfg.max_prepared_statements as usize,
-            query_timeout: pool_cfg.query_timeout,
-            idle_in_transaction: pool_cfg.idle_transaction_timeout,
-            client_idle: pool_cfg.client_idle_timeout,
-            stall: pool_cfg.query_wait_timeout,
-            one_request: false,
-        };
+        // Session mode keeps its mode for the whole session, whatever a RELOAD says.
+        let mode = self.attach.snap.config.pool.mode;
         loop {
+            let pins = self.pinned.as_ref().map_or(0, |p| p.pins.bits());
+            self.attach.cancel.slot.info.idle(pins);
             match self.wait_for_request().await? {
                 Next::Leave => return Ok(()),
                 Next::Request => {}
             }
+            self.follow_reload()?;
             if let Some(err) = self.lost.take() {
                 self.reject_request(err).await?;
                 continue;
@@ -155,6 +152,23 @@ impl Session {
             if self.answer_route_command()? || self.defer_begin()? {
                 continue;
             }
+            if self.attach.db.control.is_paused() {
+                self.wait_resumed().await?;
+            }
+            let pool_cfg = &self.attach.snap.config.pool;
+            let config = RelayConfig {
+                release_when_idle: mode != PoolMode::Session,
+                rewrite: mode != PoolMode::Session,
+                max_prepared: pool_cfg.max_prepared_statements as usize,
+                query_timeout: pool_cfg.query_timeout,
+                idle_in_transaction: pool_cfg.idle_transaction_timeout,
+                client_idle: pool_cfg.client_idle_timeout,
+                stall: pool_cfg.query_wait_timeout,
+                one_request: false,
+            };
+            let requested = SystemTime::now();
+            let asked = std::time::Instant::now();
+            self.attach.cancel.slot.info.waiting(requested);
             let (mut lease, host, leg, pins) = match self.pinned.take() {
                 Some(p) => (p.lease, p.host, p.leg.pinned(), p.pins),
                 None => match self.checkout().await {
@@ -167,6 +181,9 @@ impl Session {
                     }
                 },
             };
+            let leased = std::time::Instant::now();
+            self.attach.cancel.slot.info.active(host);
+            lease.info.leased(self.attach.cancel.process_id, requested);
             tracing::trace!(?leg, host, "transaction routed");
             let config = RelayConfig {
                 // In session mode a replica serves the whole session: nothing to hold.
@@ -191,6 +208,7 @@ impl Session {
             let signals = Signals {
                 wake: &self.attach.cancel.slot.wake,
                 shutdown: &self.attach.shutdown,
+                client: &self.attach.cancel.slot.info,
             };
             let outcome = relay
                 .run(
@@ -201,6 +219,13 @@ impl Session {
                 )
                 .await;
             self.attach.cancel.slot.set(None);
+            if let Some(hp) = self.attach.pool.hosts.get(host) {
+                let mut totals = relay.totals();
+                totals.xacts = 1;
+                totals.wait_us = micros(leased - asked);
+                totals.xact_us = micros(leased.elapsed());
+                hp.record(&totals);
+            }
             match outcome {
                 Ok(Outcome::Done) => {
                     let wrote =
@@ -374,6 +399,9 @@ impl Session {
             if *self.attach.shutdown.borrow() {
                 return Err(SessionError::ShuttingDown);
             }
+            if self.attach.cancel.slot.info.killed() {
+                return Err(SessionError::Killed);
+            }
             // A server is leased only once the first message is complete (when it is of a
             // reasonable size): a client that stalls mid-message must not hold a server.
             if let Some((tag, total)) = FrontendScanner::default().peek(&self.client.rbuf)? {
@@ -414,6 +442,60 @@ impl Session {
                     match r {
                         Ok(()) => self.take_pinned_messages()?,
                         Err(e) => return Err(self.pinned_lost(e.into())),
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a RELOAD: the client moves to the new snapshot and to its pool (a new one if
+    /// the hosts or the login changed). A removed database or user ends the session.
+    fn follow_reload(&mut self) -> Result<(), SessionError> {
+        let shared = &self.attach.shared;
+        let generation = shared.generation();
+        if generation == self.attach.generation {
+            return Ok(());
+        }
+        let snap = shared.snapshot();
+        let name = self.attach.db.config.name.clone();
+        let user_name = self.attach.pool.user.clone();
+        let db = snap
+            .databases
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| SessionError::Removed(format!("database \"{name}\"")))?;
+        let user = snap
+            .users
+            .get(&user_name)
+            .ok_or_else(|| SessionError::Removed(format!("user \"{user_name}\"")))?;
+        let targets = Arc::new(snap.targets(&db.config, &user));
+        let pool = shared.pools.get_or_create(&name, &user_name, || {
+            DbUserPool::new(
+                &name,
+                &user_name,
+                targets.as_ref().clone(),
+                &snap.config.pool,
+            )
+        });
+        self.attach.snap = snap;
+        self.attach.db = db;
+        self.attach.pool = pool;
+        self.attach.targets = targets;
+        self.attach.generation = generation;
+        Ok(())
+    }
+
+    /// Holds the request while its database is paused (PAUSE, KILL).
+    async fn wait_resumed(&mut self) -> Result<(), SessionError> {
+        let control = self.attach.db.control.clone();
+        let mut shutdown = self.attach.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = control.wait_resumed() => return Ok(()),
+                _ = shutdown.wait_for(|down| *down) => return Err(SessionError::ShuttingDown),
+                _ = self.attach.cancel.slot.wake.notified() => {
+                    if self.attach.cancel.slot.info.killed() {
+                        return Err(SessionError::Killed);
                     }
                 }
             }
@@ -498,6 +580,11 @@ impl Session {
         self.client.flush().await?;
         Ok(())
     }
+}
+
+/// A duration in whole microseconds.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// How an error names the session state lost with a server.

@@ -36,7 +36,16 @@ pub use model::{
 /// Loads the file at `path` (which must exist), applies `WEIR_*` environment overrides
 /// and validates the result.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    load_with_env(path, std::env::vars_os())
+    load_with_env(path, std::env::vars_os(), &[])
+}
+
+/// [`load`] with `settings` (key path, value) applied over the file and the environment,
+/// as the admin console's `SET key = value` does; each is validated like the file's keys.
+pub(crate) fn load_with_settings(
+    path: &Path,
+    settings: &[(String, String)],
+) -> Result<Config, ConfigError> {
+    load_with_env(path, std::env::vars_os(), settings)
 }
 
 /// Parses and validates configuration text, without the environment. For tests and for
@@ -49,12 +58,19 @@ pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
 fn load_with_env(
     path: &Path,
     vars: impl IntoIterator<Item = (OsString, OsString)>,
+    settings: &[(String, String)],
 ) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
         path: path.to_path_buf(),
         cause,
     })?;
-    let overrides = env::collect(vars)?;
+    let mut overrides = env::collect(vars)?;
+    overrides.extend(settings.iter().map(|(key, value)| env::Override {
+        var: format!("SET {key}"),
+        key: key.clone(),
+        value: value.clone(),
+        entry: None,
+    }));
     build(&text, &path.display().to_string(), &overrides)
 }
 

@@ -49,7 +49,7 @@ fn write_temp(text: &str) -> tempfile::NamedTempFile {
 
 fn load_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let file = write_temp(text);
-    load_with_env(file.path(), env(vars))
+    load_with_env(file.path(), env(vars), &[])
 }
 
 #[test]
@@ -355,7 +355,7 @@ fn syntax_errors_say_where() {
     assert!(e.starts_with("configuration text: not valid TOML: "), "{e}");
     assert!(e.contains("line 1"), "{e}");
     let file = write_temp("[pool]\nsize = = 3\n");
-    let e = load_with_env(file.path(), env(&[]))
+    let e = load_with_env(file.path(), env(&[]), &[])
         .unwrap_err()
         .to_string();
     assert!(

@@ -57,6 +57,7 @@ impl DerefMut for Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let Some(obj) = self.obj.take() else { return };
+        obj.info.released();
         let reusable = obj.clean && obj.conn.rbuf.is_empty() && obj.conn.wbuf.is_empty();
         if !reusable {
             // Detach from the pool: the slot frees up and the socket closes.

@@ -7,6 +7,7 @@
 mod lease;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -15,7 +16,9 @@ use deadpool::managed::{
 };
 
 use crate::config::PoolSettings;
+use crate::metrics::names;
 use crate::server::{BackendError, ParamSet, ServerConn, ServerTarget};
+use crate::stats::{PoolTotals, ServerInfo, ServerList, Totals};
 pub(crate) use lease::Lease;
 
 /// Why a client could not get a server connection.
@@ -48,10 +51,60 @@ pub(crate) enum PoolError {
 pub(crate) struct ServerManager {
     /// Where and as whom.
     target: ServerTarget,
-    /// Limit on connect + login.
-    connect_timeout: Duration,
-    /// Connections older than this are closed instead of reused.
-    lifetime: Duration,
+    /// What the admin console and metrics see of this host's connections.
+    live: Arc<HostLive>,
+}
+
+/// The live state of one host pool that outlives any one connection: its server list,
+/// logins in progress, the reconnect generation and the running totals.
+#[derive(Debug, Default)]
+pub(crate) struct HostLive {
+    /// Open server connections, for SHOW SERVERS.
+    pub(crate) servers: ServerList,
+    /// Logins in progress (`sv_login`).
+    logins: AtomicUsize,
+    /// Bumped by RECONNECT: connections of an older generation close at their next return.
+    generation: AtomicU64,
+    /// Transactions, queries, bytes and times, for SHOW STATS.
+    pub(crate) totals: PoolTotals,
+    /// `pool.server_connect_timeout` in microseconds (changes on RELOAD).
+    connect_timeout_us: AtomicU64,
+    /// `pool.server_lifetime` in microseconds (changes on RELOAD).
+    lifetime_us: AtomicU64,
+}
+
+impl HostLive {
+    fn new(settings: &PoolSettings) -> Self {
+        let live = Self::default();
+        live.apply(settings);
+        live
+    }
+
+    /// Takes the connection limits from `settings`.
+    fn apply(&self, settings: &PoolSettings) {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.connect_timeout_us
+            .store(us(settings.server_connect_timeout), Ordering::Relaxed);
+        self.lifetime_us
+            .store(us(settings.server_lifetime), Ordering::Relaxed);
+    }
+
+    fn connect_timeout(&self) -> Duration {
+        Duration::from_micros(self.connect_timeout_us.load(Ordering::Relaxed))
+    }
+
+    fn lifetime(&self) -> Duration {
+        Duration::from_micros(self.lifetime_us.load(Ordering::Relaxed))
+    }
+}
+
+/// Counts a login in progress for as long as it lives.
+struct LoginInProgress<'a>(&'a AtomicUsize);
+
+impl Drop for LoginInProgress<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl managed::Manager for ServerManager {
@@ -59,16 +112,30 @@ impl managed::Manager for ServerManager {
     type Error = BackendError;
 
     async fn create(&self) -> Result<ServerConn, BackendError> {
+        self.live.logins.fetch_add(1, Ordering::Relaxed);
+        let _login = LoginInProgress(&self.live.logins);
+        let generation = self.live.generation.load(Ordering::Relaxed);
         // Boxed: the login future is kilobytes, and inline it would make every checkout
         // future (built and moved on each transaction) that large too.
-        Box::pin(ServerConn::connect(&self.target, self.connect_timeout)).await
+        let limit = self.live.connect_timeout();
+        let mut conn = Box::pin(ServerConn::connect(&self.target, limit)).await?;
+        conn.generation = generation;
+        conn.info.set_generation(generation);
+        self.live.servers.add(&conn.info);
+        Ok(conn)
     }
 
     async fn recycle(&self, conn: &mut ServerConn, _: &Metrics) -> RecycleResult<BackendError> {
         // Also checked by the janitor, but in a busy pool a connection is rarely idle when it
         // runs: here is where a connection in constant use meets its lifetime.
-        if !self.lifetime.is_zero() && conn.created.elapsed() >= self.lifetime {
+        let lifetime = self.live.lifetime();
+        if !lifetime.is_zero() && conn.created.elapsed() >= lifetime {
             return Err(managed::RecycleError::message("server_lifetime reached"));
+        }
+        if conn.generation < self.live.generation.load(Ordering::Relaxed) {
+            return Err(managed::RecycleError::message(
+                "RECONNECT asked for a new connection",
+            ));
         }
         if !conn.check_idle() {
             return Err(managed::RecycleError::message("connection closed or dirty"));
@@ -84,6 +151,89 @@ pub(crate) struct HostPool {
     pub(crate) addr: String,
     /// The connections.
     pool: Pool<ServerManager>,
+    /// Server list, logins, generation and totals.
+    pub(crate) live: Arc<HostLive>,
+    /// Prometheus histograms of this pool, made once.
+    pub(crate) timing: PoolTiming,
+}
+
+/// Histograms of one host pool (seconds), recorded once per transaction.
+#[derive(Debug)]
+pub(crate) struct PoolTiming {
+    /// How long clients waited for a server.
+    pub(crate) wait: metrics::Histogram,
+    /// How long requests took to be answered.
+    pub(crate) query: metrics::Histogram,
+    /// How long servers were leased for one transaction.
+    pub(crate) xact: metrics::Histogram,
+}
+
+impl PoolTiming {
+    fn new(database: &str, user: &str, host: &str) -> Self {
+        let labels = [
+            ("database", database.to_owned()),
+            ("user", user.to_owned()),
+            ("host", host.to_owned()),
+        ];
+        Self {
+            wait: metrics::histogram!(names::WAIT_SECONDS, &labels),
+            query: metrics::histogram!(names::QUERY_SECONDS, &labels),
+            xact: metrics::histogram!(names::XACT_SECONDS, &labels),
+        }
+    }
+}
+
+/// How many server connections one host pool has, and in which state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct HostCounts {
+    /// Leased to clients (`sv_active`).
+    pub(crate) active: usize,
+    /// Free in the pool (`sv_idle`).
+    pub(crate) idle: usize,
+    /// Logging in (`sv_login`).
+    pub(crate) login: usize,
+    /// Clients waiting for one (deadpool's queue).
+    pub(crate) waiting: usize,
+    /// Most connections allowed.
+    pub(crate) max: usize,
+}
+
+impl HostPool {
+    /// Its connections by state now.
+    pub(crate) fn counts(&self) -> HostCounts {
+        let s = self.pool.status();
+        HostCounts {
+            active: s.size.saturating_sub(s.available),
+            idle: s.available,
+            login: self.live.logins.load(Ordering::Relaxed),
+            waiting: s.waiting,
+            max: s.max_size,
+        }
+    }
+
+    /// Adds one finished transaction: to the totals, and to the histograms.
+    pub(crate) fn record(&self, t: &Totals) {
+        self.live.totals.add(t);
+        let secs = |us: u64| us as f64 / 1e6;
+        self.timing.wait.record(secs(t.wait_us));
+        self.timing.xact.record(secs(t.xact_us));
+        if let Some(mean) = t.query_us.checked_div(t.queries) {
+            // One sample per request, at the transaction's mean: the relay keeps no list.
+            self.timing
+                .query
+                .record_many(secs(mean), t.queries as usize);
+        }
+    }
+
+    /// Its reconnect generation: connections of an older one close at their return.
+    pub(crate) fn generation(&self) -> u64 {
+        self.live.generation.load(Ordering::Relaxed)
+    }
+
+    /// Its open server connections.
+    pub(crate) fn servers(&self) -> Vec<Arc<ServerInfo>> {
+        self.live.servers.live()
+    }
 }
 
 /// All pools of one (database, user): one per host of the database.
@@ -93,30 +243,36 @@ pub(crate) struct DbUserPool {
     pub(crate) label: String,
     /// The client-facing database name, to find its hosts' state.
     pub(crate) database: String,
+    /// The user its servers log in as.
+    pub(crate) user: String,
+    /// Where its hosts' servers are and how to log in: a RELOAD that changes these
+    /// replaces the pool instead of resizing it.
+    targets: Vec<ServerTarget>,
     /// One pool per configured host, in configuration order.
     pub(crate) hosts: Vec<HostPool>,
     /// Parameters the first server login reported: what a client is told at its login.
     pub(crate) server_defaults: OnceLock<ParamSet>,
-    /// Limits in force.
-    settings: PoolSettings,
+    /// Limits in force; replaced on RELOAD and SET (read off the transaction path only).
+    settings: RwLock<PoolSettings>,
 }
 
 impl DbUserPool {
     /// Builds the (empty) pools for every host in `targets`.
     pub(crate) fn new(
         database: &str,
-        label: String,
+        user: &str,
         targets: Vec<ServerTarget>,
         settings: &PoolSettings,
     ) -> Self {
         let hosts = targets
-            .into_iter()
+            .iter()
+            .cloned()
             .filter_map(|target| {
                 let addr = format!("{}:{}", target.host, target.port);
+                let live = Arc::new(HostLive::new(settings));
                 let manager = ServerManager {
                     target,
-                    connect_timeout: settings.server_connect_timeout,
-                    lifetime: settings.server_lifetime,
+                    live: live.clone(),
                 };
                 let pool = Pool::builder(manager)
                     .max_size(settings.size.get() as usize)
@@ -125,24 +281,89 @@ impl DbUserPool {
                     .build()
                     .map_err(|e| tracing::error!(%addr, "cannot build pool: {e}"))
                     .ok()?;
-                Some(HostPool { addr, pool })
+                let timing = PoolTiming::new(database, user, &addr);
+                Some(HostPool {
+                    addr,
+                    pool,
+                    live,
+                    timing,
+                })
             })
             .collect();
         Self {
-            label,
+            label: format!("{database}/{user}"),
             database: database.to_owned(),
+            user: user.to_owned(),
+            targets,
             hosts,
             server_defaults: OnceLock::new(),
-            settings: settings.clone(),
+            settings: RwLock::new(settings.clone()),
         }
     }
 
-    /// Checks out a server of host `host`, waiting at most `query_wait_timeout`.
-    pub(crate) async fn checkout(&self, host: usize) -> Result<Lease, PoolError> {
+    /// Where its servers are and how it logs in to them.
+    pub(crate) fn targets(&self) -> &[ServerTarget] {
+        &self.targets
+    }
+
+    /// The limits in force.
+    pub(crate) fn settings(&self) -> PoolSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Applies new limits (RELOAD, SET): the pools grow or shrink to `size` at once; a
+    /// shrink closes free connections, and busy ones as they come back.
+    pub(crate) fn apply(&self, settings: &PoolSettings) {
+        for hp in &self.hosts {
+            hp.pool.resize(settings.size.get() as usize);
+            hp.live.apply(settings);
+        }
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = settings.clone();
+    }
+
+    /// RECONNECT: every server connection open now is replaced, the free ones at once and
+    /// the busy ones when their transaction ends.
+    pub(crate) fn reconnect(&self) {
+        for hp in &self.hosts {
+            let generation = hp.live.generation.fetch_add(1, Ordering::Relaxed) + 1;
+            let removed = hp.pool.retain(|conn, _| conn.generation >= generation);
+            for conn in removed.removed {
+                tokio::spawn(conn.terminate());
+            }
+        }
+    }
+
+    /// Server connections still open from before the last RECONNECT (WAIT_CLOSE waits for
+    /// none).
+    pub(crate) fn outdated(&self) -> usize {
+        self.hosts
+            .iter()
+            .map(|hp| {
+                let generation = hp.live.generation.load(Ordering::Relaxed);
+                let idle_old = hp.pool.retain(|conn, _| conn.generation >= generation);
+                for conn in idle_old.removed {
+                    tokio::spawn(conn.terminate());
+                }
+                hp.servers()
+                    .iter()
+                    .filter(|s| s.generation() < generation)
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Checks out a server of host `host`, waiting at most `waited` (the caller's
+    /// `pool.query_wait_timeout`).
+    pub(crate) async fn checkout(&self, host: usize, waited: Duration) -> Result<Lease, PoolError> {
         let Some(hp) = self.hosts.get(host) else {
             return Err(PoolError::Closed(self.label.clone()));
         };
-        let waited = self.settings.query_wait_timeout;
         // Creating a server connection has its own deadline (`ServerConn::connect`) and
         // recycling does no I/O, so neither needs a deadpool timer.
         let immediate = managed::Timeouts {
@@ -205,8 +426,9 @@ impl DbUserPool {
     /// warm on the primary (`primary`, when known), so a new primary after a failover is
     /// ready before traffic arrives. Called by the janitor every second.
     pub(crate) async fn maintain(&self, primary: Option<usize>, down: impl Fn(usize) -> bool) {
-        let idle = self.settings.server_idle_timeout;
-        let lifetime = self.settings.server_lifetime;
+        let settings = self.settings();
+        let idle = settings.server_idle_timeout;
+        let lifetime = settings.server_lifetime;
         for (i, hp) in self.hosts.iter().enumerate() {
             let drain = down(i);
             let removed = hp.pool.retain(|conn, m| {
@@ -221,7 +443,7 @@ impl DbUserPool {
                 tokio::spawn(conn.terminate());
             }
         }
-        let min = self.settings.min_size as usize;
+        let min = settings.min_size as usize;
         let Some(hp) = primary.and_then(|p| self.hosts.get(p)) else {
             return;
         };
@@ -284,6 +506,16 @@ impl PoolRegistry {
             .entry(key)
             .or_insert_with(|| Arc::new(make()))
             .clone()
+    }
+
+    /// Forgets the pool of (`database`, `user`) (RELOAD changed or removed it). Its
+    /// clients keep it until their next transaction; its connections close with it.
+    pub(crate) fn remove(&self, database: &str, user: &str) {
+        let key = (database.to_owned(), user.to_owned());
+        self.pools
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
     }
 
     /// A snapshot of all pools.

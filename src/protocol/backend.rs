@@ -219,6 +219,66 @@ impl BackendMessage {
     }
 }
 
+/// Whether column `i` is wanted in binary: Bind's result formats are none (all text),
+/// one (for every column), or one per column.
+fn wants_binary(binary: &[bool], i: usize) -> bool {
+    match binary {
+        [] => false,
+        [all] => *all,
+        each => each.get(i).copied().unwrap_or(false),
+    }
+}
+
+/// Whether weir writes type `oid` in binary (`encode_binary`).
+fn has_binary_form(oid: u32) -> bool {
+    matches!(oid, 20 | 23 | 25 | 1700)
+}
+
+/// Writes `text` in the binary format of type `oid`; false when weir has no binary form
+/// for it (the caller sends text).
+fn encode_binary(out: &mut BytesMut, oid: u32, text: &str) -> bool {
+    match oid {
+        25 => out.put_slice(text.as_bytes()),
+        23 => match text.parse::<i32>() {
+            Ok(v) => out.put_i32(v),
+            Err(_) => return false,
+        },
+        20 => match text.parse::<i64>() {
+            Ok(v) => out.put_i64(v),
+            Err(_) => return false,
+        },
+        1700 => match text.parse::<i128>() {
+            Ok(v) => numeric_binary(out, v),
+            Err(_) => return false,
+        },
+        _ => return false,
+    }
+    true
+}
+
+/// A whole number in PostgreSQL's binary numeric format: digit count, weight, sign,
+/// display scale, then base-10000 digits, most significant first, trailing zeros dropped.
+fn numeric_binary(out: &mut BytesMut, v: i128) {
+    let mut digits = Vec::new();
+    let mut n = v.unsigned_abs();
+    while n > 0 {
+        digits.push((n % 10_000) as i16);
+        n /= 10_000;
+    }
+    digits.reverse();
+    let weight = digits.len().saturating_sub(1) as i16;
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    out.put_i16(digits.len() as i16);
+    out.put_i16(weight);
+    out.put_u16(if v < 0 { 0x4000 } else { 0 });
+    out.put_i16(0);
+    for d in digits {
+        out.put_i16(d);
+    }
+}
+
 /// Takes a DataRow off the front of `buf` (text columns, NULL as `None`) if one is there whole.
 pub(crate) fn decode_data_row(
     buf: &mut BytesMut,
@@ -296,6 +356,53 @@ impl MessageBuilder {
         });
     }
 
+    /// NoticeResponse (severity NOTICE, SQLSTATE 00000) with a message and a detail.
+    pub(crate) fn notice(buf: &mut BytesMut, message: &str, detail: &str) {
+        Self::tagged(buf, b'N', |b| {
+            for (kind, value) in [
+                (b'S', "NOTICE"),
+                (b'V', "NOTICE"),
+                (b'C', "00000"),
+                (b'M', message),
+                (b'D', detail),
+            ] {
+                b.put_u8(kind);
+                Self::cstr(b, value);
+            }
+            b.put_u8(0);
+        });
+    }
+
+    /// ParseComplete.
+    pub(crate) fn parse_complete(buf: &mut BytesMut) {
+        Self::tagged(buf, b'1', |_| {});
+    }
+
+    /// BindComplete.
+    pub(crate) fn bind_complete(buf: &mut BytesMut) {
+        Self::tagged(buf, b'2', |_| {});
+    }
+
+    /// CloseComplete.
+    pub(crate) fn close_complete(buf: &mut BytesMut) {
+        buf.extend_from_slice(&Self::CLOSE_COMPLETE);
+    }
+
+    /// NoData: the statement or portal returns no rows.
+    pub(crate) fn no_data(buf: &mut BytesMut) {
+        Self::tagged(buf, b'n', |_| {});
+    }
+
+    /// ParameterDescription of a statement that takes no parameters.
+    pub(crate) fn no_parameters(buf: &mut BytesMut) {
+        Self::tagged(buf, b't', |b| b.put_i16(0));
+    }
+
+    /// EmptyQueryResponse.
+    pub(crate) fn empty_query(buf: &mut BytesMut) {
+        Self::tagged(buf, b'I', |_| {});
+    }
+
     /// AuthenticationOk.
     pub(crate) fn auth_ok(buf: &mut BytesMut) {
         Self::tagged(buf, b'R', |b| b.put_i32(0));
@@ -344,16 +451,30 @@ impl MessageBuilder {
 
     /// RowDescription of text-format columns, each `(name, type oid)`.
     pub(crate) fn row_description(buf: &mut BytesMut, columns: &[(&str, u32)]) {
+        Self::row_description_formats(buf, columns, &[]);
+    }
+
+    /// RowDescription of a portal whose Bind asked for `binary` results (see
+    /// `typed_data_row` for what it means and which types have a binary form).
+    pub(crate) fn row_description_formats(
+        buf: &mut BytesMut,
+        columns: &[(&str, u32)],
+        binary: &[bool],
+    ) {
         Self::tagged(buf, b'T', |b| {
             b.put_i16(i16::try_from(columns.len()).unwrap_or(i16::MAX));
-            for (name, oid) in columns {
+            for (i, (name, oid)) in columns.iter().enumerate() {
                 Self::cstr(b, name);
                 b.put_i32(0); // no table
                 b.put_i16(0); // no column number
                 b.put_u32(*oid);
-                b.put_i16(-1); // variable length
+                b.put_i16(match oid {
+                    23 => 4, // int4
+                    20 => 8, // int8
+                    _ => -1, // variable length
+                });
                 b.put_i32(-1); // no type modifier
-                b.put_i16(0); // text format
+                b.put_i16(i16::from(wants_binary(binary, i) && has_binary_form(*oid)));
             }
         });
     }
@@ -370,6 +491,34 @@ impl MessageBuilder {
                     }
                     None => b.put_i32(-1),
                 }
+            }
+        });
+    }
+
+    /// DataRow of values given as text, each sent in binary where `binary` asks (one flag
+    /// for all columns, or one per column) and its type (`oids`) has a binary form weir
+    /// writes: int4, int8, numeric (whole numbers) and text.
+    pub(crate) fn typed_data_row(
+        buf: &mut BytesMut,
+        values: &[Option<String>],
+        oids: &[u32],
+        binary: &[bool],
+    ) {
+        Self::tagged(buf, b'D', |b| {
+            b.put_i16(i16::try_from(values.len()).unwrap_or(i16::MAX));
+            for (i, v) in values.iter().enumerate() {
+                let Some(text) = v else {
+                    b.put_i32(-1);
+                    continue;
+                };
+                let oid = oids.get(i).copied().unwrap_or(25);
+                let mut field = BytesMut::new();
+                if !wants_binary(binary, i) || !encode_binary(&mut field, oid, text) {
+                    field.clear();
+                    field.put_slice(text.as_bytes());
+                }
+                b.put_i32(i32::try_from(field.len()).unwrap_or(i32::MAX));
+                b.put_slice(&field);
             }
         });
     }

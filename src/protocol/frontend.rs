@@ -148,6 +148,150 @@ impl Extended {
     }
 }
 
+/// A whole client message decoded, for the admin console, which answers everything itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Request<'a> {
+    /// A simple query.
+    Query(&'a str),
+    /// Parse: statement name and text (parameter types are ignored: the console takes none).
+    Parse {
+        /// The statement name ("" for the unnamed one).
+        name: &'a str,
+        /// The text.
+        text: &'a str,
+    },
+    /// Bind: portal and statement names, and the result formats asked for.
+    Bind {
+        /// The portal name.
+        portal: &'a str,
+        /// The statement name.
+        statement: &'a str,
+        /// Result columns wanted in binary: none (all text), one (applies to all), or
+        /// one per column.
+        binary: Vec<bool>,
+    },
+    /// Describe of a statement (`b'S'`) or portal (`b'P'`).
+    Describe(u8, &'a str),
+    /// Execute of a portal (the row limit is ignored: answers are small).
+    Execute(&'a str),
+    /// Close of a statement (`b'S'`) or portal (`b'P'`).
+    Close(u8, &'a str),
+    /// Sync.
+    Sync,
+    /// Flush.
+    Flush,
+    /// Terminate.
+    Terminate,
+    /// Anything else (COPY data, a function call): not for the console.
+    Other(FrontendTag),
+}
+
+impl<'a> Request<'a> {
+    /// Decodes one message from its tag byte and body.
+    pub(crate) fn decode(tag: u8, body: &'a [u8]) -> Result<Self, ProtocolError> {
+        let text = |b: &'a [u8], what: &'static str| -> Result<&'a str, ProtocolError> {
+            std::str::from_utf8(b).map_err(|_| ProtocolError::Malformed { what })
+        };
+        let cstr =
+            |b: &'a [u8], what: &'static str| -> Result<(&'a str, &'a [u8]), ProtocolError> {
+                let nul = b
+                    .iter()
+                    .position(|&c| c == 0)
+                    .ok_or(ProtocolError::Malformed { what })?;
+                let (s, rest) = b.split_at(nul);
+                Ok((text(s, what)?, rest.get(1..).unwrap_or_default()))
+            };
+        Ok(match FrontendTag::try_from(tag)? {
+            FrontendTag::Query => Self::Query(cstr(body, "Query")?.0),
+            FrontendTag::Parse => {
+                let (name, rest) = cstr(body, "Parse")?;
+                Self::Parse {
+                    name,
+                    text: cstr(rest, "Parse")?.0,
+                }
+            }
+            FrontendTag::Bind => {
+                let (portal, rest) = cstr(body, "Bind")?;
+                let (statement, rest) = cstr(rest, "Bind")?;
+                Self::Bind {
+                    portal,
+                    statement,
+                    binary: result_formats(rest)?,
+                }
+            }
+            FrontendTag::Describe => {
+                let (kind, name) = Extended::target(body, "Describe")?;
+                Self::Describe(kind, name)
+            }
+            FrontendTag::Close => {
+                let (kind, name) = Extended::target(body, "Close")?;
+                Self::Close(kind, name)
+            }
+            FrontendTag::Execute => Self::Execute(cstr(body, "Execute")?.0),
+            FrontendTag::Sync => Self::Sync,
+            FrontendTag::Flush => Self::Flush,
+            FrontendTag::Terminate => Self::Terminate,
+            other => Self::Other(other),
+        })
+    }
+}
+
+/// The result-format codes at the end of a Bind body that starts at its parameter formats.
+fn result_formats(rest: &[u8]) -> Result<Vec<bool>, ProtocolError> {
+    let mut r = Reader(rest);
+    let formats = r.count()?;
+    r.take(formats * 2)?;
+    for _ in 0..r.count()? {
+        let len = r.int32()?;
+        // -1 is NULL; any other negative length is malformed and caught by `try_from`.
+        if len != -1 {
+            let len = usize::try_from(len).map_err(|_| Reader::malformed())?;
+            r.take(len)?;
+        }
+    }
+    let results = r.count()?;
+    let codes = r.take(results * 2)?;
+    if !r.0.is_empty() {
+        return Err(Reader::malformed());
+    }
+    Ok(codes.chunks_exact(2).map(|c| c != [0, 0]).collect())
+}
+
+/// Reads a Bind body front to back, failing on a short body.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn malformed() -> ProtocolError {
+        ProtocolError::Malformed { what: "Bind" }
+    }
+
+    /// The next `n` bytes.
+    #[allow(clippy::indexing_slicing)] // callers index within the `n` bytes they asked for
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
+        if self.0.len() < n {
+            return Err(Self::malformed());
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    /// An Int32.
+    fn int32(&mut self) -> Result<i32, ProtocolError> {
+        let b = self.take(4)?;
+        Ok(i32::from_be_bytes(
+            b.try_into().map_err(|_| Self::malformed())?,
+        ))
+    }
+
+    /// An Int16 count, which must not be negative.
+    #[allow(clippy::indexing_slicing)] // `take(2)` returned two bytes
+    fn count(&mut self) -> Result<usize, ProtocolError> {
+        let b = self.take(2)?;
+        usize::try_from(i16::from_be_bytes([b[0], b[1]])).map_err(|_| Self::malformed())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +327,45 @@ mod tests {
         );
         assert!(Extended::target(b"Xname\0", "Describe").is_err());
         assert!(Extended::target(b"S", "Close").is_err());
+    }
+
+    #[test]
+    fn whole_requests() {
+        assert_eq!(
+            Request::decode(b'Q', b"SHOW POOLS\0").expect("ok"),
+            Request::Query("SHOW POOLS")
+        );
+        assert_eq!(
+            Request::decode(b'P', b"s\0SHOW HELP\0\0\0").expect("ok"),
+            Request::Parse {
+                name: "s",
+                text: "SHOW HELP"
+            }
+        );
+        assert_eq!(
+            Request::decode(b'B', b"p\0s\0\0\0\0\0\0\0").expect("ok"),
+            Request::Bind {
+                portal: "p",
+                statement: "s",
+                binary: vec![]
+            }
+        );
+        assert_eq!(
+            Request::decode(b'B', b"\0\0\0\0\0\x01\0\0\0\x01x\0\x02\0\x01\0\0").expect("ok"),
+            Request::Bind {
+                portal: "",
+                statement: "",
+                binary: vec![true, false]
+            }
+        );
+        assert!(Request::decode(b'B', b"\0\0\0\0\0\x01\0\0\0\x09x\0\0").is_err());
+        assert_eq!(
+            Request::decode(b'E', b"p\0\0\0\0\0").expect("ok"),
+            Request::Execute("p")
+        );
+        assert_eq!(Request::decode(b'S', b"").expect("ok"), Request::Sync);
+        assert!(Request::decode(b'Q', b"no terminator").is_err());
+        assert!(Request::decode(b'Q', b"\xff\0").is_err());
+        assert!(Request::decode(b'Z', b"").is_err());
     }
 }

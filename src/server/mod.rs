@@ -44,7 +44,7 @@ fn take_async_message(buf: &mut BytesMut, sink: &mut BytesMut) -> Result<bool, P
 }
 
 /// Where and as whom to open server connections.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ServerTarget {
     /// Host name or address.
     pub(crate) host: String,
@@ -129,6 +129,10 @@ pub(crate) struct ServerConn {
     pub(crate) created: Instant,
     /// False once anything went wrong mid-use: such a connection is closed, never reused.
     pub(crate) clean: bool,
+    /// Its state as SHOW SERVERS prints it.
+    pub(crate) info: std::sync::Arc<crate::stats::ServerInfo>,
+    /// The pool's reconnect generation when it logged in: RECONNECT retires older ones.
+    pub(crate) generation: u64,
 }
 
 impl ServerConn {
@@ -152,9 +156,12 @@ impl ServerConn {
                 source,
             })?;
         let peer = io.peer_addr()?;
+        let local = io.local_addr().ok();
         let mut conn = Conn::new(io);
         let login = login::login(&mut conn, target).await?;
         Ok(Self {
+            info: std::sync::Arc::new(crate::stats::ServerInfo::new(login.process_id, local)),
+            generation: 0,
             conn,
             peer,
             process_id: login.process_id,

@@ -53,6 +53,11 @@ impl Pins {
         self.names().any(|n| n == "advisory_lock")
     }
 
+    /// The kinds as bits (for the client registry's atomic).
+    pub(crate) fn bits(self) -> u8 {
+        self.0
+    }
+
     /// Whether nothing pins the client.
     pub(crate) fn is_empty(self) -> bool {
         self.0 == 0

@@ -2,8 +2,10 @@
 //! `pgcluster`), one fresh database per test, and an in-process weir on port 0.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod backends;
 pub mod external;
+pub mod pgbouncer;
 pub mod process;
 pub mod raw;
 pub mod routed;
@@ -179,6 +181,19 @@ impl Proxy {
         }
         let config = weir::config::from_toml_str(toml).expect("valid config");
         let weir = Weir::start(config).await.expect("weir starts");
+        let port = weir.local_addr().port();
+        Proxy {
+            weir: Some(weir),
+            port,
+        }
+    }
+
+    /// Starts weir from a configuration file, which RELOAD reads again.
+    pub async fn start_file(path: &std::path::Path) -> Proxy {
+        let config = weir::config::load(path).expect("valid config");
+        let weir = Weir::start_from_file(config, path)
+            .await
+            .expect("weir starts");
         let port = weir.local_addr().port();
         Proxy {
             weir: Some(weir),

@@ -78,6 +78,8 @@ pub(super) struct Signals<'a> {
     pub(super) wake: &'a Notify,
     /// Whether weir is shutting down.
     pub(super) shutdown: &'a watch::Receiver<bool>,
+    /// The client's registry entry: an administrator may have killed it.
+    pub(super) client: &'a crate::cancel::ClientInfo,
 }
 
 /// Protocol state of one relay. A new one starts at each checkout.
@@ -133,6 +135,23 @@ pub(super) struct Relay {
     /// Queries and Syncs passed on: requests, each classified on its own only on a
     /// one-request relay (see `RelayConfig::one_request`).
     requests_sent: u32,
+    /// Requests answered, bytes passed and time spent waiting for answers (SHOW STATS).
+    tally: Tally,
+}
+
+/// What one relay counted for the pool's totals.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Requests whose ReadyForQuery came back.
+    answered: u64,
+    /// Client bytes written to the server.
+    received: u64,
+    /// Server bytes written to the client.
+    sent: u64,
+    /// Time with at least one request unanswered, in microseconds.
+    busy_us: u64,
+    /// Since when a request has been unanswered.
+    busy_since: Option<std::time::Instant>,
 }
 
 impl Relay {
@@ -170,6 +189,7 @@ impl Relay {
             settings_reset: false,
             mid_message_since: None,
             requests_sent: 0,
+            tally: Tally::default(),
         };
         relay.touch_client();
         relay
@@ -203,6 +223,18 @@ impl Relay {
     /// How many requests (Queries and Syncs) were passed on to the server.
     pub(super) fn requests_sent(&self) -> u32 {
         self.requests_sent
+    }
+
+    /// What this relay adds to its pool's totals (transactions, waits and lease time are
+    /// the session's to fill in).
+    pub(super) fn totals(&self) -> crate::stats::Totals {
+        crate::stats::Totals {
+            queries: self.tally.answered,
+            received: self.tally.received,
+            sent: self.tally.sent,
+            query_us: self.tally.busy_us,
+            ..Default::default()
+        }
     }
 
     /// Whether the client asked to close.
@@ -293,7 +325,9 @@ impl Relay {
             let deadline = self.stall_deadline(client).or_else(|| self.deadline());
             let read_client = !self.terminate && client.rbuf.len() < HIGH_WATER;
             let read_server = server.conn.rbuf.len() < HIGH_WATER || self.sfwd == 0;
-            let listen_wake = !self.config.release_when_idle && !self.leave_when_idle;
+            // Always listened to: KILL ends a client mid-transaction (PAUSE-free shutdown
+            // waits for transaction mode's natural end instead).
+            let listen_wake = !self.leave_when_idle;
             tokio::select! {
                 biased;
                 r = write_ready(&server.conn), if to_server_blocked => {
@@ -329,7 +363,10 @@ impl Relay {
                     _ => return Err(SessionError::Timeout(Deadline::IdleInTransaction, self.config.idle_in_transaction)),
                 },
                 _ = signals.wake.notified(), if listen_wake => {
-                    if *signals.shutdown.borrow() {
+                    if signals.client.killed() {
+                        return Err(SessionError::Killed);
+                    }
+                    if *signals.shutdown.borrow() && !self.config.release_when_idle {
                         self.leave_when_idle = true;
                     }
                 }
@@ -357,8 +394,12 @@ impl Relay {
     }
 
     fn add_pending(&mut self) {
-        if self.pending == 0 && !self.config.query_timeout.is_zero() {
-            self.waiting_since = Some(Instant::now());
+        if self.pending == 0 {
+            let now = Instant::now();
+            self.tally.busy_since = Some(now.into_std());
+            if !self.config.query_timeout.is_zero() {
+                self.waiting_since = Some(now);
+            }
         }
         self.pending += 1;
     }
@@ -431,7 +472,12 @@ impl Relay {
                     Ending::Begin => Route::Drop,
                     Ending::Client => {
                         self.pending = self.pending.saturating_sub(1);
+                        self.tally.answered += 1;
                         if self.pending == 0 {
+                            if let Some(since) = self.tally.busy_since.take() {
+                                let us = since.elapsed().as_micros();
+                                self.tally.busy_us += u64::try_from(us).unwrap_or(u64::MAX);
+                            }
                             self.waiting_since = None;
                             // Idle-in-transaction time counts from the answer, not the question.
                             self.touch_client();
@@ -563,6 +609,7 @@ impl Relay {
                 Ok(n) => {
                     client.rbuf.advance(n);
                     self.cfwd -= n;
+                    self.tally.received += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) => return Err(e),
@@ -589,6 +636,7 @@ impl Relay {
                 Ok(n) => {
                     server.conn.rbuf.advance(n);
                     self.sfwd -= n;
+                    self.tally.sent += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) => return Err(e),

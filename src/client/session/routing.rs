@@ -36,7 +36,12 @@ impl Session {
     pub(super) async fn checkout(&mut self) -> Result<(Lease, usize, Leg), SessionError> {
         let mut leg = self.choose_leg()?;
         if let Leg::Replica(host) = leg {
-            match self.attach.pool.checkout(host).await {
+            match self
+                .attach
+                .pool
+                .checkout(host, self.attach.snap.config.pool.query_wait_timeout)
+                .await
+            {
                 Ok(lease) => {
                     self.attach.db.counters.replica.increment(1);
                     return Ok((lease, host, leg));
@@ -61,7 +66,12 @@ impl Session {
             let host = cluster
                 .primary(&self.attach.targets, limit, deadline)
                 .await?;
-            match self.attach.pool.checkout(host).await {
+            match self
+                .attach
+                .pool
+                .checkout(host, self.attach.snap.config.pool.query_wait_timeout)
+                .await
+            {
                 Ok(lease) => {
                     self.attach.db.counters.primary.increment(1);
                     return Ok((lease, host, leg));

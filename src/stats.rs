@@ -1,0 +1,290 @@
+//! Counters and live state behind SHOW POOLS / SERVERS / STATS and the Prometheus metrics.
+//!
+//! Owns: per-host-pool totals (atomics, added once per transaction), the list of a pool's
+//! server connections with their state, and the wall-clock helpers SHOW commands print.
+//! Does not: decide anything. Writers are the client task and the pool; readers are the
+//! admin console and the metrics refresh, which never block a writer.
+
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What one transaction added, counted by the client task and added to its pool at the end.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Transactions (server leases) served.
+    pub(crate) xacts: u64,
+    /// Requests answered (each Query, and each Sync of the extended protocol).
+    pub(crate) queries: u64,
+    /// Bytes received from clients and passed to servers.
+    pub(crate) received: u64,
+    /// Bytes received from servers and passed to clients.
+    pub(crate) sent: u64,
+    /// Time servers were leased, in microseconds.
+    pub(crate) xact_us: u64,
+    /// Time between a request and its answer, in microseconds.
+    pub(crate) query_us: u64,
+    /// Time clients waited for a server, in microseconds.
+    pub(crate) wait_us: u64,
+}
+
+impl Totals {
+    /// The sum of two totals.
+    pub(crate) fn plus(self, o: Totals) -> Totals {
+        Totals {
+            xacts: self.xacts + o.xacts,
+            queries: self.queries + o.queries,
+            received: self.received + o.received,
+            sent: self.sent + o.sent,
+            xact_us: self.xact_us + o.xact_us,
+            query_us: self.query_us + o.query_us,
+            wait_us: self.wait_us + o.wait_us,
+        }
+    }
+
+    /// The seven figures of SHOW STATS_TOTALS, in its column order.
+    pub(crate) fn parts(&self) -> [u64; 7] {
+        [
+            self.xacts,
+            self.queries,
+            self.received,
+            self.sent,
+            self.xact_us,
+            self.query_us,
+            self.wait_us,
+        ]
+    }
+
+    /// What was added between `earlier` and `self` (counters only grow).
+    pub(crate) fn since(self, earlier: Totals) -> Totals {
+        Totals {
+            xacts: self.xacts.saturating_sub(earlier.xacts),
+            queries: self.queries.saturating_sub(earlier.queries),
+            received: self.received.saturating_sub(earlier.received),
+            sent: self.sent.saturating_sub(earlier.sent),
+            xact_us: self.xact_us.saturating_sub(earlier.xact_us),
+            query_us: self.query_us.saturating_sub(earlier.query_us),
+            wait_us: self.wait_us.saturating_sub(earlier.wait_us),
+        }
+    }
+}
+
+/// Running totals of one host pool. Each client adds its transaction in one go.
+#[derive(Debug, Default)]
+pub(crate) struct PoolTotals {
+    xacts: AtomicU64,
+    queries: AtomicU64,
+    received: AtomicU64,
+    sent: AtomicU64,
+    xact_us: AtomicU64,
+    query_us: AtomicU64,
+    wait_us: AtomicU64,
+}
+
+impl PoolTotals {
+    /// Adds one transaction's figures.
+    pub(crate) fn add(&self, t: &Totals) {
+        let add = |a: &AtomicU64, v: u64| {
+            if v > 0 {
+                a.fetch_add(v, Ordering::Relaxed);
+            }
+        };
+        add(&self.xacts, t.xacts);
+        add(&self.queries, t.queries);
+        add(&self.received, t.received);
+        add(&self.sent, t.sent);
+        add(&self.xact_us, t.xact_us);
+        add(&self.query_us, t.query_us);
+        add(&self.wait_us, t.wait_us);
+    }
+
+    /// The totals now.
+    pub(crate) fn load(&self) -> Totals {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Totals {
+            xacts: get(&self.xacts),
+            queries: get(&self.queries),
+            received: get(&self.received),
+            sent: get(&self.sent),
+            xact_us: get(&self.xact_us),
+            query_us: get(&self.query_us),
+            wait_us: get(&self.wait_us),
+        }
+    }
+}
+
+/// What a server connection is doing, as SHOW SERVERS prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ServerState {
+    /// In the pool, free.
+    Idle = 0,
+    /// Leased to a client.
+    Active = 1,
+}
+
+/// One server connection as the admin console sees it; the connection keeps it current.
+#[derive(Debug)]
+pub(crate) struct ServerInfo {
+    /// The backend's process id (`remote_pid`).
+    pub(crate) process_id: i32,
+    /// weir's local address of the connection.
+    pub(crate) local: Option<std::net::SocketAddr>,
+    /// When the login finished.
+    pub(crate) connected: SystemTime,
+    /// `ServerState` as a byte.
+    state: AtomicU8,
+    /// The client holding it (its process id as weir gave it), 0 when none.
+    link: AtomicI32,
+    /// When it was last leased, in microseconds since the Unix epoch.
+    leased_at: AtomicU64,
+    /// Its pool's reconnect generation at login.
+    generation: AtomicU64,
+}
+
+impl ServerInfo {
+    /// A just-logged-in server connection.
+    pub(crate) fn new(process_id: i32, local: Option<std::net::SocketAddr>) -> Self {
+        Self {
+            process_id,
+            local,
+            connected: SystemTime::now(),
+            state: AtomicU8::new(ServerState::Idle as u8),
+            link: AtomicI32::new(0),
+            leased_at: AtomicU64::new(unix_micros(SystemTime::now())),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Records its pool's reconnect generation (once, at login).
+    pub(crate) fn set_generation(&self, generation: u64) {
+        self.generation.store(generation, Ordering::Relaxed);
+    }
+
+    /// Its pool's reconnect generation at login.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// The connection was leased to the client with process id `client`.
+    pub(crate) fn leased(&self, client: i32, at: SystemTime) {
+        self.link.store(client, Ordering::Relaxed);
+        self.leased_at.store(unix_micros(at), Ordering::Relaxed);
+        self.state
+            .store(ServerState::Active as u8, Ordering::Relaxed);
+    }
+
+    /// The connection is back in its pool.
+    pub(crate) fn released(&self) {
+        self.state.store(ServerState::Idle as u8, Ordering::Relaxed);
+        self.link.store(0, Ordering::Relaxed);
+    }
+
+    /// Its state now.
+    pub(crate) fn state(&self) -> ServerState {
+        if self.state.load(Ordering::Relaxed) == ServerState::Active as u8 {
+            ServerState::Active
+        } else {
+            ServerState::Idle
+        }
+    }
+
+    /// The client holding it, if any.
+    pub(crate) fn link(&self) -> Option<i32> {
+        Some(self.link.load(Ordering::Relaxed)).filter(|&l| l != 0)
+    }
+
+    /// When it was last leased.
+    pub(crate) fn leased_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_micros(self.leased_at.load(Ordering::Relaxed))
+    }
+}
+
+/// The server connections of one host pool, for SHOW SERVERS. Entries are weak: a closed
+/// connection drops out at the next listing, so nothing runs when a connection closes.
+#[derive(Debug, Default)]
+pub(crate) struct ServerList {
+    entries: Mutex<Vec<Weak<ServerInfo>>>,
+}
+
+impl ServerList {
+    /// Adds a new connection (once per server login, never on the transaction path).
+    pub(crate) fn add(&self, info: &Arc<ServerInfo>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|w| w.strong_count() > 0);
+        entries.push(Arc::downgrade(info));
+    }
+
+    /// The connections open now.
+    pub(crate) fn live(&self) -> Vec<Arc<ServerInfo>> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|w| w.strong_count() > 0);
+        entries.iter().filter_map(Weak::upgrade).collect()
+    }
+}
+
+/// Microseconds since the Unix epoch (0 for times before it).
+pub(crate) fn unix_micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC`, the way PgBouncer prints times in SHOW CLIENTS and SERVERS.
+pub(crate) fn format_time(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The calendar date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_print_like_pgbouncer() {
+        assert_eq!(format_time(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+        let t = UNIX_EPOCH + Duration::from_secs(1_796_083_200 + 3_723);
+        assert_eq!(format_time(t), "2026-12-01 01:02:03 UTC");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(format_time(leap), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn totals_add_and_subtract() {
+        let p = PoolTotals::default();
+        let one = Totals {
+            xacts: 1,
+            queries: 2,
+            received: 30,
+            sent: 40,
+            xact_us: 5,
+            query_us: 4,
+            wait_us: 1,
+        };
+        p.add(&one);
+        p.add(&one);
+        let two = p.load();
+        assert_eq!(two, one.plus(one));
+        assert_eq!(two.since(one), one);
+    }
+}

@@ -1,0 +1,415 @@
+//! The admin console through real clients: who may use it, what every SHOW returns (column
+//! for column against a real PgBouncer), PAUSE/RESUME, RELOAD, KILL, and both protocols.
+
+mod common;
+
+use std::time::Duration;
+
+use common::admin::{admin_toml, columns, num, row_where, show, ADMIN, ADMIN_PASSWORD};
+use common::pgbouncer::PgBouncer;
+use common::raw::{startup, Raw, PROTOCOL_3_0};
+use common::{fresh_database, pg, simple_value, sqlstate, Proxy, PASSWORD, USER};
+
+/// Every SHOW both weir and PgBouncer 1.18 have.
+const SHARED_SHOWS: &[&str] = &[
+    "SHOW POOLS",
+    "SHOW CLIENTS",
+    "SHOW SERVERS",
+    "SHOW STATS",
+    "SHOW STATS_TOTALS",
+    "SHOW STATS_AVERAGES",
+    "SHOW TOTALS",
+    "SHOW DATABASES",
+    "SHOW USERS",
+    "SHOW CONFIG",
+    "SHOW LISTS",
+    "SHOW VERSION",
+    "SHOW MEM",
+    "SHOW DNS_HOSTS",
+    "SHOW DNS_ZONES",
+];
+
+async fn admin(proxy: &Proxy) -> tokio_postgres::Client {
+    proxy
+        .try_client(ADMIN, ADMIN_PASSWORD, "weir")
+        .await
+        .expect("admin logs in to the console")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_admins_get_in_and_unknown_commands_point_to_show_help() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&admin_toml(&db, "", "")).await;
+    let e = proxy
+        .login_error(USER, PASSWORD, "pgbouncer", "app is not in admin.users")
+        .await;
+    assert_eq!(sqlstate(&e).as_deref(), Some("28000"), "{e}");
+    let e = proxy
+        .login_error(ADMIN, "wrong", "weir", "wrong password")
+        .await;
+    assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e}");
+
+    let console = admin(&proxy).await;
+    let e = console
+        .simple_query("SELECT 1")
+        .await
+        .expect_err("not a command");
+    assert_eq!(sqlstate(&e).as_deref(), Some("42601"));
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.contains("SHOW HELP"), "{message}");
+    // The session goes on after an error, as on PgBouncer.
+    let version = show(&console, "show version;").await;
+    assert!(
+        version[0]["version"]
+            .as_deref()
+            .is_some_and(|v| v.starts_with("weir ")),
+        "{version:?}"
+    );
+    let e = console
+        .simple_query("KILL")
+        .await
+        .expect_err("needs a database");
+    assert_eq!(sqlstate(&e).as_deref(), Some("42601"));
+    let e = console
+        .simple_query("PAUSE nosuchdb")
+        .await
+        .expect_err("no such db");
+    assert_eq!(sqlstate(&e).as_deref(), Some("3D000"));
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_extended_protocol_works_with_binary_results() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&admin_toml(&db, "", "")).await;
+    let app = proxy.client(&db).await;
+    simple_value(&app, "SELECT 1").await;
+    let console = admin(&proxy).await;
+    // tokio-postgres prepares (Parse/Describe/Sync), then binds asking for binary results.
+    let rows = console
+        .query("SHOW POOLS", &[])
+        .await
+        .expect("extended SHOW POOLS");
+    let pool = rows
+        .iter()
+        .find(|r| r.get::<_, String>("database") == db)
+        .expect("the database's pool");
+    assert_eq!(pool.get::<_, String>("user"), USER);
+    assert_eq!(pool.get::<_, i32>("cl_active"), 1);
+    assert_eq!(pool.get::<_, i32>("sv_idle"), 1);
+    assert_eq!(pool.get::<_, String>("pool_mode"), "transaction");
+    let statement = console
+        .prepare("SHOW HOSTS")
+        .await
+        .expect("prepare SHOW HOSTS");
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "database",
+            "host",
+            "role",
+            "healthy",
+            "lag_bytes",
+            "lag_ms",
+            "last_role_change",
+            "last_check",
+            "pools",
+            "sv_active",
+            "sv_idle",
+            "last_error"
+        ]
+    );
+    let hosts = console.query(&statement, &[]).await.expect("SHOW HOSTS");
+    let host = hosts
+        .iter()
+        .find(|r| r.get::<_, String>("database") == db)
+        .expect("the database's host");
+    assert_eq!(host.get::<_, String>("role"), "primary");
+    assert_eq!(host.get::<_, i32>("healthy"), 1);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_pools_sees_waiting_clients_and_the_stats_move() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&admin_toml(&db, "size = 1", "")).await;
+    let console = admin(&proxy).await;
+    let holder = proxy.client(&db).await;
+    holder
+        .batch_execute("BEGIN; SELECT 1")
+        .await
+        .expect("begin");
+    let server_pid = simple_value(&holder, "SELECT pg_backend_pid()").await;
+    let waiter = proxy.client(&db).await;
+    let waiting = tokio::spawn(async move { simple_value(&waiter, "SELECT 2").await });
+
+    let mut seen = None;
+    for _ in 0..50 {
+        let pools = show(&console, "SHOW POOLS").await;
+        let pool = row_where(&pools, "database", &db).clone();
+        if num(&pool, "cl_waiting") >= 1 {
+            seen = Some(pool);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pool = seen.expect("SHOW POOLS shows the waiting client");
+    assert_eq!(num(&pool, "sv_active"), 1, "{pool:?}");
+    assert_eq!(num(&pool, "cl_active"), 1, "{pool:?}");
+
+    let servers = show(&console, "SHOW SERVERS").await;
+    let server = row_where(&servers, "remote_pid", &server_pid);
+    assert_eq!(server["state"].as_deref(), Some("active"));
+    assert_eq!(server["database"].as_deref(), Some(db.as_str()));
+    let clients = show(&console, "SHOW CLIENTS").await;
+    let linked = row_where(&clients, "link", server["ptr"].as_deref().unwrap_or("-"));
+    assert_eq!(linked["user"].as_deref(), Some(USER));
+    assert!(clients
+        .iter()
+        .any(|c| c["state"].as_deref() == Some("waiting")));
+
+    holder.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(waiting.await.expect("waiter"), "2");
+    let stats = show(&console, "SHOW STATS").await;
+    let stats = row_where(&stats, "database", &db);
+    assert_eq!(
+        num(stats, "total_xact_count"),
+        2,
+        "the holder's and the waiter's: {stats:?}"
+    );
+    assert_eq!(num(stats, "total_query_count"), 4, "{stats:?}");
+    assert!(num(stats, "total_received") > 0 && num(stats, "total_sent") > 0);
+    assert!(
+        num(stats, "total_wait_time") > 0,
+        "the waiter waited: {stats:?}"
+    );
+    assert_eq!(
+        num(stats, "total_requests"),
+        num(stats, "total_query_count")
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_waits_for_running_transactions_and_resume_lets_held_ones_go() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&admin_toml(&db, "", "")).await;
+    let console = admin(&proxy).await;
+    let running = proxy.client(&db).await;
+    running
+        .batch_execute("BEGIN; SELECT 1")
+        .await
+        .expect("begin");
+    let pause = format!("PAUSE {db}");
+    let pausing = tokio::spawn(async move {
+        console.simple_query(&pause).await.expect("PAUSE");
+        console
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !pausing.is_finished(),
+        "PAUSE returned while a transaction ran"
+    );
+    running.batch_execute("COMMIT").await.expect("commit");
+    let console = tokio::time::timeout(Duration::from_secs(5), pausing)
+        .await
+        .expect("PAUSE returned once the transaction ended")
+        .expect("pause task");
+
+    let held = proxy.client(&db).await;
+    let mut query = tokio::spawn(async move { simple_value(&held, "SELECT 7").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!query.is_finished(), "a transaction ran while paused");
+    let databases = show(&console, "SHOW DATABASES").await;
+    assert_eq!(num(row_where(&databases, "name", &db), "paused"), 1);
+    console.simple_query("RESUME").await.expect("resume");
+    let got = tokio::time::timeout(Duration::from_secs(5), &mut query)
+        .await
+        .expect("RESUME released the held transaction");
+    assert_eq!(got.expect("query task"), "7");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_grows_the_pool_and_a_broken_file_changes_nothing() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("weir.toml");
+    let small = admin_toml(&db, "size = 1", "");
+    std::fs::write(&path, &small).expect("write config");
+    let proxy = Proxy::start_file(&path).await;
+    let console = admin(&proxy).await;
+
+    // Two clients in transactions: with size 1, the second waits.
+    let a = proxy.client(&db).await;
+    a.batch_execute("BEGIN; SELECT 1").await.expect("a begins");
+    let b = proxy.client(&db).await;
+    let mut b_begins = tokio::spawn(async move {
+        b.batch_execute("BEGIN; SELECT 1").await.expect("b begins");
+        b
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !b_begins.is_finished(),
+        "pool.size = 1 must hold the second client"
+    );
+
+    std::fs::write(&path, small.replace("size = 1", "size = 3")).expect("rewrite");
+    console.simple_query("RELOAD").await.expect("RELOAD");
+    let b = tokio::time::timeout(Duration::from_secs(5), &mut b_begins)
+        .await
+        .expect("the bigger pool served the waiting client")
+        .expect("b task");
+    let config = show(&console, "SHOW CONFIG").await;
+    assert_eq!(
+        row_where(&config, "key", "pool.size")["value"].as_deref(),
+        Some("3")
+    );
+    a.batch_execute("COMMIT").await.expect("a commits");
+    b.batch_execute("COMMIT").await.expect("b commits");
+
+    std::fs::write(&path, small.replace("size = 1", "size = \"lots\"")).expect("break it");
+    let e = console.simple_query("RELOAD").await.expect_err("refused");
+    assert_eq!(sqlstate(&e).as_deref(), Some("F0000"));
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(
+        message.contains("pool.size"),
+        "the reason names the key: {message}"
+    );
+    let config = show(&console, "SHOW CONFIG").await;
+    assert_eq!(
+        row_where(&config, "key", "pool.size")["value"].as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        simple_value(&a, "SELECT 5").await,
+        "5",
+        "clients kept working"
+    );
+
+    // SET goes through the same validation, and PgBouncer's names work.
+    let done = console
+        .simple_query("SET default_pool_size = 4")
+        .await
+        .expect("SET");
+    assert!(done
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(_))));
+    let config = show(&console, "SHOW CONFIG").await;
+    assert_eq!(
+        row_where(&config, "key", "pool.size")["value"].as_deref(),
+        Some("4")
+    );
+    let e = console
+        .simple_query("SET pool.size = 0")
+        .await
+        .expect_err("invalid");
+    assert_eq!(sqlstate(&e).as_deref(), Some("F0000"));
+    let e = console
+        .simple_query("SET listen.addr = '0.0.0.0:1'")
+        .await
+        .expect_err("fixed");
+    assert_eq!(sqlstate(&e).as_deref(), Some("42704"));
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_client_and_kill_db_disconnect_with_57p01() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&admin_toml(&db, "", "")).await;
+    let console = admin(&proxy).await;
+    let (idle, idle_end) = proxy.watched_client(USER, PASSWORD, &db).await;
+    simple_value(&idle, "SELECT 1").await;
+    let clients = show(&console, "SHOW CLIENTS").await;
+    let target = clients
+        .iter()
+        .find(|c| c["database"].as_deref() == Some(db.as_str()))
+        .expect("the client is listed");
+    let ptr = target["ptr"].clone().expect("ptr");
+    console
+        .simple_query(&format!("KILL_CLIENT {ptr}"))
+        .await
+        .expect("KILL_CLIENT");
+    assert_eq!(
+        idle_end
+            .sqlstate_within(Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("57P01")
+    );
+
+    let (busy, busy_end) = proxy.watched_client(USER, PASSWORD, &db).await;
+    busy.batch_execute("BEGIN; CREATE TABLE lost (x int)")
+        .await
+        .expect("begin");
+    console
+        .simple_query(&format!("KILL {db}"))
+        .await
+        .expect("KILL");
+    assert_eq!(
+        busy_end
+            .sqlstate_within(Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("57P01")
+    );
+    // KILL leaves the database paused, as PgBouncer does; RESUME opens it again.
+    console
+        .simple_query(&format!("RESUME {db}"))
+        .await
+        .expect("RESUME");
+    let fresh = proxy.client(&db).await;
+    assert_eq!(
+        simple_value(
+            &fresh,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'lost'"
+        )
+        .await,
+        "0",
+        "the killed transaction was rolled back"
+    );
+    proxy.stop().await;
+}
+
+/// Logs in to PgBouncer's admin console (trust) on a raw connection.
+async fn raw_pgbouncer(port: u16) -> Raw {
+    let mut raw = Raw::connect(port).await;
+    raw.send(&startup(
+        PROTOCOL_3_0,
+        &[("user", ADMIN), ("database", "pgbouncer")],
+    ))
+    .await;
+    let messages = raw.until_ready().await;
+    assert!(messages.iter().all(|m| m.tag != b'E'), "{messages:?}");
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_show_has_pgbouncers_columns_names_order_and_types() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&admin_toml(&db, "", "")).await;
+    let app = proxy.client(&db).await;
+    simple_value(&app, "SELECT 1").await;
+    let bouncer = PgBouncer::start(pg().primary().port, &db, &[ADMIN, USER]);
+    let mut theirs = raw_pgbouncer(bouncer.port).await;
+    let mut ours = Raw::login(proxy.port, ADMIN, ADMIN_PASSWORD, "pgbouncer").await;
+    for sql in SHARED_SHOWS {
+        let expected = columns(&mut theirs, sql).await;
+        let got = columns(&mut ours, sql).await;
+        if *sql == "SHOW STATS" {
+            // One extra column at the end, for Debian's prometheus-pgbouncer-exporter.
+            assert_eq!(got[..expected.len()], expected[..], "{sql}");
+            assert_eq!(got[expected.len()..], [("total_requests".to_owned(), 1700)]);
+        } else {
+            assert_eq!(got, expected, "{sql}");
+        }
+    }
+    proxy.stop().await;
+}
