@@ -33,13 +33,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let result = match (&cli.command, &cli.config) {
         (Some(Command::Demo { listen }), _) => {
             runtime(0).and_then(|rt| rt.block_on(weir::demo::run(listen)))
@@ -60,6 +54,26 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("weir: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr: `WEIR_LOG` filters (default `info`), `WEIR_LOG_FORMAT=json` writes one
+/// JSON object per line instead of the human format.
+fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("WEIR_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().init(),
+        Ok("human") | Err(_) => builder.init(),
+        Ok(other) => {
+            builder.init();
+            tracing::warn!(
+                "WEIR_LOG_FORMAT={other} is not human or json: logging in the human format"
+            );
         }
     }
 }

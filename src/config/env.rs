@@ -20,8 +20,9 @@ use super::error::{ConfigError, EnvProblem};
 const PREFIX: &str = "WEIR_";
 
 /// `WEIR_*` variables that are not configuration keys: they are read elsewhere and skipped
-/// here. `WEIR_LOG` is the log filter (`main.rs`). Any other `WEIR_*` name must be a key.
-pub const NOT_CONFIGURATION: &[&str] = &["WEIR_LOG"];
+/// here. `WEIR_LOG` is the log filter and `WEIR_LOG_FORMAT` the log format (`main.rs`).
+/// Any other `WEIR_*` name must be a key.
+pub const NOT_CONFIGURATION: &[&str] = &["WEIR_LOG", "WEIR_LOG_FORMAT"];
 
 /// The tables written as `[[name]]`: their entries are addressed by position.
 pub(crate) const ARRAY_TABLES: [&str; 2] = ["users", "databases"];
