@@ -83,6 +83,8 @@ pub(crate) struct ClientInfo {
     host: AtomicU32,
     /// Why it is pinned to its server (`server::probe::Pins` bits), 0 when it is not.
     pins: AtomicU8,
+    /// The backend pid of the server it is pinned to, 0 when none.
+    pinned_to: AtomicI32,
     /// An administrator asked for it to be disconnected.
     killed: AtomicBool,
 }
@@ -108,6 +110,7 @@ impl ClientInfo {
             request_at: AtomicU64::new(crate::stats::unix_micros(now)),
             host: AtomicU32::new(0),
             pins: AtomicU8::new(0),
+            pinned_to: AtomicI32::new(0),
             killed: AtomicBool::new(false),
         }
     }
@@ -128,9 +131,11 @@ impl ClientInfo {
             .store(ClientState::Active as u8, Ordering::Relaxed);
     }
 
-    /// The client's transaction ended; `pins` is what keeps it on its server, if anything.
-    pub(crate) fn idle(&self, pins: u8) {
+    /// The client's transaction ended; `pins` is what keeps it on the server whose backend
+    /// pid is `server` (both 0 when nothing does).
+    pub(crate) fn idle(&self, pins: u8, server: i32) {
         self.pins.store(pins, Ordering::Relaxed);
+        self.pinned_to.store(server, Ordering::Relaxed);
         self.state.store(ClientState::Idle as u8, Ordering::Relaxed);
     }
 
@@ -151,6 +156,11 @@ impl ClientInfo {
     /// The host index of the server it holds or last held.
     pub(crate) fn host(&self) -> usize {
         self.host.load(Ordering::Relaxed) as usize
+    }
+
+    /// The backend pid of the server it is pinned to.
+    pub(crate) fn pinned_to(&self) -> Option<i32> {
+        Some(self.pinned_to.load(Ordering::Relaxed)).filter(|&p| p != 0)
     }
 
     /// `server::probe::Pins` bits of what keeps it on its server.

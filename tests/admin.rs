@@ -378,6 +378,33 @@ async fn kill_client_and_kill_db_disconnect_with_57p01() {
     proxy.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_pinned_names_the_client_its_server_and_why() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&admin_toml(&db, "", "")).await;
+    let console = admin(&proxy).await;
+    let listener = proxy.client(&db).await;
+    listener
+        .batch_execute("LISTEN weir_news")
+        .await
+        .expect("LISTEN");
+    let backend = simple_value(&listener, "SELECT pg_backend_pid()").await;
+    let pinned = show(&console, "SHOW PINNED").await;
+    let row = row_where(&pinned, "remote_pid", &backend);
+    assert_eq!(row["pins"].as_deref(), Some("listen"), "{pinned:?}");
+    assert_eq!(row["database"].as_deref(), Some(db.as_str()));
+    listener
+        .batch_execute("UNLISTEN *")
+        .await
+        .expect("UNLISTEN");
+    simple_value(&listener, "SELECT 1").await;
+    assert!(
+        show(&console, "SHOW PINNED").await.is_empty(),
+        "no longer pinned"
+    );
+    proxy.stop().await;
+}
+
 /// Logs in to PgBouncer's admin console (trust) on a raw connection.
 async fn raw_pgbouncer(port: u16) -> Raw {
     let mut raw = Raw::connect(port).await;

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::admin::{row_where, show, ADMIN, ADMIN_PASSWORD};
 use common::routed::{self, on_primary_then_replayed, start_cluster, DB};
 use common::{sqlstate, Proxy, PASSWORD, USER};
 use tokio_postgres::{Client, NoTls};
@@ -101,6 +102,25 @@ async fn a_promoted_replica_takes_the_writes_and_clients_keep_their_connections(
     assert!(
         refused,
         "the returning old primary was not seen and refused"
+    );
+    // SHOW HOSTS tells the operator the same, with the time of the role change.
+    let console = proxy
+        .try_client(ADMIN, ADMIN_PASSWORD, "weir")
+        .await
+        .expect("admin console");
+    let hosts = show(&console, "SHOW HOSTS").await;
+    let promoted = row_where(&hosts, "host", &format!("127.0.0.1:{new}"));
+    assert_eq!(promoted["role"].as_deref(), Some("primary"), "{hosts:?}");
+    assert_eq!(promoted["healthy"].as_deref(), Some("1"), "{hosts:?}");
+    let changed = promoted["last_role_change"]
+        .as_deref()
+        .expect("a role change time");
+    assert!(changed.ends_with(" UTC"), "{changed}");
+    let returned = row_where(&hosts, "host", &format!("127.0.0.1:{old}"));
+    assert_eq!(returned["healthy"].as_deref(), Some("0"), "{hosts:?}");
+    assert!(
+        returned["last_error"].is_some(),
+        "why it is refused: {hosts:?}"
     );
     for v in 4..10 {
         assert_eq!(insert(&writer, v).await.expect("write"), new, "row {v}");

@@ -44,6 +44,7 @@ pub(super) enum Show {
     Version,
     Mem,
     Hosts,
+    Pinned,
     DnsHosts,
     DnsZones,
 }
@@ -173,11 +174,21 @@ const HOSTS: &[Column] = &[
     ("last_error", TEXT),
 ];
 
+/// weir's own: clients kept on their server by session state (transaction mode).
+const PINNED: &[Column] = &[
+    ("ptr", TEXT),
+    ("user", TEXT),
+    ("database", TEXT),
+    ("link", TEXT),
+    ("remote_pid", INT4),
+    ("pins", TEXT),
+];
+
 const DNS_HOSTS: &[Column] = &[("hostname", TEXT), ("ttl", INT8), ("addrs", TEXT)];
 const DNS_ZONES: &[Column] = &[("zonename", TEXT), ("serial", INT8), ("count", INT4)];
 
 /// SHOW HELP's notice: what the console understands.
-pub(super) const HELP: &str = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n\tSHOW HOSTS|LISTS|MEM|DNS_HOSTS|DNS_ZONES\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n\tSET key = arg\n\tRELOAD\n\tPAUSE [<db>]\n\tRESUME [<db>]\n\tDISABLE <db>\n\tENABLE <db>\n\tRECONNECT [<db>]\n\tKILL <db>\n\tKILL_CLIENT <id>\n\tWAIT_CLOSE [<db>]\n\tSHUTDOWN [WAIT_FOR_CLIENTS]";
+pub(super) const HELP: &str = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n\tSHOW HOSTS|PINNED|LISTS|MEM|DNS_HOSTS|DNS_ZONES\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n\tSET key = arg\n\tRELOAD\n\tPAUSE [<db>]\n\tRESUME [<db>]\n\tDISABLE <db>\n\tENABLE <db>\n\tRECONNECT [<db>]\n\tKILL <db>\n\tKILL_CLIENT <id>\n\tWAIT_CLOSE [<db>]\n\tSHUTDOWN [WAIT_FOR_CLIENTS]";
 
 impl Show {
     /// The SHOW named `name` (any case).
@@ -198,6 +209,7 @@ impl Show {
             "VERSION" => Show::Version,
             "MEM" => Show::Mem,
             "HOSTS" => Show::Hosts,
+            "PINNED" => Show::Pinned,
             "DNS_HOSTS" => Show::DnsHosts,
             "DNS_ZONES" => Show::DnsZones,
             _ => return None,
@@ -220,6 +232,7 @@ impl Show {
             Show::Version => VERSION,
             Show::Mem => MEM,
             Show::Hosts => HOSTS,
+            Show::Pinned => PINNED,
             Show::DnsHosts => DNS_HOSTS,
             Show::DnsZones => DNS_ZONES,
         }
@@ -255,6 +268,7 @@ impl Show {
             Show::Version => vec![vec![Some(version())]],
             Show::Mem => mem(),
             Show::Hosts => hosts(shared),
+            Show::Pinned => pinned(shared),
         }
     }
 }
@@ -391,6 +405,26 @@ fn clients(shared: &Shared) -> Rows {
                 text(pid),
                 text(""),
                 text(&info.application_name),
+            ]
+        })
+        .collect()
+}
+
+fn pinned(shared: &Shared) -> Rows {
+    let mut all = shared.cancel.clients();
+    all.retain(|(_, slot)| slot.info.pins() != 0);
+    all.sort_by_key(|(pid, _)| *pid);
+    all.iter()
+        .map(|(pid, slot)| {
+            let info = &slot.info;
+            let server = info.pinned_to().or_else(|| slot.server());
+            vec![
+                text(client_ptr(*pid)),
+                text(&info.user),
+                text(&info.database),
+                text(server.map(server_ptr).unwrap_or_default()),
+                server.map(|s| s.to_string()),
+                text(crate::server::probe::Pins::from_bits(info.pins())),
             ]
         })
         .collect()

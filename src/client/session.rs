@@ -138,8 +138,11 @@ impl Session {
         // Session mode keeps its mode for the whole session, whatever a RELOAD says.
         let mode = self.attach.snap.config.pool.mode;
         loop {
-            let pins = self.pinned.as_ref().map_or(0, |p| p.pins.bits());
-            self.attach.cancel.slot.info.idle(pins);
+            let (pins, server) = self
+                .pinned
+                .as_ref()
+                .map_or((0, 0), |p| (p.pins.bits(), p.lease.process_id));
+            self.attach.cancel.slot.info.idle(pins, server);
             match self.wait_for_request().await? {
                 Next::Leave => return Ok(()),
                 Next::Request => {}

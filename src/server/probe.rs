@@ -58,6 +58,11 @@ impl Pins {
         self.0
     }
 
+    /// The kinds from `bits()`.
+    pub(crate) fn from_bits(bits: u8) -> Self {
+        Self(bits)
+    }
+
     /// Whether nothing pins the client.
     pub(crate) fn is_empty(self) -> bool {
         self.0 == 0

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use weir::pgcluster::{ClusterOptions, PgCluster};
 
+use super::admin::{ADMIN, ADMIN_PASSWORD};
 use super::{Proxy, PASSWORD, USER};
 
 /// The database routed tests use, owned by `USER`.
@@ -50,9 +51,14 @@ size = 4
 health_check_interval = "100ms"
 [routing]
 {routing}
+[admin]
+users = ["{ADMIN}"]
 [[users]]
 name = "{USER}"
 password = "{PASSWORD}"
+[[users]]
+name = "{ADMIN}"
+password = "{ADMIN_PASSWORD}"
 [[databases]]
 name = "{DB}"
 hosts = ["127.0.0.1:{primary}", "127.0.0.1:{replica}"]
