@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::auth::{AuthConfigError, ServerPassword, UserEntry, UserTable};
 use crate::cancel::CancelRegistry;
+use crate::client::Reason;
 use crate::cluster::DbCluster;
 use crate::config::{Config, ConfigError, DatabaseConfig};
 use crate::control::DbControl;
@@ -49,15 +50,37 @@ pub(crate) struct RouteCounters {
     pub(crate) replica: metrics::Counter,
     /// Requests sqlparser could not parse (sent to the primary).
     pub(crate) unparsed: metrics::Counter,
+    /// Decisions by reason (`Reason::index`), to the primary and to a replica.
+    decisions: [Vec<metrics::Counter>; 2],
 }
 
 impl RouteCounters {
     fn new(database: &str) -> Self {
         let routed = |role: &'static str| metrics::counter!(names::ROUTED_TOTAL, "database" => database.to_owned(), "role" => role);
+        let decided = |target: &'static str| {
+            Reason::ALL
+                .iter()
+                .map(|r| metrics::counter!(names::ROUTING_DECISIONS_TOTAL, "database" => database.to_owned(), "target" => target, "reason" => r.as_str()))
+                .collect()
+        };
         Self {
             primary: routed("primary"),
             replica: routed("replica"),
             unparsed: metrics::counter!(names::ROUTER_UNPARSED_TOTAL, "database" => database.to_owned()),
+            decisions: [decided("primary"), decided("replica")],
+        }
+    }
+
+    /// Counts one transaction given to the primary or a replica, and why.
+    pub(crate) fn routed(&self, replica: bool, why: Reason) {
+        let (role, target) = if replica {
+            (&self.replica, 1)
+        } else {
+            (&self.primary, 0)
+        };
+        role.increment(1);
+        if let Some(c) = self.decisions.get(target).and_then(|d| d.get(why.index())) {
+            c.increment(1);
         }
     }
 }

@@ -16,6 +16,11 @@ pub(crate) mod names {
     pub(crate) const CLIENT_PINS_TOTAL: &str = "weir_client_pins_total";
     /// Transactions (server leases) by `database` and `role` (`primary` / `replica`).
     pub(crate) const ROUTED_TOTAL: &str = "weir_routed_transactions_total";
+    /// Transactions by `database`, `target` (primary / replica) and `reason`
+    /// (`client::route::Reason`).
+    pub(crate) const ROUTING_DECISIONS_TOTAL: &str = "weir_routing_decisions_total";
+    /// Statement classifications answered from the router's cache (`result` = hit / miss).
+    pub(crate) const ROUTER_CACHE_TOTAL: &str = "weir_router_cache_lookups_total";
     /// Requests the router could not parse, sent to the primary, by `database`.
     pub(crate) const ROUTER_UNPARSED_TOTAL: &str = "weir_router_unparsed_total";
     /// Primary changes seen by the health checks, by `database`.
@@ -105,6 +110,14 @@ fn describe() {
     describe_counter!(
         names::ROUTED_TOTAL,
         "Transactions given a server, by database and role (primary or replica)"
+    );
+    describe_counter!(
+        names::ROUTING_DECISIONS_TOTAL,
+        "Transactions by target (primary or replica) and the reason for it"
+    );
+    describe_counter!(
+        names::ROUTER_CACHE_TOTAL,
+        "Statement classifications looked up in the router's cache, by result (hit or miss)"
     );
     describe_counter!(
         names::ROUTER_UNPARSED_TOTAL,

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::routed::{self, start_cluster, DB};
+use common::scrape::{metrics_addr, scrape, value, METRICS};
 use common::{sqlstate, Proxy, PASSWORD, USER};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 use weir::pgcluster::PgCluster;
@@ -84,7 +85,8 @@ async fn reads_run_on_the_replica_and_everything_else_on_the_primary() {
     let cluster = shared();
     let primary = cluster.primary().port;
     let replica = cluster.replicas()[0].port;
-    let proxy = routed_proxy(cluster, "").await;
+    let toml = format!("{}{METRICS}", routed::toml(cluster, ""));
+    let proxy = routed::start_proxy(&toml).await;
     let c = connect(&proxy, None).await;
 
     let on_replica = [
@@ -124,6 +126,51 @@ async fn reads_run_on_the_replica_and_everything_else_on_the_primary() {
         primary,
         "extended protocol lock"
     );
+
+    // The decisions are counted by target and reason (other tests of this binary route in
+    // the same database, so the counts are lower bounds), and the classification cache
+    // reports its hits once a batch of lookups has gathered.
+    // Once the health checks see the writes replayed, the client reads from the replica.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while port_of(&c, "SELECT current_setting('port')").await != replica {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reads never went back to the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..300 {
+        port_of(&c, "SELECT current_setting('port')").await;
+    }
+    c.batch_execute("SET weir.route = primary")
+        .await
+        .expect("SET weir.route");
+    assert_eq!(port_of(&c, "SELECT current_setting('port')").await, primary);
+    c.batch_execute("RESET weir.route")
+        .await
+        .expect("RESET weir.route");
+    let metrics = scrape(metrics_addr(&proxy)).await;
+    let decided = |target: &str, reason: &str| {
+        value(
+            &metrics,
+            "weir_routing_decisions_total",
+            &[("database", DB), ("target", target), ("reason", reason)],
+        )
+    };
+    let reads = decided("replica", "read");
+    assert!(
+        reads >= 200.0,
+        "reads (the first few after the writes may wait for replay on the primary): {reads}, {}",
+        decided("primary", "no_replica")
+    );
+    assert!(decided("primary", "write") >= 6.0);
+    assert!(decided("primary", "forced") >= 1.0, "weir.route = primary");
+    let hits = value(
+        &metrics,
+        "weir_router_cache_lookups_total",
+        &[("database", DB), ("result", "hit")],
+    );
+    assert!(hits >= 200.0, "{hits}");
     proxy.stop().await;
 }
 

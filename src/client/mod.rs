@@ -27,6 +27,7 @@ use crate::pool::DbUserPool;
 use crate::protocol::{ErrorSeverity, MessageBuilder, StartupPacket, TxStatus};
 use crate::server::ServerTarget;
 pub(crate) use error::{Deadline, SessionError};
+pub(crate) use route::Reason;
 use startup::StartupRequest;
 
 /// How long a cancel request may take to reach its server.

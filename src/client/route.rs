@@ -97,6 +97,56 @@ pub(crate) enum Reader {
     Replica(usize),
 }
 
+/// Why a request went where it went, for `weir_routing_decisions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// The database does not split (`primary_only`, or a single host).
+    NotSplit,
+    /// Session mode: one server serves the whole session.
+    Session,
+    /// The request writes, or could not be shown to only read.
+    Write,
+    /// A hint or `weir.route = primary` asked for the primary.
+    Forced,
+    /// A read, given a replica (or the primary, with `primary_reads = "always"`).
+    Read,
+    /// A read no replica could serve (down, lagging, behind the client's writes).
+    NoReplica,
+    /// The replica chosen turned out unreachable at checkout.
+    ReplicaDown,
+}
+
+impl Reason {
+    /// Every reason, in the order of `index`.
+    pub(crate) const ALL: [Reason; 7] = [
+        Reason::NotSplit,
+        Reason::Session,
+        Reason::Write,
+        Reason::Forced,
+        Reason::Read,
+        Reason::NoReplica,
+        Reason::ReplicaDown,
+    ];
+
+    /// The metric label.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotSplit => "not_split",
+            Reason::Session => "session",
+            Reason::Write => "write",
+            Reason::Forced => "forced",
+            Reason::Read => "read",
+            Reason::NoReplica => "no_replica",
+            Reason::ReplicaDown => "replica_down",
+        }
+    }
+
+    /// Its position in `ALL`.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A read found no replica, and `primary_reads = "never"` keeps it off the primary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NoReader;
@@ -104,33 +154,39 @@ pub(crate) struct NoReader;
 /// Where a request goes: a pure function of the configured `policy`, the client's
 /// `weir.route`, whether the request only reads (`reads_only`, asked only when that
 /// matters: parsing is the expensive part), and the reader the cluster offers (`reader`,
-/// asked only for reads; it applies lag limits and read-your-writes).
+/// asked only for reads; it applies lag limits and read-your-writes). Says why, too.
 pub(crate) fn decide(
     policy: Policy,
     route: RouteOverride,
     reads_only: impl FnOnce() -> bool,
     reader: impl FnOnce() -> Option<Reader>,
-) -> Result<Leg, NoReader> {
+) -> Result<(Leg, Reason), NoReader> {
     if !policy.splits {
-        return Ok(Leg::Write);
+        return Ok((Leg::Write, Reason::NotSplit));
     }
     // A session-mode server serves the whole session: only an explicit
     // `weir.route = replica` sends it to a replica.
     if policy.session_mode && route != RouteOverride::Replica {
-        return Ok(Leg::Write);
+        return Ok((Leg::Write, Reason::Session));
     }
     let reads = route == RouteOverride::Replica || reads_only();
     match (route, reads) {
         (RouteOverride::Replica, _) | (RouteOverride::Auto, true) => {}
-        (RouteOverride::Auto | RouteOverride::Primary, false) => return Ok(Leg::Write),
+        (RouteOverride::Auto, false) => return Ok((Leg::Write, Reason::Write)),
+        (RouteOverride::Primary, false) => return Ok((Leg::Write, Reason::Forced)),
         // Its reads are not writes: they leave read-your-writes as it was.
-        (RouteOverride::Primary, true) => return Ok(Leg::PrimaryRead),
+        (RouteOverride::Primary, true) => return Ok((Leg::PrimaryRead, Reason::Forced)),
     }
+    let why = if route == RouteOverride::Replica {
+        Reason::Forced
+    } else {
+        Reason::Read
+    };
     match reader() {
-        Some(Reader::Replica(host)) => Ok(Leg::Replica(host)),
-        Some(Reader::Primary) => Ok(Leg::PrimaryRead),
+        Some(Reader::Replica(host)) => Ok((Leg::Replica(host), why)),
+        Some(Reader::Primary) => Ok((Leg::PrimaryRead, why)),
         None if policy.primary_reads == PrimaryReads::Never => Err(NoReader),
-        None => Ok(Leg::PrimaryRead),
+        None => Ok((Leg::PrimaryRead, Reason::NoReplica)),
     }
 }
 
@@ -247,8 +303,25 @@ pub(crate) fn classify_request(
                 cache.classify(text, functions)
             }
         };
-        walk(buf, statements, &mut classify)
+        let verdict = walk(buf, statements, &mut classify);
+        report_cache(cache, database);
+        verdict
     })
+}
+
+/// Lookups a cache counts before they go to the shared metrics counters: the hot path
+/// touches only this thread's cache, and the shared counters once per batch.
+const CACHE_REPORT_BATCH: u64 = 256;
+
+/// Moves `cache`'s hit and miss counts to the metrics once a batch has gathered.
+fn report_cache(cache: &mut ClassCache, database: &str) {
+    if let Some((hits, misses)) = cache.take_counts(CACHE_REPORT_BATCH) {
+        let name = crate::metrics::names::ROUTER_CACHE_TOTAL;
+        metrics::counter!(name, "database" => database.to_owned(), "result" => "hit")
+            .increment(hits);
+        metrics::counter!(name, "database" => database.to_owned(), "result" => "miss")
+            .increment(misses);
+    }
 }
 
 /// The walk of [`classify_request`], with the classifier given.
@@ -403,6 +476,16 @@ fn is_plain_begin(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `decide`'s leg alone, for the table.
+    fn decide_leg(
+        policy: Policy,
+        route: RouteOverride,
+        reads_only: impl FnOnce() -> bool,
+        reader: impl FnOnce() -> Option<Reader>,
+    ) -> Result<Leg, NoReader> {
+        decide(policy, route, reads_only, reader).map(|(leg, _)| leg)
+    }
     use bytes::BufMut;
 
     fn msg(buf: &mut Vec<u8>, tag: u8, body: &[u8]) {
@@ -650,17 +733,44 @@ mod tests {
             ),
         ];
         for (i, (policy, route, reads, offered, want)) in cases.into_iter().enumerate() {
-            let got = decide(policy, route, || reads, || offered);
+            let got = decide_leg(policy, route, || reads, || offered);
             assert_eq!(got, want, "case {i}");
         }
         // What cannot change the answer is not computed.
-        assert_eq!(decide(single, Auto, unasked, replica), Ok(Leg::Write));
-        assert_eq!(decide(session, Auto, unasked, replica), Ok(Leg::Write));
+        assert_eq!(decide_leg(single, Auto, unasked, replica), Ok(Leg::Write));
+        assert_eq!(decide_leg(session, Auto, unasked, replica), Ok(Leg::Write));
         assert_eq!(
-            decide(routed, Replica, unasked, replica),
+            decide_leg(routed, Replica, unasked, replica),
             Ok(Leg::Replica(1))
         );
-        assert_eq!(decide(routed, Auto, || false, none), Ok(Leg::Write));
+        assert_eq!(decide_leg(routed, Auto, || false, none), Ok(Leg::Write));
+    }
+
+    #[test]
+    fn decisions_say_why() {
+        use RouteOverride::{Auto, Primary, Replica};
+        let routed = Policy {
+            splits: true,
+            session_mode: false,
+            primary_reads: PrimaryReads::Fallback,
+        };
+        let single = Policy {
+            splits: false,
+            ..routed
+        };
+        let why = |p, r, reads, offered: Option<Reader>| {
+            decide(p, r, || reads, || offered).map(|(_, why)| why)
+        };
+        let replica = Some(Reader::Replica(1));
+        assert_eq!(why(single, Auto, true, replica), Ok(Reason::NotSplit));
+        assert_eq!(why(routed, Auto, false, replica), Ok(Reason::Write));
+        assert_eq!(why(routed, Auto, true, replica), Ok(Reason::Read));
+        assert_eq!(why(routed, Auto, true, None), Ok(Reason::NoReplica));
+        assert_eq!(why(routed, Primary, true, replica), Ok(Reason::Forced));
+        assert_eq!(why(routed, Replica, false, replica), Ok(Reason::Forced));
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
     }
 
     #[test]

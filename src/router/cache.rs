@@ -35,6 +35,10 @@ pub struct ClassCache {
     max_text: usize,
     /// The list the held classes were computed with; another list empties the cache.
     functions: WriteFunctions,
+    /// Lookups answered from the cache since the last `take_counts`.
+    hits: u64,
+    /// Lookups that had to parse since the last `take_counts`.
+    misses: u64,
 }
 
 impl Default for ClassCache {
@@ -54,7 +58,21 @@ impl ClassCache {
             per_generation: entries / 2,
             max_text,
             functions: WriteFunctions::builtin(),
+            hits: 0,
+            misses: 0,
         }
+    }
+
+    /// Hits and misses since they were last taken, once there are at least `batch` of
+    /// them (then they start again from zero), for the owner to report.
+    pub fn take_counts(&mut self, batch: u64) -> Option<(u64, u64)> {
+        if self.hits + self.misses < batch {
+            return None;
+        }
+        Some((
+            std::mem::take(&mut self.hits),
+            std::mem::take(&mut self.misses),
+        ))
     }
 
     /// The class of `text` under `functions`: from the cache, or by [`classify`] (and
@@ -68,12 +86,15 @@ impl ClassCache {
         }
         let key = key(text);
         if let Some(class) = self.young.get(key.as_ref()) {
+            self.hits += 1;
             return *class;
         }
         if let Some((key, class)) = self.old.remove_entry(key.as_ref()) {
+            self.hits += 1;
             self.hold(key, class);
             return class;
         }
+        self.misses += 1;
         let class = classify(text, functions);
         if text.len() <= self.max_text {
             self.hold(key.into(), class);

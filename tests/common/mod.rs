@@ -9,6 +9,7 @@ pub mod pgbouncer;
 pub mod process;
 pub mod raw;
 pub mod routed;
+pub mod scrape;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;

@@ -13,7 +13,7 @@ use crate::protocol::ErrorFields;
 use crate::protocol::{ErrorSeverity, FrontendScanner, FrontendTag, MessageBuilder, TxStatus};
 use crate::server::BackendError;
 
-use super::super::route::{self, Leg, NoReader, Policy, Reader, RouteCommand};
+use super::super::route::{self, Leg, NoReader, Policy, Reader, Reason, RouteCommand};
 use super::super::SessionError;
 use super::{Session, PROBE_TIMEOUT};
 
@@ -34,16 +34,12 @@ impl Session {
     /// Leases a server for the request waiting in the client's buffer: a replica when the
     /// request only reads and one qualifies, else the primary. Returns it with its host.
     pub(super) async fn checkout(&mut self) -> Result<(Lease, usize, Leg), SessionError> {
-        let mut leg = self.choose_leg()?;
+        let (mut leg, mut why) = self.choose_leg()?;
+        let wait = self.attach.snap.config.pool.query_wait_timeout;
         if let Leg::Replica(host) = leg {
-            match self
-                .attach
-                .pool
-                .checkout(host, self.attach.snap.config.pool.query_wait_timeout)
-                .await
-            {
+            match self.attach.pool.checkout(host, wait).await {
                 Ok(lease) => {
-                    self.attach.db.counters.replica.increment(1);
+                    self.attach.db.counters.routed(true, why);
                     return Ok((lease, host, leg));
                 }
                 Err(e @ PoolError::Connect { .. }) => {
@@ -54,6 +50,7 @@ impl Session {
                         return Err(SessionError::NoReplica(self.attach.db.config.name.clone()));
                     }
                     leg = Leg::PrimaryRead;
+                    why = Reason::ReplicaDown;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -66,14 +63,9 @@ impl Session {
             let host = cluster
                 .primary(&self.attach.targets, limit, deadline)
                 .await?;
-            match self
-                .attach
-                .pool
-                .checkout(host, self.attach.snap.config.pool.query_wait_timeout)
-                .await
-            {
+            match self.attach.pool.checkout(host, wait).await {
                 Ok(lease) => {
-                    self.attach.db.counters.primary.increment(1);
+                    self.attach.db.counters.routed(false, why);
                     return Ok((lease, host, leg));
                 }
                 // The primary is unreachable (it died since its last check) or says it
@@ -103,8 +95,8 @@ impl Session {
         self.splits() && self.attach.snap.config.routing.read_your_writes
     }
 
-    /// Where the request waiting in the client's buffer goes (see `route::decide`).
-    fn choose_leg(&mut self) -> Result<Leg, SessionError> {
+    /// Where the request waiting in the client's buffer goes, and why (see `route::decide`).
+    fn choose_leg(&mut self) -> Result<(Leg, Reason), SessionError> {
         let config = &self.attach.snap.config;
         let policy = Policy {
             splits: self.splits(),
