@@ -564,9 +564,18 @@ fn deep_or_huge_input_is_refused_not_a_crash() {
 fn the_cache_counts_hits_and_misses_in_batches() {
     let mut cache = ClassCache::default();
     let functions = WriteFunctions::builtin();
-    cache.classify("SELECT 1", &functions);
-    cache.classify("SELECT 2", &functions);
-    cache.classify("SELECT * FROM t", &functions);
+    assert_eq!(
+        cache.classify("SELECT 1", &functions).route(),
+        Route::Replica
+    );
+    assert_eq!(
+        cache.classify("SELECT 2", &functions).route(),
+        Route::Replica
+    );
+    assert_eq!(
+        cache.classify("SELECT * FROM t", &functions).route(),
+        Route::Replica
+    );
     assert_eq!(cache.take_counts(4), None, "not a batch yet");
     assert_eq!(cache.take_counts(3), Some((1, 2)));
     assert_eq!(cache.take_counts(1), None, "taken counts start again");
