@@ -675,6 +675,10 @@ async fn janitor(shared: Arc<Shared>) {
         tokio::select! {
             _ = tick.tick() => {
                 shared.history.sample(&shared.pools.all());
+                if let Some(handle) = crate::metrics::handle_if_installed() {
+                    // Histogram samples wait in buffers until upkeep folds them in.
+                    handle.run_upkeep();
+                }
                 let snap = shared.snapshot();
                 for pool in shared.pools.all() {
                     match snap.databases.get(&pool.database) {

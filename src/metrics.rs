@@ -76,7 +76,6 @@ const BUCKETS: &[f64] = &[
 /// The process's Prometheus recorder, installed on first use (`None` if another recorder
 /// was installed first, e.g. by an embedding program).
 pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let builder = match PrometheusBuilder::new().set_buckets(BUCKETS) {
@@ -99,6 +98,14 @@ pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
         })
         .as_ref()
 }
+
+/// The recorder's handle if `handle` installed it already (never installs one).
+pub(crate) fn handle_if_installed() -> Option<&'static PrometheusHandle> {
+    HANDLE.get().and_then(Option::as_ref)
+}
+
+/// The recorder installed by `handle`, once per process.
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};

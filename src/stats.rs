@@ -69,46 +69,61 @@ impl Totals {
     }
 }
 
-/// Running totals of one host pool. Each client adds its transaction in one go.
+/// Shards of `PoolTotals`: worker threads add to different cache lines, so the clients of
+/// one busy pool do not bounce one line between cores on every transaction.
+const SHARDS: usize = 8;
+
+/// Running totals of one host pool. Each client adds its transaction in one go, to the
+/// shard of its worker thread; readers sum the shards.
 #[derive(Debug, Default)]
 pub(crate) struct PoolTotals {
-    xacts: AtomicU64,
-    queries: AtomicU64,
-    received: AtomicU64,
-    sent: AtomicU64,
-    xact_us: AtomicU64,
-    query_us: AtomicU64,
-    wait_us: AtomicU64,
+    shards: [Shard; SHARDS],
+}
+
+/// One shard: the seven figures of `Totals`, on a cache line of their own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard([AtomicU64; 7]);
+
+thread_local! {
+    /// This thread's shard, chosen once per thread.
+    static SHARD: usize = {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+    };
 }
 
 impl PoolTotals {
     /// Adds one transaction's figures.
     pub(crate) fn add(&self, t: &Totals) {
-        let add = |a: &AtomicU64, v: u64| {
-            if v > 0 {
-                a.fetch_add(v, Ordering::Relaxed);
-            }
+        let shard = SHARD.with(|s| *s);
+        let Some(Shard(cells)) = self.shards.get(shard) else {
+            return;
         };
-        add(&self.xacts, t.xacts);
-        add(&self.queries, t.queries);
-        add(&self.received, t.received);
-        add(&self.sent, t.sent);
-        add(&self.xact_us, t.xact_us);
-        add(&self.query_us, t.query_us);
-        add(&self.wait_us, t.wait_us);
+        for (cell, v) in cells.iter().zip(t.parts()) {
+            if v > 0 {
+                cell.fetch_add(v, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The totals now.
     pub(crate) fn load(&self) -> Totals {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut sum = [0u64; 7];
+        for Shard(cells) in &self.shards {
+            for (s, cell) in sum.iter_mut().zip(cells) {
+                *s += cell.load(Ordering::Relaxed);
+            }
+        }
+        let [xacts, queries, received, sent, xact_us, query_us, wait_us] = sum;
         Totals {
-            xacts: get(&self.xacts),
-            queries: get(&self.queries),
-            received: get(&self.received),
-            sent: get(&self.sent),
-            xact_us: get(&self.xact_us),
-            query_us: get(&self.query_us),
-            wait_us: get(&self.wait_us),
+            xacts,
+            queries,
+            received,
+            sent,
+            xact_us,
+            query_us,
+            wait_us,
         }
     }
 }
@@ -166,10 +181,10 @@ impl ServerInfo {
         self.generation.load(Ordering::Relaxed)
     }
 
-    /// The connection was leased to the client with process id `client`.
-    pub(crate) fn leased(&self, client: i32, at: SystemTime) {
+    /// The connection was leased to the client with process id `client` at `at`.
+    pub(crate) fn leased(&self, client: i32, at: std::time::Instant) {
         self.link.store(client, Ordering::Relaxed);
-        self.leased_at.store(unix_micros(at), Ordering::Relaxed);
+        self.leased_at.store(wall_micros(at), Ordering::Relaxed);
         self.state
             .store(ServerState::Active as u8, Ordering::Relaxed);
     }
@@ -225,8 +240,25 @@ impl ServerList {
 
 /// Microseconds since the Unix epoch (0 for times before it).
 pub(crate) fn unix_micros(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    t.duration_since(UNIX_EPOCH).map_or(0, micros)
+}
+
+/// A duration in whole microseconds (saturating).
+pub(crate) fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The wall-clock time of a monotonic instant, in microseconds since the Unix epoch. The
+/// transaction path reads only the monotonic clock; this turns its readings into the times
+/// SHOW commands print, from one pair of readings taken at the first call.
+pub(crate) fn wall_micros(at: std::time::Instant) -> u64 {
+    static ORIGIN: std::sync::OnceLock<(std::time::Instant, u64)> = std::sync::OnceLock::new();
+    let (instant, wall) =
+        *ORIGIN.get_or_init(|| (std::time::Instant::now(), unix_micros(SystemTime::now())));
+    match at.checked_duration_since(instant) {
+        Some(after) => wall.saturating_add(micros(after)),
+        None => wall.saturating_sub(micros(instant.duration_since(at))),
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC`, the way PgBouncer prints times in SHOW CLIENTS and SERVERS.

@@ -77,7 +77,7 @@ pub(crate) fn refresh_gauges(shared: &Shared) {
                     gauge!(names::POOL_CLIENTS, &with_state(state)).set(on(v));
                 }
                 for (state, v) in [
-                    ("active", c.active.saturating_sub(c.login)),
+                    ("active", c.active),
                     ("idle", c.idle),
                     ("used", 0),
                     ("tested", 0),

@@ -317,7 +317,7 @@ fn pools(shared: &Shared) -> Rows {
             let (mut active, mut idle, mut login) = (0, 0, 0);
             for hp in &pool.hosts {
                 let n = hp.counts();
-                active += n.active.saturating_sub(n.login);
+                active += n.active;
                 idle += n.idle;
                 login += n.login;
             }
@@ -633,7 +633,7 @@ fn hosts(shared: &Shared) -> Rows {
                 if let Some(hp) = p.hosts.get(i) {
                     let c = hp.counts();
                     n += 1;
-                    active += c.active.saturating_sub(c.login);
+                    active += c.active;
                     idle += c.idle;
                 }
             }

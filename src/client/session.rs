@@ -2,7 +2,7 @@
 //! give the server back. One task per client owns all of this; nothing here is shared.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Buf;
 use tokio::sync::watch;
@@ -17,6 +17,7 @@ use crate::protocol::{
 };
 use crate::server::probe::Pins;
 use crate::server::{BackendError, ParamSet, ServerTarget};
+use crate::stats::micros;
 
 use super::prepared::ClientStatements;
 use super::relay::{Outcome, Relay, RelayConfig, Signals};
@@ -169,9 +170,8 @@ impl Session {
                 stall: pool_cfg.query_wait_timeout,
                 one_request: false,
             };
-            let requested = SystemTime::now();
             let asked = std::time::Instant::now();
-            self.attach.cancel.slot.info.waiting(requested);
+            self.attach.cancel.slot.info.waiting(asked);
             let (mut lease, host, leg, pins) = match self.pinned.take() {
                 Some(p) => (p.lease, p.host, p.leg.pinned(), p.pins),
                 None => match self.checkout().await {
@@ -186,7 +186,7 @@ impl Session {
             };
             let leased = std::time::Instant::now();
             self.attach.cancel.slot.info.active(host);
-            lease.info.leased(self.attach.cancel.process_id, requested);
+            lease.info.leased(self.attach.cancel.process_id, asked);
             tracing::trace!(?leg, host, "transaction routed");
             let config = RelayConfig {
                 // In session mode a replica serves the whole session: nothing to hold.
@@ -583,11 +583,6 @@ impl Session {
         self.client.flush().await?;
         Ok(())
     }
-}
-
-/// A duration in whole microseconds.
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// How an error names the session state lost with a server.

@@ -18,7 +18,7 @@ use deadpool::managed::{
 use crate::config::PoolSettings;
 use crate::metrics::names;
 use crate::server::{BackendError, ParamSet, ServerConn, ServerTarget};
-use crate::stats::{PoolTotals, ServerInfo, ServerList, Totals};
+use crate::stats::{micros, PoolTotals, ServerInfo, ServerList, Totals};
 pub(crate) use lease::Lease;
 
 /// Why a client could not get a server connection.
@@ -82,11 +82,10 @@ impl HostLive {
 
     /// Takes the connection limits from `settings`.
     fn apply(&self, settings: &PoolSettings) {
-        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.connect_timeout_us
-            .store(us(settings.server_connect_timeout), Ordering::Relaxed);
+            .store(micros(settings.server_connect_timeout), Ordering::Relaxed);
         self.lifetime_us
-            .store(us(settings.server_lifetime), Ordering::Relaxed);
+            .store(micros(settings.server_lifetime), Ordering::Relaxed);
     }
 
     fn connect_timeout(&self) -> Duration {

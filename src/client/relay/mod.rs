@@ -325,9 +325,7 @@ impl Relay {
             let deadline = self.stall_deadline(client).or_else(|| self.deadline());
             let read_client = !self.terminate && client.rbuf.len() < HIGH_WATER;
             let read_server = server.conn.rbuf.len() < HIGH_WATER || self.sfwd == 0;
-            // Always listened to: KILL ends a client mid-transaction (PAUSE-free shutdown
-            // waits for transaction mode's natural end instead).
-            let listen_wake = !self.leave_when_idle;
+            let listen_wake = !self.config.release_when_idle && !self.leave_when_idle;
             tokio::select! {
                 biased;
                 r = write_ready(&server.conn), if to_server_blocked => {
@@ -363,13 +361,13 @@ impl Relay {
                     _ => return Err(SessionError::Timeout(Deadline::IdleInTransaction, self.config.idle_in_transaction)),
                 },
                 _ = signals.wake.notified(), if listen_wake => {
-                    if signals.client.killed() {
-                        return Err(SessionError::Killed);
-                    }
-                    if *signals.shutdown.borrow() && !self.config.release_when_idle {
+                    if *signals.shutdown.borrow() {
                         self.leave_when_idle = true;
                     }
                 }
+                // KILL ends a client mid-transaction: its server is closed, so the
+                // transaction rolls back.
+                _ = signals.client.kill_signal() => return Err(SessionError::Killed),
                 r = read_ready(client), if read_client => {
                     if r.is_err() { return Ok(Outcome::ClientGone); }
                     self.touch_client();
@@ -475,8 +473,7 @@ impl Relay {
                         self.tally.answered += 1;
                         if self.pending == 0 {
                             if let Some(since) = self.tally.busy_since.take() {
-                                let us = since.elapsed().as_micros();
-                                self.tally.busy_us += u64::try_from(us).unwrap_or(u64::MAX);
+                                self.tally.busy_us += crate::stats::micros(since.elapsed());
                             }
                             self.waiting_since = None;
                             // Idle-in-transaction time counts from the answer, not the question.
