@@ -21,7 +21,7 @@ use crate::cluster::DbCluster;
 use crate::config::{Config, ConfigError, DatabaseConfig};
 use crate::control::DbControl;
 use crate::metrics::names;
-use crate::pool::PoolRegistry;
+use crate::pool::{DbUserPool, PoolRegistry, Want};
 use crate::router::WriteFunctions;
 use crate::server::ServerTarget;
 
@@ -95,6 +95,8 @@ pub(crate) struct Snapshot {
     pub(crate) users: Arc<UserTable>,
     /// Databases by client-facing name.
     pub(crate) databases: HashMap<String, Arc<Database>>,
+    /// 0 for the configuration weir started with, then one more per RELOAD or SET.
+    pub(crate) generation: u64,
 }
 
 impl Snapshot {
@@ -152,7 +154,24 @@ impl Snapshot {
             config,
             users,
             databases,
+            generation: previous.map_or(0, |p| p.generation + 1),
         })
+    }
+
+    /// The pool of (`db`, `user`) for a client of this snapshot.
+    pub(crate) fn pool(
+        &self,
+        pools: &PoolRegistry,
+        db: &DatabaseConfig,
+        user: &UserEntry,
+    ) -> Arc<DbUserPool> {
+        let targets = self.targets(db, user);
+        let want = Want {
+            generation: self.generation,
+            targets: &targets,
+            settings: &self.config.pool,
+        };
+        pools.pool_for(&db.name, &user.name, &want)
     }
 
     /// Logins for the hosts of `db` as `user`, in configuration order.
@@ -259,17 +278,21 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Sender<bool>,
     /// `true` once weir stopped taking new clients (SHUTDOWN WAIT_FOR_CLIENTS, or shutdown).
     pub(crate) closing: watch::Sender<bool>,
-    /// Bumped by every snapshot swap: a client compares it before each transaction and
-    /// picks up the new snapshot when it moved.
+    /// `true` once every client is gone: the metrics listener (which answers 503 while
+    /// weir shuts down) stops then.
+    pub(crate) stopped: watch::Sender<bool>,
+    /// The generation of the snapshot in force (`Snapshot::generation`), set after each
+    /// swap: a client compares it with its own snapshot's before each transaction.
     generation: AtomicU64,
     /// The file the configuration came from, for RELOAD and SIGHUP.
     source: Option<PathBuf>,
-    /// Serialises reconfiguration (RELOAD, SIGHUP, SET).
-    reconfigure: Mutex<()>,
+    /// Serialises reconfiguration (RELOAD, SIGHUP, SET), from loading the file to storing
+    /// the SET values.
+    reconfigure: tokio::sync::Mutex<()>,
     /// Values given with SET since the last RELOAD, applied over the file.
     settings: Mutex<Vec<(String, String)>>,
     /// Totals per database, sampled by the janitor, for SHOW STATS_AVERAGES.
-    pub(crate) history: crate::admin::StatsHistory,
+    pub(crate) history: crate::stats::StatsHistory,
 }
 
 /// Why a RELOAD or SET was refused; the configuration in force stays.
@@ -286,6 +309,9 @@ pub(crate) enum ReloadError {
     /// The new user list is unusable.
     #[error("the configuration was not reloaded: {0}")]
     Users(#[from] AuthConfigError),
+    /// The task loading or applying it failed (a bug: it panicked).
+    #[error("the configuration was not reloaded: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl Shared {
@@ -305,8 +331,9 @@ impl Shared {
     /// RELOAD / SIGHUP: reads the configuration file again and applies it. A file that
     /// does not load or validate changes nothing.
     /// Values given with SET are dropped: the file is the configuration again.
-    pub(crate) async fn reload(&self) -> Result<Vec<String>, ReloadError> {
-        let ignored = self.apply(self.load(Vec::new()).await?)?;
+    pub(crate) async fn reload(self: &Arc<Self>) -> Result<Vec<String>, ReloadError> {
+        let _one_at_a_time = self.reconfigure.lock().await;
+        let ignored = self.apply(self.load(Vec::new()).await?).await?;
         self.settings
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -316,7 +343,12 @@ impl Shared {
 
     /// SET: the file with `key = value` (and earlier SETs) over it, validated and applied
     /// like a RELOAD.
-    pub(crate) async fn set(&self, key: &str, value: &str) -> Result<Vec<String>, ReloadError> {
+    pub(crate) async fn set(
+        self: &Arc<Self>,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<String>, ReloadError> {
+        let _one_at_a_time = self.reconfigure.lock().await;
         let mut settings = self
             .settings
             .lock()
@@ -324,7 +356,7 @@ impl Shared {
             .clone();
         settings.retain(|(k, _)| k != key);
         settings.push((key.to_owned(), value.to_owned()));
-        let ignored = self.apply(self.load(settings.clone()).await?)?;
+        let ignored = self.apply(self.load(settings.clone()).await?).await?;
         *self.settings.lock().unwrap_or_else(PoisonError::into_inner) = settings;
         Ok(ignored)
     }
@@ -336,24 +368,20 @@ impl Shared {
             crate::config::load_with_settings(&path, &settings)
         })
         .await;
-        match loaded {
-            Ok(result) => Ok(result?),
-            Err(e) => {
-                tracing::error!("configuration loading task failed: {e}");
-                Err(ReloadError::NoFile)
-            }
-        }
+        Ok(loaded??)
     }
 
     /// Swaps in a new configuration without dropping a client: pools are resized in
     /// place, pools whose hosts or logins changed are replaced (their clients move at
     /// their next transaction), clients of a removed database or user are told at theirs.
-    /// Returns what could not change without a restart.
-    pub(crate) fn apply(&self, config: Config) -> Result<Vec<String>, ReloadError> {
-        let _one_at_a_time = self
-            .reconfigure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    /// Returns what could not change without a restart. Runs off the async workers: a
+    /// changed user list derives SCRAM keys. The caller holds `reconfigure`.
+    async fn apply(self: &Arc<Self>, config: Config) -> Result<Vec<String>, ReloadError> {
+        let shared = self.clone();
+        tokio::task::spawn_blocking(move || shared.apply_now(config)).await?
+    }
+
+    fn apply_now(&self, config: Config) -> Result<Vec<String>, ReloadError> {
         let old = self.snapshot();
         let mut ignored = Vec::new();
         if config.listen.addr != old.config.listen.addr {
@@ -367,6 +395,13 @@ impl Shared {
         }
         let snap = Arc::new(Snapshot::build(config, Some(&old))?);
         snap.watch_hosts(Some(&old));
+        // The snapshot first, then its generation: a client that sees the new generation
+        // finds the new snapshot.
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = snap.clone();
+        self.generation.store(snap.generation, Ordering::Release);
         for pool in self.pools.all() {
             let db = snap.databases.get(&pool.database);
             let user = snap.users.get(&pool.user);
@@ -375,7 +410,7 @@ impl Shared {
                 continue;
             };
             if snap.targets(&db.config, &user) == pool.targets() {
-                pool.apply(&snap.config.pool);
+                pool.adopt(snap.generation, &snap.config.pool);
             } else {
                 self.pools.remove(&pool.database, &pool.user);
             }
@@ -389,11 +424,6 @@ impl Shared {
                 db.cluster.retire();
             }
         }
-        *self
-            .snapshot
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = snap;
-        self.generation.fetch_add(1, Ordering::AcqRel);
         for key in &ignored {
             tracing::warn!("{key} changed: it takes effect at the next restart");
         }
@@ -491,9 +521,10 @@ impl Weir {
             clients: AtomicUsize::new(0),
             shutdown: watch::channel(false).0,
             closing: watch::channel(false).0,
+            stopped: watch::channel(false).0,
             generation: AtomicU64::new(0),
             source,
-            reconfigure: Mutex::new(()),
+            reconfigure: tokio::sync::Mutex::new(()),
             settings: Mutex::new(Vec::new()),
             history: Default::default(),
         });
@@ -646,6 +677,7 @@ async fn listen_loop(socket: TcpListener, shared: Arc<Shared>) {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
+    let _ = shared.stopped.send(true);
 }
 
 fn spawn_client(tasks: &mut JoinSet<()>, stream: TcpStream, shared: &Arc<Shared>) {
@@ -674,7 +706,7 @@ async fn janitor(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                shared.history.sample(&shared.pools.all());
+                shared.history.sample(shared.pools.totals_by_database());
                 if let Some(handle) = crate::metrics::handle_if_installed() {
                     // Histogram samples wait in buffers until upkeep folds them in.
                     handle.run_upkeep();

@@ -57,6 +57,15 @@ pub(crate) enum ClientState {
     Waiting = 1,
     /// Running a transaction on a server.
     Active = 2,
+    /// Held by PAUSE before asking for a server (PgBouncer counts these as `cl_waiting`).
+    Held = 3,
+}
+
+impl ClientState {
+    /// Whether the client waits: for a server, or for RESUME.
+    pub(crate) fn waits(self) -> bool {
+        matches!(self, ClientState::Waiting | ClientState::Held)
+    }
 }
 
 /// One logged-in client as the admin console sees it. Only its own task writes the
@@ -146,12 +155,20 @@ impl ClientInfo {
         KillSignal(self)
     }
 
-    /// The client sent a request at `at` and waits for a server.
+    /// The client sent a request at `at` and waits for a server. Sequentially consistent
+    /// with the PAUSE switch: the client stores this, then reads the switch; PAUSE sets the
+    /// switch, then reads the states. So either the client sees the pause, or PAUSE sees
+    /// the client and waits for its transaction.
     pub(crate) fn waiting(&self, at: std::time::Instant) {
         self.request_at
             .store(crate::stats::wall_micros(at), Ordering::Relaxed);
         self.state
-            .store(ClientState::Waiting as u8, Ordering::Relaxed);
+            .store(ClientState::Waiting as u8, Ordering::SeqCst);
+    }
+
+    /// The client's request is held by PAUSE.
+    pub(crate) fn held(&self) {
+        self.state.store(ClientState::Held as u8, Ordering::SeqCst);
     }
 
     /// The client got a server of host `host`.
@@ -172,9 +189,10 @@ impl ClientInfo {
 
     /// What it is doing now.
     pub(crate) fn state(&self) -> ClientState {
-        match self.state.load(Ordering::Relaxed) {
+        match self.state.load(Ordering::SeqCst) {
             1 => ClientState::Waiting,
             2 => ClientState::Active,
+            3 => ClientState::Held,
             _ => ClientState::Idle,
         }
     }
@@ -308,6 +326,18 @@ impl CancelRegistry {
                 slot.wake.notify_one();
             }
         }
+    }
+
+    /// How many logged-in clients `pred` holds for, counted under the shard locks without
+    /// copying the registry (PAUSE polls this).
+    pub(crate) fn count(&self, pred: impl Fn(&ClientInfo) -> bool) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                shard.values().filter(|slot| pred(&slot.info)).count()
+            })
+            .sum()
     }
 
     /// Every logged-in client with its process id, in no particular order.

@@ -44,9 +44,10 @@ impl DbControl {
         self.gate.send_replace(false);
     }
 
-    /// Whether new transactions are held.
+    /// Whether new transactions are held. Sequentially consistent: see
+    /// `ClientInfo::waiting` for the other half.
     pub(crate) fn is_paused(&self) -> bool {
-        self.paused.load(Ordering::Relaxed)
+        self.paused.load(Ordering::SeqCst)
     }
 
     /// Refuses (`true`) or admits (`false`) new logins.

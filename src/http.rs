@@ -21,13 +21,14 @@ const MAX_HEAD: usize = 8 * 1024;
 /// A scraper that has not sent its request (or read the answer) by then is dropped.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Binds `addr` and serves it until shutdown. Returns the bound address.
+/// Binds `addr` and serves it until weir has stopped (through a shutdown it answers
+/// `/health` with 503). Returns the bound address.
 pub(crate) async fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, "metrics at /metrics, health at /health");
     tokio::spawn(async move {
-        let mut shutdown = shared.shutdown.subscribe();
+        let mut stopped = shared.stopped.subscribe();
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -42,7 +43,7 @@ pub(crate) async fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<S
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
-                _ = shutdown.changed() => return,
+                _ = stopped.changed() => return,
             }
         }
     });

@@ -5,9 +5,13 @@
 //! Does not: decide anything. Writers are the client task and the pool; readers are the
 //! admin console and the metrics refresh, which never block a writer.
 
+mod history;
+
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub(crate) use history::{Rates, StatsHistory};
 
 /// What one transaction added, counted by the client task and added to its pool at the end.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -440,3 +440,59 @@ async fn every_show_has_pgbouncers_columns_names_order_and_types() {
     }
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_moves_clients_to_a_new_pool_and_drops_a_removed_database() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("weir.toml");
+    let config = admin_toml(&db, "", "");
+    std::fs::write(&path, &config).expect("write config");
+    let proxy = Proxy::start_file(&path).await;
+    let console = admin(&proxy).await;
+    let (client, end) = proxy.watched_client(USER, PASSWORD, &db).await;
+    for i in 0..3 {
+        simple_value(&client, &format!("SELECT {i}")).await;
+    }
+    let before = num(
+        row_where(&show(&console, "SHOW STATS").await, "database", &db),
+        "total_xact_count",
+    );
+
+    // Same server, spelled differently: a new pool. The idle client moves to it.
+    let port = pg().primary().port;
+    let moved = config.replace(&format!("127.0.0.1:{port}"), &format!("localhost:{port}"));
+    assert_ne!(moved, config);
+    std::fs::write(&path, &moved).expect("rewrite");
+    console.simple_query("RELOAD").await.expect("RELOAD");
+    assert_eq!(simple_value(&client, "SELECT 42").await, "42");
+    let servers = show(&console, "SHOW SERVERS").await;
+    assert!(
+        servers
+            .iter()
+            .all(|s| s["addr"].as_deref() == Some("localhost")),
+        "the old pool's free connections were closed: {servers:?}"
+    );
+    let after = num(
+        row_where(&show(&console, "SHOW STATS").await, "database", &db),
+        "total_xact_count",
+    );
+    assert_eq!(after, before + 1, "the totals carried over to the new pool");
+
+    // The database goes away: its client hears it at its next transaction.
+    let other = fresh_database();
+    std::fs::write(
+        &path,
+        moved.replace(&format!("name = \"{db}\""), &format!("name = \"{other}\"")),
+    )
+    .expect("rewrite");
+    console.simple_query("RELOAD").await.expect("RELOAD");
+    let e = client
+        .simple_query("SELECT 1")
+        .await
+        .expect_err("database removed");
+    assert_eq!(sqlstate(&e).as_deref(), Some("57P01"), "{e}");
+    // The FATAL came as the answer to that query; then weir closed the connection.
+    end.sqlstate_within(Duration::from_secs(5)).await;
+    proxy.stop().await;
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::{Database, Shared};
-use crate::cancel::ClientState;
+use crate::cancel::{ClientInfo, ClientState};
 use crate::error::SqlState;
 
 use super::AdminError;
@@ -31,18 +31,32 @@ pub(super) fn targets(shared: &Shared, db: Option<&str>) -> Result<Vec<Arc<Datab
     }
 }
 
-/// Clients of `database` that are in a transaction or waiting for a server.
+/// Clients of `database` in a transaction or waiting for a server (not those PAUSE holds).
 fn busy_clients(shared: &Shared, database: &str) -> usize {
-    shared
-        .cancel
-        .clients()
-        .iter()
-        .filter(|(_, s)| s.info.database == database && s.info.state() != ClientState::Idle)
-        .count()
+    shared.cancel.count(|c| {
+        c.database == database && matches!(c.state(), ClientState::Waiting | ClientState::Active)
+    })
+}
+
+/// Sleeps one poll interval; fails when the console must stop waiting (shutdown, or an
+/// administrator killed this console session).
+async fn poll(shared: &Shared, me: &ClientInfo, what: &str) -> Result<(), AdminError> {
+    if *shared.shutdown.borrow() || me.killed() {
+        return Err(AdminError::new(
+            SqlState::ADMIN_SHUTDOWN,
+            format!("{what} cancelled: the console session is ending"),
+        ));
+    }
+    tokio::time::sleep(POLL).await;
+    Ok(())
 }
 
 /// PAUSE: new transactions wait; returns once the running ones have finished.
-pub(super) async fn pause(shared: &Shared, db: Option<&str>) -> Result<(), AdminError> {
+pub(super) async fn pause(
+    shared: &Shared,
+    me: &ClientInfo,
+    db: Option<&str>,
+) -> Result<(), AdminError> {
     let dbs = targets(shared, db)?;
     for d in &dbs {
         d.control.pause();
@@ -52,7 +66,7 @@ pub(super) async fn pause(shared: &Shared, db: Option<&str>) -> Result<(), Admin
         "PAUSE: holding new transactions"
     );
     while dbs.iter().any(|d| busy_clients(shared, &d.config.name) > 0) {
-        tokio::time::sleep(POLL).await;
+        poll(shared, me, "PAUSE").await?;
     }
     Ok(())
 }
@@ -140,7 +154,11 @@ pub(super) fn set_disabled(shared: &Shared, db: &str, disabled: bool) -> Result<
 }
 
 /// WAIT_CLOSE: returns once no server connection retired by RECONNECT (or KILL) is open.
-pub(super) async fn wait_close(shared: &Shared, db: Option<&str>) -> Result<(), AdminError> {
+pub(super) async fn wait_close(
+    shared: &Shared,
+    me: &ClientInfo,
+    db: Option<&str>,
+) -> Result<(), AdminError> {
     let names: Vec<String> = targets(shared, db)?
         .iter()
         .map(|d| d.config.name.clone())
@@ -156,7 +174,7 @@ pub(super) async fn wait_close(shared: &Shared, db: Option<&str>) -> Result<(), 
         if left == 0 {
             return Ok(());
         }
-        tokio::time::sleep(POLL).await;
+        poll(shared, me, "WAIT_CLOSE").await?;
     }
 }
 
@@ -175,7 +193,7 @@ pub(super) fn shutdown(shared: &Shared, wait_for_clients: bool) {
 }
 
 /// RELOAD: the file again. Returns the keys that changed but need a restart.
-pub(super) async fn reload(shared: &Shared) -> Result<Vec<String>, AdminError> {
+pub(super) async fn reload(shared: &Arc<Shared>) -> Result<Vec<String>, AdminError> {
     shared.reload().await.map_err(|e| {
         tracing::error!("RELOAD refused: {e}");
         AdminError::new(SqlState::CONFIG_FILE_ERROR, e.to_string())
@@ -183,7 +201,7 @@ pub(super) async fn reload(shared: &Shared) -> Result<Vec<String>, AdminError> {
 }
 
 /// SET key = value: applied like a RELOAD with the value over the file's.
-pub(super) async fn set(shared: &Shared, key: &str, value: &str) -> Result<(), AdminError> {
+pub(super) async fn set(shared: &Arc<Shared>, key: &str, value: &str) -> Result<(), AdminError> {
     let path = super::settings::settable(key)
         .map_err(|m| AdminError::new(SqlState::UNDEFINED_OBJECT, m))?;
     shared

@@ -36,7 +36,7 @@ pub(crate) fn refresh_gauges(shared: &Shared) {
             .entry((info.database.clone(), info.user.clone(), info.host()))
             .or_default();
         match info.state() {
-            ClientState::Waiting => s.waiting += 1,
+            ClientState::Waiting | ClientState::Held => s.waiting += 1,
             ClientState::Active => s.active += 1,
             ClientState::Idle if info.pins() != 0 => s.pinned += 1,
             ClientState::Idle => s.idle += 1,

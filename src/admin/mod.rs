@@ -7,9 +7,9 @@
 //! session's prepared statements and portals.
 
 mod actions;
+mod columns;
 mod command;
 mod gauges;
-mod history;
 mod settings;
 mod show;
 
@@ -19,13 +19,12 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use crate::app::Shared;
-use crate::cancel::CancelHandle;
+use crate::cancel::{CancelHandle, ClientInfo};
 use crate::client::SessionError;
 use crate::error::SqlState;
 use crate::net::Conn;
-use crate::protocol::{ErrorSeverity, MessageBuilder, Request, TxStatus};
+use crate::protocol::{ErrorSeverity, MessageBuilder, Request, Target, TxStatus};
 pub(crate) use gauges::{health, refresh_gauges};
-pub(crate) use history::StatsHistory;
 pub(crate) use show::{resident_bytes, version};
 
 use command::{Command, ParseError};
@@ -33,8 +32,14 @@ use show::{Column, Show};
 
 /// Largest message the console reads (commands are short).
 const MAX_MESSAGE: usize = 64 * 1024;
-/// Most prepared statements or portals one console session keeps.
-const MAX_NAMED: usize = 256;
+/// Most prepared statements or portals one console session keeps (their texts are at
+/// most `MAX_MESSAGE` each, so a session holds at most a few MiB of them).
+const MAX_NAMED: usize = 32;
+/// Answers are written out once this much is buffered, so a query repeating `SHOW
+/// CLIENTS` cannot make weir buffer without bound.
+const FLUSH_AT: usize = 256 * 1024;
+/// A console client must take its answers within this.
+const WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// An admin command failed: SQLSTATE and message for the ErrorResponse.
 #[derive(Debug)]
@@ -134,7 +139,7 @@ pub(crate) async fn serve(
         let frame = match crate::protocol::decode(&mut conn.rbuf, MAX_MESSAGE)? {
             Some(frame) => frame,
             None => {
-                conn.flush().await?;
+                write_out(conn, 1).await?;
                 tokio::select! {
                     n = conn.read_some() => {
                         if n? == 0 {
@@ -151,27 +156,44 @@ pub(crate) async fn serve(
         match request {
             Request::Terminate => return Ok(()),
             Request::Query(text) => {
-                simple_query(conn, shared, text).await;
+                simple_query(conn, shared, &me.slot.info, text).await?;
                 MessageBuilder::ready_for_query(&mut conn.wbuf, TxStatus::Idle);
             }
             Request::Sync => {
                 ext.failed = false;
                 MessageBuilder::ready_for_query(&mut conn.wbuf, TxStatus::Idle);
             }
-            Request::Flush => conn.flush().await?,
+            Request::Flush => write_out(conn, 1).await?,
             _ if ext.failed => {}
             other => {
-                if let Err(e) = extended(conn, shared, &mut ext, other).await {
+                if let Err(e) = extended(conn, shared, &me.slot.info, &mut ext, other).await {
                     write_error(&mut conn.wbuf, &e);
                     ext.failed = true;
                 }
             }
         }
+        write_out(conn, FLUSH_AT).await?;
+    }
+}
+
+/// Writes the buffered answers once at least `at` bytes wait, within `WRITE_LIMIT`.
+async fn write_out(conn: &mut Conn, at: usize) -> Result<(), SessionError> {
+    if conn.wbuf.len() < at.max(1) {
+        return Ok(());
+    }
+    match tokio::time::timeout(WRITE_LIMIT, conn.flush()).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
     }
 }
 
 /// A simple Query: each `;`-separated command answered in turn; an error ends the rest.
-async fn simple_query(conn: &mut Conn, shared: &Arc<Shared>, text: &str) {
+async fn simple_query(
+    conn: &mut Conn,
+    shared: &Arc<Shared>,
+    me: &ClientInfo,
+    text: &str,
+) -> Result<(), SessionError> {
     let commands: Vec<&str> = text
         .split(';')
         .map(str::trim)
@@ -179,11 +201,11 @@ async fn simple_query(conn: &mut Conn, shared: &Arc<Shared>, text: &str) {
         .collect();
     if commands.is_empty() {
         MessageBuilder::empty_query(&mut conn.wbuf);
-        return;
+        return Ok(());
     }
     for text in commands {
         let result = match Command::parse(text) {
-            Ok(command) => run(shared, command)
+            Ok(command) => run(shared, me, command)
                 .await
                 .map(|out| (command_columns(text), out)),
             Err(e) => Err(AdminError::from_parse(e, text)),
@@ -197,10 +219,12 @@ async fn simple_query(conn: &mut Conn, shared: &Arc<Shared>, text: &str) {
             }
             Err(e) => {
                 write_error(&mut conn.wbuf, &e);
-                return;
+                return Ok(());
             }
         }
+        write_out(conn, FLUSH_AT).await?;
     }
+    Ok(())
 }
 
 /// The columns a command's result has (empty for commands without rows).
@@ -215,6 +239,7 @@ fn command_columns(text: &str) -> &'static [Column] {
 async fn extended(
     conn: &mut Conn,
     shared: &Arc<Shared>,
+    me: &ClientInfo,
     ext: &mut Extended,
     request: Request<'_>,
 ) -> Result<(), AdminError> {
@@ -247,7 +272,7 @@ async fn extended(
             MessageBuilder::bind_complete(buf);
         }
         Request::Describe(kind, name) => {
-            let (text, binary): (&str, &[bool]) = if kind == b'S' {
+            let (text, binary): (&str, &[bool]) = if kind == Target::Statement {
                 let text = ext
                     .statements
                     .get(name)
@@ -277,11 +302,11 @@ async fn extended(
                 return Ok(());
             }
             let command = Command::parse(&text).map_err(|e| AdminError::from_parse(e, &text))?;
-            let out = run(shared, command).await?;
+            let out = run(shared, me, command).await?;
             write_result(&mut conn.wbuf, command_columns(&text), &binary, out);
         }
         Request::Close(kind, name) => {
-            if kind == b'S' {
+            if kind == Target::Statement {
                 ext.statements.remove(name);
             } else {
                 ext.portals.remove(name);
@@ -332,11 +357,15 @@ fn write_error(buf: &mut BytesMut, e: &AdminError) {
     MessageBuilder::error(buf, ErrorSeverity::Error, e.code.code(), &e.message);
 }
 
-/// Runs one command.
-async fn run(shared: &Arc<Shared>, command: Command) -> Result<Outcome, AdminError> {
+/// Runs one command for the console client `me`.
+async fn run(
+    shared: &Arc<Shared>,
+    me: &ClientInfo,
+    command: Command,
+) -> Result<Outcome, AdminError> {
     Ok(match command {
         Command::Show(Show::Help) => Outcome {
-            notices: vec![("Console usage".to_owned(), show::HELP.to_owned())],
+            notices: vec![("Console usage".to_owned(), columns::HELP.to_owned())],
             ..Outcome::tag("SHOW")
         },
         Command::Show(show) => Outcome {
@@ -344,7 +373,7 @@ async fn run(shared: &Arc<Shared>, command: Command) -> Result<Outcome, AdminErr
             ..Outcome::tag("SHOW")
         },
         Command::Pause(db) => {
-            actions::pause(shared, db.as_deref()).await?;
+            actions::pause(shared, me, db.as_deref()).await?;
             Outcome::tag("PAUSE")
         }
         Command::Resume(db) => {
@@ -387,7 +416,7 @@ async fn run(shared: &Arc<Shared>, command: Command) -> Result<Outcome, AdminErr
             Outcome::tag("ENABLE")
         }
         Command::WaitClose(db) => {
-            actions::wait_close(shared, db.as_deref()).await?;
+            actions::wait_close(shared, me, db.as_deref()).await?;
             Outcome::tag("WAIT_CLOSE")
         }
         Command::Shutdown { wait_for_clients } => {

@@ -8,10 +8,9 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use crate::app::Shared;
-use crate::cancel::ClientState;
-use crate::stats::{format_time, Totals};
+use crate::stats::{format_time, Rates, Totals};
 
-use super::history::Rates;
+use super::columns::*;
 use super::settings;
 
 /// PostgreSQL type OIDs used in the console's columns.
@@ -29,166 +28,43 @@ pub(super) type Rows = Vec<Vec<Option<String>>>;
 /// Which SHOW.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Show {
+    /// The commands, as a notice.
     Help,
+    /// Per (database, user): clients and servers by state.
     Pools,
+    /// Per logged-in client.
     Clients,
+    /// Per server connection.
     Servers,
+    /// Per database: totals and averages.
     Stats,
+    /// Per database: totals.
     StatsTotals,
+    /// Per database: averages over the last 15 s.
     StatsAverages,
+    /// All databases' totals and averages, one figure per row.
     Totals,
+    /// Per configured database.
     Databases,
+    /// Per configured user.
     Users,
+    /// Per configuration key.
     Config,
+    /// PgBouncer's list sizes.
     Lists,
+    /// weir's version.
     Version,
+    /// weir's memory.
     Mem,
+    /// weir's own: per (database, host).
     Hosts,
+    /// weir's own: clients pinned to a server.
     Pinned,
+    /// Always empty: the OS resolves names.
     DnsHosts,
+    /// Always empty: the OS resolves names.
     DnsZones,
 }
-
-const POOLS: &[Column] = &[
-    ("database", TEXT),
-    ("user", TEXT),
-    ("cl_active", INT4),
-    ("cl_waiting", INT4),
-    ("cl_active_cancel_req", INT4),
-    ("cl_waiting_cancel_req", INT4),
-    ("sv_active", INT4),
-    ("sv_active_cancel", INT4),
-    ("sv_being_canceled", INT4),
-    ("sv_idle", INT4),
-    ("sv_used", INT4),
-    ("sv_tested", INT4),
-    ("sv_login", INT4),
-    ("maxwait", INT4),
-    ("maxwait_us", INT4),
-    ("pool_mode", TEXT),
-];
-
-/// SHOW CLIENTS and SHOW SERVERS share these.
-const CONNECTIONS: &[Column] = &[
-    ("type", TEXT),
-    ("user", TEXT),
-    ("database", TEXT),
-    ("state", TEXT),
-    ("addr", TEXT),
-    ("port", INT4),
-    ("local_addr", TEXT),
-    ("local_port", INT4),
-    ("connect_time", TEXT),
-    ("request_time", TEXT),
-    ("wait", INT4),
-    ("wait_us", INT4),
-    ("close_needed", INT4),
-    ("ptr", TEXT),
-    ("link", TEXT),
-    ("remote_pid", INT4),
-    ("tls", TEXT),
-    ("application_name", TEXT),
-];
-
-/// PgBouncer 1.18's SHOW STATS, plus `total_requests` (= `total_query_count`), the
-/// pre-1.8 column Debian's prometheus-pgbouncer-exporter 1.7 still reads.
-const STATS: &[Column] = &[
-    ("database", TEXT),
-    ("total_xact_count", NUMERIC),
-    ("total_query_count", NUMERIC),
-    ("total_received", NUMERIC),
-    ("total_sent", NUMERIC),
-    ("total_xact_time", NUMERIC),
-    ("total_query_time", NUMERIC),
-    ("total_wait_time", NUMERIC),
-    ("avg_xact_count", NUMERIC),
-    ("avg_query_count", NUMERIC),
-    ("avg_recv", NUMERIC),
-    ("avg_sent", NUMERIC),
-    ("avg_xact_time", NUMERIC),
-    ("avg_query_time", NUMERIC),
-    ("avg_wait_time", NUMERIC),
-    ("total_requests", NUMERIC),
-];
-
-/// SHOW STATS_TOTALS and SHOW STATS_AVERAGES share these.
-const STATS_PARTS: &[Column] = &[
-    ("database", TEXT),
-    ("xact_count", NUMERIC),
-    ("query_count", NUMERIC),
-    ("bytes_received", NUMERIC),
-    ("bytes_sent", NUMERIC),
-    ("xact_time", NUMERIC),
-    ("query_time", NUMERIC),
-    ("wait_time", NUMERIC),
-];
-
-const TOTALS: &[Column] = &[("name", TEXT), ("value", NUMERIC)];
-
-const DATABASES: &[Column] = &[
-    ("name", TEXT),
-    ("host", TEXT),
-    ("port", INT4),
-    ("database", TEXT),
-    ("force_user", TEXT),
-    ("pool_size", INT4),
-    ("min_pool_size", INT4),
-    ("reserve_pool", INT4),
-    ("pool_mode", TEXT),
-    ("max_connections", INT4),
-    ("current_connections", INT4),
-    ("paused", INT4),
-    ("disabled", INT4),
-];
-
-const USERS: &[Column] = &[("name", TEXT), ("pool_mode", TEXT)];
-const CONFIG: &[Column] = &[
-    ("key", TEXT),
-    ("value", TEXT),
-    ("default", TEXT),
-    ("changeable", TEXT),
-];
-const LISTS: &[Column] = &[("list", TEXT), ("items", INT4)];
-const VERSION: &[Column] = &[("version", TEXT)];
-const MEM: &[Column] = &[
-    ("name", TEXT),
-    ("size", INT4),
-    ("used", INT4),
-    ("free", INT4),
-    ("memtotal", INT4),
-];
-
-/// weir's own: one row per (database, host).
-const HOSTS: &[Column] = &[
-    ("database", TEXT),
-    ("host", TEXT),
-    ("role", TEXT),
-    ("healthy", INT4),
-    ("lag_bytes", INT8),
-    ("lag_ms", INT8),
-    ("last_role_change", TEXT),
-    ("last_check", TEXT),
-    ("pools", INT4),
-    ("sv_active", INT4),
-    ("sv_idle", INT4),
-    ("last_error", TEXT),
-];
-
-/// weir's own: clients kept on their server by session state (transaction mode).
-const PINNED: &[Column] = &[
-    ("ptr", TEXT),
-    ("user", TEXT),
-    ("database", TEXT),
-    ("link", TEXT),
-    ("remote_pid", INT4),
-    ("pins", TEXT),
-];
-
-const DNS_HOSTS: &[Column] = &[("hostname", TEXT), ("ttl", INT8), ("addrs", TEXT)];
-const DNS_ZONES: &[Column] = &[("zonename", TEXT), ("serial", INT8), ("count", INT4)];
-
-/// SHOW HELP's notice: what the console understands.
-pub(super) const HELP: &str = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n\tSHOW HOSTS|PINNED|LISTS|MEM|DNS_HOSTS|DNS_ZONES\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n\tSET key = arg\n\tRELOAD\n\tPAUSE [<db>]\n\tRESUME [<db>]\n\tDISABLE <db>\n\tENABLE <db>\n\tRECONNECT [<db>]\n\tKILL <db>\n\tKILL_CLIENT <id>\n\tWAIT_CLOSE [<db>]\n\tSHUTDOWN [WAIT_FOR_CLIENTS]";
 
 impl Show {
     /// The SHOW named `name` (any case).
@@ -298,7 +174,7 @@ fn pools(shared: &Shared) -> Rows {
         let c = clients
             .entry((info.database.clone(), info.user.clone()))
             .or_default();
-        if info.state() == ClientState::Waiting {
+        if info.state().waits() {
             c.waiting += 1;
             let since = info.request_at();
             c.oldest_wait = Some(c.oldest_wait.map_or(since, |o| o.min(since)));
@@ -375,9 +251,10 @@ fn clients(shared: &Shared) -> Rows {
         .map(|(pid, slot)| {
             let info = &slot.info;
             let state = info.state();
-            let waited = match state {
-                ClientState::Waiting => now.duration_since(info.request_at()).unwrap_or_default(),
-                _ => std::time::Duration::ZERO,
+            let waited = if state.waits() {
+                now.duration_since(info.request_at()).unwrap_or_default()
+            } else {
+                std::time::Duration::ZERO
             };
             let link = slot.server().map(server_ptr).unwrap_or_default();
             let [addr, port] = addr_port(info.addr);
@@ -386,11 +263,7 @@ fn clients(shared: &Shared) -> Rows {
                 text("C"),
                 text(&info.user),
                 text(&info.database),
-                text(if state == ClientState::Waiting {
-                    "waiting"
-                } else {
-                    "active"
-                }),
+                text(if state.waits() { "waiting" } else { "active" }),
                 addr,
                 port,
                 laddr,
@@ -468,16 +341,12 @@ fn servers(shared: &Shared) -> Rows {
 /// Totals and rates per database, in configuration order.
 fn per_database(shared: &Shared) -> Vec<(String, Totals, Rates)> {
     let snap = shared.snapshot();
-    let pools = shared.pools.all();
+    let mut totals = shared.pools.totals_by_database();
     snap.config
         .databases
         .iter()
         .map(|d| {
-            let total = pools
-                .iter()
-                .filter(|p| p.database == d.name)
-                .flat_map(|p| p.hosts.iter())
-                .fold(Totals::default(), |acc, hp| acc.plus(hp.live.totals.load()));
+            let total = totals.remove(&d.name).unwrap_or_default();
             let rates = shared.history.rates(&d.name);
             (d.name.clone(), total, rates)
         })

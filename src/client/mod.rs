@@ -23,7 +23,6 @@ use crate::app::{Shared, Snapshot};
 use crate::cancel::ClientInfo;
 use crate::config::RESERVED_DATABASES;
 use crate::net::Conn;
-use crate::pool::DbUserPool;
 use crate::protocol::{ErrorSeverity, MessageBuilder, StartupPacket, TxStatus};
 use crate::server::ServerTarget;
 pub(crate) use error::{Deadline, SessionError};
@@ -166,16 +165,8 @@ async fn start(
     if db.control.is_disabled() {
         return Err(SessionError::Disabled(db.config.name.clone()));
     }
-    let generation = shared.generation();
     let targets: Arc<Vec<ServerTarget>> = Arc::new(snap.targets(&db.config, &user));
-    let pool = shared.pools.get_or_create(&db.config.name, &user.name, || {
-        DbUserPool::new(
-            &db.config.name,
-            &user.name,
-            targets.as_ref().clone(),
-            &snap.config.pool,
-        )
-    });
+    let pool = snap.pool(&shared.pools, &db.config, &user);
     let defaults = match pool.server_defaults.get() {
         Some(d) => d.clone(),
         None => {
@@ -225,7 +216,6 @@ async fn start(
         cancel,
         shutdown: shared.shutdown.subscribe(),
         shared: shared.clone(),
-        generation,
     }))))
 }
 

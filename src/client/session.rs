@@ -75,10 +75,8 @@ pub(crate) struct Attach {
     pub(super) cancel: CancelHandle,
     /// Tells whether weir is shutting down (checked when woken through `cancel.slot.wake`).
     pub(super) shutdown: watch::Receiver<bool>,
-    /// Pools, the current snapshot, and its generation.
+    /// Pools and the current snapshot.
     pub(super) shared: Arc<Shared>,
-    /// The snapshot generation `snap`, `db`, `pool` and `targets` come from.
-    pub(super) generation: u64,
 }
 
 impl Attach {
@@ -156,9 +154,6 @@ impl Session {
             if self.answer_route_command()? || self.defer_begin()? {
                 continue;
             }
-            if self.attach.db.control.is_paused() {
-                self.wait_resumed().await?;
-            }
             let pool_cfg = &self.attach.snap.config.pool;
             let config = RelayConfig {
                 release_when_idle: mode != PoolMode::Session,
@@ -172,6 +167,12 @@ impl Session {
             };
             let asked = std::time::Instant::now();
             self.attach.cancel.slot.info.waiting(asked);
+            // After `waiting`: PAUSE either sees this client, or the client sees PAUSE.
+            while self.attach.db.control.is_paused() {
+                self.attach.cancel.slot.info.held();
+                self.wait_resumed().await?;
+                self.attach.cancel.slot.info.waiting(asked);
+            }
             let (mut lease, host, leg, pins) = match self.pinned.take() {
                 Some(p) => (p.lease, p.host, p.leg.pinned(), p.pins),
                 None => match self.checkout().await {
@@ -455,8 +456,7 @@ impl Session {
     /// the hosts or the login changed). A removed database or user ends the session.
     fn follow_reload(&mut self) -> Result<(), SessionError> {
         let shared = &self.attach.shared;
-        let generation = shared.generation();
-        if generation == self.attach.generation {
+        if shared.generation() == self.attach.snap.generation {
             return Ok(());
         }
         let snap = shared.snapshot();
@@ -472,19 +472,10 @@ impl Session {
             .get(&user_name)
             .ok_or_else(|| SessionError::Removed(format!("user \"{user_name}\"")))?;
         let targets = Arc::new(snap.targets(&db.config, &user));
-        let pool = shared.pools.get_or_create(&name, &user_name, || {
-            DbUserPool::new(
-                &name,
-                &user_name,
-                targets.as_ref().clone(),
-                &snap.config.pool,
-            )
-        });
+        self.attach.pool = snap.pool(&shared.pools, &db.config, &user);
         self.attach.snap = snap;
         self.attach.db = db;
-        self.attach.pool = pool;
         self.attach.targets = targets;
-        self.attach.generation = generation;
         Ok(())
     }
 

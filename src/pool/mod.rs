@@ -224,6 +224,13 @@ impl HostPool {
         }
     }
 
+    /// Closes its free connections (its pool was replaced or removed).
+    fn close_idle(&self) {
+        for conn in self.pool.retain(|_, _| false).removed {
+            tokio::spawn(conn.terminate());
+        }
+    }
+
     /// Its reconnect generation: connections of an older one close at their return.
     pub(crate) fn generation(&self) -> u64 {
         self.live.generation.load(Ordering::Relaxed)
@@ -253,6 +260,8 @@ pub(crate) struct DbUserPool {
     pub(crate) server_defaults: OnceLock<ParamSet>,
     /// Limits in force; replaced on RELOAD and SET (read off the transaction path only).
     settings: RwLock<PoolSettings>,
+    /// The configuration snapshot generation its settings come from.
+    generation: AtomicU64,
 }
 
 impl DbUserPool {
@@ -297,6 +306,14 @@ impl DbUserPool {
             hosts,
             server_defaults: OnceLock::new(),
             settings: RwLock::new(settings.clone()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes the limits of snapshot `generation` (RELOAD, SET), unless it has newer ones.
+    pub(crate) fn adopt(&self, generation: u64, settings: &PoolSettings) {
+        if self.generation.fetch_max(generation, Ordering::AcqRel) < generation {
+            self.apply(settings);
         }
     }
 
@@ -430,8 +447,10 @@ impl DbUserPool {
         let lifetime = settings.server_lifetime;
         for (i, hp) in self.hosts.iter().enumerate() {
             let drain = down(i);
+            let generation = hp.generation();
             let removed = hp.pool.retain(|conn, m| {
                 !drain
+                    && conn.generation >= generation
                     && (idle.is_zero() || m.last_used() < idle)
                     && (lifetime.is_zero() || conn.created.elapsed() < lifetime)
             });
@@ -478,43 +497,121 @@ impl DbUserPool {
 /// Every (database, user) pool, created on first use.
 #[derive(Debug, Default)]
 pub(crate) struct PoolRegistry {
-    /// Keyed by (client-facing database name, user name). Read at client login only.
+    /// Keyed by (client-facing database name, user name). Read at client login and after
+    /// a reload only.
     pools: RwLock<HashMap<(String, String), Arc<DbUserPool>>>,
+    /// Totals of replaced pools by (database, user, host), handed to their successors so
+    /// SHOW STATS and the Prometheus counters never go backwards.
+    retired: std::sync::Mutex<HashMap<(String, String, String), Totals>>,
+}
+
+/// What a pool is wanted for: the snapshot generation asking, and what the pool must be.
+pub(crate) struct Want<'a> {
+    /// The configuration snapshot's generation.
+    pub(crate) generation: u64,
+    /// Hosts and logins.
+    pub(crate) targets: &'a [ServerTarget],
+    /// Limits.
+    pub(crate) settings: &'a PoolSettings,
 }
 
 impl PoolRegistry {
-    /// The pool for (`database`, `user`), built with `make` if it does not exist yet.
-    pub(crate) fn get_or_create(
-        &self,
-        database: &str,
-        user: &str,
-        make: impl FnOnce() -> DbUserPool,
-    ) -> Arc<DbUserPool> {
+    /// The pool for (`database`, `user`) as of snapshot `want.generation`: the existing one
+    /// if its targets match (taking `want.settings` if it is older), else a new one. A
+    /// caller with an older snapshot than the pool's gets the pool as it is: it moves to
+    /// the new snapshot at its next transaction anyway.
+    pub(crate) fn pool_for(&self, database: &str, user: &str, want: &Want<'_>) -> Arc<DbUserPool> {
         let key = (database.to_owned(), user.to_owned());
+        let usable = |p: &Arc<DbUserPool>| {
+            let generation = p.generation.load(Ordering::Acquire);
+            if p.targets() == want.targets {
+                if generation < want.generation {
+                    p.adopt(want.generation, want.settings);
+                }
+                true
+            } else {
+                generation > want.generation
+            }
+        };
         if let Some(p) = self
             .pools
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
+            .filter(|p| usable(p))
         {
             return p.clone();
         }
-        self.pools
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_insert_with(|| Arc::new(make()))
-            .clone()
+        let mut pools = self.pools.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = pools.get(&key).filter(|p| usable(p)) {
+            return p.clone();
+        }
+        let pool = Arc::new(DbUserPool::new(
+            database,
+            user,
+            want.targets.to_vec(),
+            want.settings,
+        ));
+        pool.generation.store(want.generation, Ordering::Release);
+        self.inherit(&pool);
+        if let Some(old) = pools.insert(key, pool.clone()) {
+            self.retire(&old);
+        }
+        pool
     }
 
-    /// Forgets the pool of (`database`, `user`) (RELOAD changed or removed it). Its
-    /// clients keep it until their next transaction; its connections close with it.
+    /// Forgets the pool of (`database`, `user`) (RELOAD changed or removed it). Its free
+    /// connections close now; clients still holding it move at their next transaction.
     pub(crate) fn remove(&self, database: &str, user: &str) {
         let key = (database.to_owned(), user.to_owned());
-        self.pools
+        let old = self
+            .pools
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key);
+        if let Some(old) = old {
+            self.retire(&old);
+        }
+    }
+
+    /// Keeps a replaced pool's totals for its successor and closes its free connections.
+    fn retire(&self, old: &DbUserPool) {
+        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        for hp in &old.hosts {
+            let key = (old.database.clone(), old.user.clone(), hp.addr.clone());
+            let kept = retired.entry(key).or_default();
+            *kept = kept.plus(hp.live.totals.load());
+            hp.close_idle();
+        }
+    }
+
+    /// Gives a new pool the totals of the pool it replaces.
+    fn inherit(&self, pool: &DbUserPool) {
+        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        for hp in &pool.hosts {
+            let key = (pool.database.clone(), pool.user.clone(), hp.addr.clone());
+            if let Some(t) = retired.remove(&key) {
+                hp.live.totals.add(&t);
+            }
+        }
+    }
+
+    /// The totals of every database since weir started: its pools' (all users, all hosts),
+    /// and what replaced pools left that no successor took (a host that went away).
+    pub(crate) fn totals_by_database(&self) -> HashMap<String, Totals> {
+        let mut out: HashMap<String, Totals> = HashMap::new();
+        for pool in self.all() {
+            let entry = out.entry(pool.database.clone()).or_default();
+            for hp in &pool.hosts {
+                *entry = entry.plus(hp.live.totals.load());
+            }
+        }
+        let retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((database, _, _), t) in retired.iter() {
+            let entry = out.entry(database.clone()).or_default();
+            *entry = entry.plus(*t);
+        }
+        out
     }
 
     /// A snapshot of all pools.

@@ -234,26 +234,17 @@ fn has_binary_form(oid: u32) -> bool {
     matches!(oid, 20 | 23 | 25 | 1700)
 }
 
-/// Writes `text` in the binary format of type `oid`; false when weir has no binary form
-/// for it (the caller sends text).
-fn encode_binary(out: &mut BytesMut, oid: u32, text: &str) -> bool {
+/// Writes `text` in the binary format of type `oid` (one `has_binary_form` accepts). A
+/// number out of the type's range is clamped to it, and text that is no number becomes 0:
+/// the column was announced binary, so a text fallback would corrupt the row.
+fn encode_binary(out: &mut BytesMut, oid: u32, text: &str) {
+    let n = text.trim().parse::<i128>().unwrap_or(0);
     match oid {
-        25 => out.put_slice(text.as_bytes()),
-        23 => match text.parse::<i32>() {
-            Ok(v) => out.put_i32(v),
-            Err(_) => return false,
-        },
-        20 => match text.parse::<i64>() {
-            Ok(v) => out.put_i64(v),
-            Err(_) => return false,
-        },
-        1700 => match text.parse::<i128>() {
-            Ok(v) => numeric_binary(out, v),
-            Err(_) => return false,
-        },
-        _ => return false,
+        23 => out.put_i32(i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })),
+        20 => out.put_i64(i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })),
+        1700 => numeric_binary(out, n),
+        _ => out.put_slice(text.as_bytes()),
     }
-    true
 }
 
 /// A whole number in PostgreSQL's binary numeric format: digit count, weight, sign,
@@ -512,13 +503,15 @@ impl MessageBuilder {
                     continue;
                 };
                 let oid = oids.get(i).copied().unwrap_or(25);
-                let mut field = BytesMut::new();
-                if !wants_binary(binary, i) || !encode_binary(&mut field, oid, text) {
-                    field.clear();
-                    field.put_slice(text.as_bytes());
+                if wants_binary(binary, i) && has_binary_form(oid) {
+                    let mut field = BytesMut::new();
+                    encode_binary(&mut field, oid, text);
+                    b.put_i32(i32::try_from(field.len()).unwrap_or(i32::MAX));
+                    b.put_slice(&field);
+                } else {
+                    b.put_i32(i32::try_from(text.len()).unwrap_or(i32::MAX));
+                    b.put_slice(text.as_bytes());
                 }
-                b.put_i32(i32::try_from(field.len()).unwrap_or(i32::MAX));
-                b.put_slice(&field);
             }
         });
     }

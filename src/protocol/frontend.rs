@@ -148,6 +148,25 @@ impl Extended {
     }
 }
 
+/// What a Describe or Close names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A prepared statement (`S`).
+    Statement,
+    /// A portal (`P`).
+    Portal,
+}
+
+impl Target {
+    fn of(kind: u8) -> Self {
+        if kind == b'S' {
+            Target::Statement
+        } else {
+            Target::Portal
+        }
+    }
+}
+
 /// A whole client message decoded, for the admin console, which answers everything itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Request<'a> {
@@ -170,12 +189,12 @@ pub(crate) enum Request<'a> {
         /// one per column.
         binary: Vec<bool>,
     },
-    /// Describe of a statement (`b'S'`) or portal (`b'P'`).
-    Describe(u8, &'a str),
+    /// Describe of a statement or portal, by name.
+    Describe(Target, &'a str),
     /// Execute of a portal (the row limit is ignored: answers are small).
     Execute(&'a str),
-    /// Close of a statement (`b'S'`) or portal (`b'P'`).
-    Close(u8, &'a str),
+    /// Close of a statement or portal, by name.
+    Close(Target, &'a str),
     /// Sync.
     Sync,
     /// Flush.
@@ -221,11 +240,11 @@ impl<'a> Request<'a> {
             }
             FrontendTag::Describe => {
                 let (kind, name) = Extended::target(body, "Describe")?;
-                Self::Describe(kind, name)
+                Self::Describe(Target::of(kind), name)
             }
             FrontendTag::Close => {
                 let (kind, name) = Extended::target(body, "Close")?;
-                Self::Close(kind, name)
+                Self::Close(Target::of(kind), name)
             }
             FrontendTag::Execute => Self::Execute(cstr(body, "Execute")?.0),
             FrontendTag::Sync => Self::Sync,

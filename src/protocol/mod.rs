@@ -17,7 +17,7 @@ pub(crate) use backend::{
 };
 pub(crate) use error::ProtocolError;
 pub(crate) use frame::{decode, Frame};
-pub(crate) use frontend::{Extended, FrontendTag, LoginMessage, Request};
+pub(crate) use frontend::{Extended, FrontendTag, LoginMessage, Request, Target};
 pub(crate) use scan::{BackendEvent, BackendScanner, BackendTag, FrontendEvent, FrontendScanner};
 pub(crate) use startup::{decode_startup, StartupPacket};
 

@@ -5,10 +5,9 @@
 //! Owns: the samples. Does not: count anything itself (see `stats`).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::pool::DbUserPool;
 use crate::stats::Totals;
 
 /// How far back the averages look.
@@ -63,15 +62,8 @@ impl Rates {
 }
 
 impl StatsHistory {
-    /// Records the totals of every pool now (called every second).
-    pub(crate) fn sample(&self, pools: &[Arc<DbUserPool>]) {
-        let mut now: HashMap<String, Totals> = HashMap::new();
-        for pool in pools {
-            let entry = now.entry(pool.database.clone()).or_default();
-            for hp in &pool.hosts {
-                *entry = entry.plus(hp.live.totals.load());
-            }
-        }
+    /// Records every database's totals now (called every second).
+    pub(crate) fn sample(&self, now: HashMap<String, Totals>) {
         let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
         let at = Instant::now();
         while samples
