@@ -22,8 +22,32 @@ pub(super) const POOLS: &[Column] = &[
     ("pool_mode", TEXT),
 ];
 
-/// SHOW CLIENTS and SHOW SERVERS share these.
-pub(super) const CONNECTIONS: &[Column] = &[
+/// SHOW CLIENTS: PgBouncer 1.18's columns, plus `pins`: why transaction mode keeps the
+/// client on its server (empty when nothing does).
+pub(super) const CLIENTS: &[Column] = &[
+    ("type", TEXT),
+    ("user", TEXT),
+    ("database", TEXT),
+    ("state", TEXT),
+    ("addr", TEXT),
+    ("port", INT4),
+    ("local_addr", TEXT),
+    ("local_port", INT4),
+    ("connect_time", TEXT),
+    ("request_time", TEXT),
+    ("wait", INT4),
+    ("wait_us", INT4),
+    ("close_needed", INT4),
+    ("ptr", TEXT),
+    ("link", TEXT),
+    ("remote_pid", INT4),
+    ("tls", TEXT),
+    ("application_name", TEXT),
+    ("pins", TEXT),
+];
+
+/// SHOW SERVERS: PgBouncer 1.18's columns.
+pub(super) const SERVERS: &[Column] = &[
     ("type", TEXT),
     ("user", TEXT),
     ("database", TEXT),

@@ -97,7 +97,8 @@ impl Show {
         match self {
             Show::Help => &[],
             Show::Pools => POOLS,
-            Show::Clients | Show::Servers => CONNECTIONS,
+            Show::Clients => CLIENTS,
+            Show::Servers => SERVERS,
             Show::Stats => STATS,
             Show::StatsTotals | Show::StatsAverages => STATS_PARTS,
             Show::Totals => TOTALS,
@@ -278,6 +279,7 @@ fn clients(shared: &Shared) -> Rows {
                 text(pid),
                 text(""),
                 text(&info.application_name),
+                text(crate::server::probe::Pins::from_bits(info.pins())),
             ]
         })
         .collect()
