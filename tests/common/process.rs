@@ -113,6 +113,11 @@ impl WeirProcess {
         }
     }
 
+    /// The configuration file it was started with (rewrite it, then SIGHUP).
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("weir.toml")
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -168,10 +173,16 @@ impl Drop for WeirProcess {
     }
 }
 
-/// The port in `addr=127.0.0.1:PORT` of a log line.
+/// The port in `addr=127.0.0.1:PORT` of a log line (or `"addr":"127.0.0.1:PORT"` in
+/// the JSON format).
 fn logged_port(line: &str) -> Option<u16> {
-    let at = line.find("addr=")?;
-    let addr = line[at + 5..].split_whitespace().next()?;
+    let addr = match line.find("addr=") {
+        Some(at) => line[at + 5..].split_whitespace().next()?,
+        None => {
+            let at = line.find("\"addr\":\"")?;
+            line[at + 8..].split('"').next()?
+        }
+    };
     addr.rsplit(':').next()?.parse().ok()
 }
 
