@@ -504,3 +504,30 @@ async fn reload_moves_clients_to_a_new_pool_and_drops_a_removed_database() {
     end.sqlstate_within(Duration::from_secs(5)).await;
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_messages_on_the_console_end_it_with_08p01() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&admin_toml(&db, "", "")).await;
+    // A Bind whose parameter announces more bytes than the message has.
+    let mut raw = Raw::login(proxy.port, ADMIN, ADMIN_PASSWORD, "weir").await;
+    raw.send(&common::raw::message(b'P', b"\0SHOW VERSION\0\0\0"))
+        .await;
+    raw.send(&common::raw::message(
+        b'B',
+        b"\0\0\0\0\0\x01\0\0\x7f\xffxx\0\0",
+    ))
+    .await;
+    let parsed = raw.expect_message().await;
+    assert_eq!(parsed.tag, b'1', "ParseComplete first: {parsed:?}");
+    raw.expect_fatal("08P01").await;
+    // A query that is not UTF-8.
+    let mut raw = Raw::login(proxy.port, ADMIN, ADMIN_PASSWORD, "weir").await;
+    raw.send(&common::raw::message(b'Q', b"SHOW \xff\xfe\0"))
+        .await;
+    raw.expect_fatal("08P01").await;
+    // The console still serves others.
+    let console = admin(&proxy).await;
+    assert_eq!(show(&console, "SHOW VERSION").await.len(), 1);
+    proxy.stop().await;
+}
