@@ -203,7 +203,7 @@ pub(super) async fn reload(shared: &Arc<Shared>) -> Result<Vec<String>, AdminErr
 /// SET key = value: applied like a RELOAD with the value over the file's.
 pub(super) async fn set(shared: &Arc<Shared>, key: &str, value: &str) -> Result<(), AdminError> {
     let path = super::settings::settable(key)
-        .map_err(|m| AdminError::new(SqlState::UNDEFINED_OBJECT, m))?;
+        .map_err(|e| AdminError::new(SqlState::UNDEFINED_OBJECT, e.to_string()))?;
     shared
         .set(path, value)
         .await

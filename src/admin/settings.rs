@@ -180,7 +180,7 @@ pub(super) fn rows(config: &Config) -> Vec<Vec<Option<String>>> {
 
 /// The weir key path `SET` means by `name` (a path itself, or a PgBouncer name), if it is
 /// a key that changes without a restart.
-pub(super) fn settable(name: &str) -> Result<&'static str, String> {
+pub(super) fn settable(name: &str) -> Result<&'static str, NotSettable> {
     let lower = name.to_ascii_lowercase();
     let path = PGBOUNCER_NAMES
         .iter()
@@ -188,11 +188,22 @@ pub(super) fn settable(name: &str) -> Result<&'static str, String> {
         .map_or(lower.as_str(), |(_, path)| path);
     match KEYS.iter().find(|k| k.path == path) {
         Some(k) if k.changeable => Ok(k.path),
-        Some(k) => Err(format!("{} cannot change while weir runs: edit the file and restart", k.path)),
-        None => Err(format!(
-            "unknown setting \"{name}\": SHOW CONFIG lists the keys (SET takes those marked changeable)"
-        )),
+        Some(k) => Err(NotSettable::NeedsRestart(k.path)),
+        None => Err(NotSettable::Unknown(name.to_owned())),
     }
+}
+
+/// Why SET refuses a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum NotSettable {
+    /// The key exists but only a restart changes it.
+    #[error("{0} cannot change while weir runs: edit the file and restart")]
+    NeedsRestart(&'static str),
+    /// No such key.
+    #[error(
+        "unknown setting \"{0}\": SHOW CONFIG lists the keys (SET takes those marked changeable)"
+    )]
+    Unknown(String),
 }
 
 #[cfg(test)]
