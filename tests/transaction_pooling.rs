@@ -355,6 +355,22 @@ async fn terminated_server_gives_08006_and_the_next_transaction_works() {
 }
 
 #[tokio::test]
+async fn a_pooled_server_that_died_while_idle_is_never_handed_out() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&config_toml(&db, "size = 1", "")).await;
+    let c = proxy.client(&db).await;
+    for _ in 0..3 {
+        let pid = common::simple_value(&c, "SELECT pg_backend_pid()").await;
+        // The server sits idle in the pool when it is terminated.
+        psql(&db, &format!("SELECT pg_terminate_backend({pid})"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let next = common::simple_value(&c, "SELECT pg_backend_pid()").await;
+        assert_ne!(next, pid, "a new server, and no error");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn startup_parameters_follow_the_client() {
     let db = fresh_database();
     let proxy = Proxy::start(&config_toml(&db, "size = 1", "")).await;

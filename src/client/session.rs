@@ -208,7 +208,7 @@ impl Session {
                 MessageBuilder::query(&mut lease.conn.wbuf, text);
             }
             self.attach.cancel.slot.set(Some(lease.cancel_target()));
-            let mut relay = Relay::new(config, param_sync, begin.is_some());
+            let mut relay = Relay::new(config, param_sync, begin.is_some(), leased);
             let signals = Signals {
                 wake: &self.attach.cancel.slot.wake,
                 shutdown: &self.attach.shutdown,
@@ -227,7 +227,9 @@ impl Session {
                 let mut totals = relay.totals();
                 totals.xacts = 1;
                 totals.wait_us = micros(leased - asked);
-                totals.xact_us = micros(leased.elapsed());
+                // The last answer ends the transaction; no clock read unless there was none.
+                let ended = relay.last_answer().unwrap_or_else(std::time::Instant::now);
+                totals.xact_us = micros(ended.saturating_duration_since(leased));
                 hp.record(&totals);
             }
             match outcome {

@@ -182,14 +182,23 @@ impl ServerConn {
         }
     }
 
-    /// Whether an idle connection is still usable: nothing unread, not closed by the server.
-    /// One non-blocking read, so a pooled connection the server dropped is never handed out.
+    /// Whether an idle connection is still usable: nothing unread, not closed by the server,
+    /// so a pooled connection the server dropped is never handed out. A server that closed
+    /// or sent something made the socket readable, and the reactor knows that without a
+    /// system call; only then is it read (one non-blocking read) to tell which.
     pub(crate) fn check_idle(&mut self) -> bool {
         if !self.clean || !self.conn.rbuf.is_empty() {
             return false;
         }
-        let mut probe = [0u8; 1];
-        matches!(self.conn.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match self.conn.io.poll_read_ready(&mut cx) {
+            std::task::Poll::Pending => true,
+            std::task::Poll::Ready(Err(_)) => false,
+            std::task::Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.conn.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
     }
 
     /// Runs one simple query and returns its rows as text (NULL as `None`).

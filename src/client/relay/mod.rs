@@ -152,13 +152,24 @@ struct Tally {
     busy_us: u64,
     /// Since when a request has been unanswered.
     busy_since: Option<std::time::Instant>,
+    /// When the relay began (the lease): the first request's start, so the clock is not
+    /// read again for it.
+    leased: Option<std::time::Instant>,
+    /// When the last request was answered with none left unanswered.
+    last_answer: Option<std::time::Instant>,
 }
 
 impl Relay {
     /// A relay for a freshly leased server. With `param_sync`, weir's parameter-sync query
     /// was queued ahead of the client's bytes in `server.conn.wbuf`, and with `begin`, then
-    /// the client's deferred BEGIN; their replies are hidden.
-    pub(super) fn new(config: RelayConfig, param_sync: bool, begin: bool) -> Self {
+    /// the client's deferred BEGIN; their replies are hidden. `leased` is when the server
+    /// was leased.
+    pub(super) fn new(
+        config: RelayConfig,
+        param_sync: bool,
+        begin: bool,
+        leased: std::time::Instant,
+    ) -> Self {
         let mut replies = Replies::default();
         if param_sync {
             replies.push(Expect::Hidden(Hidden::ParamSync));
@@ -189,7 +200,10 @@ impl Relay {
             settings_reset: false,
             mid_message_since: None,
             requests_sent: 0,
-            tally: Tally::default(),
+            tally: Tally {
+                leased: Some(leased),
+                ..Tally::default()
+            },
         };
         relay.touch_client();
         relay
@@ -393,13 +407,23 @@ impl Relay {
 
     fn add_pending(&mut self) {
         if self.pending == 0 {
-            let now = Instant::now();
-            self.tally.busy_since = Some(now.into_std());
+            // The first request was read before the lease: it starts then.
+            let now = self
+                .tally
+                .leased
+                .take()
+                .unwrap_or_else(std::time::Instant::now);
+            self.tally.busy_since = Some(now);
             if !self.config.query_timeout.is_zero() {
-                self.waiting_since = Some(now);
+                self.waiting_since = Some(Instant::from_std(now));
             }
         }
         self.pending += 1;
+    }
+
+    /// When the last request was answered with nothing left to answer, if one was.
+    pub(super) fn last_answer(&self) -> Option<std::time::Instant> {
+        self.tally.last_answer
     }
 
     fn server_lost(&mut self) -> Outcome {
@@ -473,7 +497,10 @@ impl Relay {
                         self.tally.answered += 1;
                         if self.pending == 0 {
                             if let Some(since) = self.tally.busy_since.take() {
-                                self.tally.busy_us += crate::stats::micros(since.elapsed());
+                                let now = std::time::Instant::now();
+                                self.tally.busy_us +=
+                                    crate::stats::micros(now.saturating_duration_since(since));
+                                self.tally.last_answer = Some(now);
                             }
                             self.waiting_since = None;
                             // Idle-in-transaction time counts from the answer, not the question.
