@@ -100,26 +100,32 @@ pub(crate) struct ClientInfo {
     kill_waker: futures_util::task::AtomicWaker,
 }
 
-/// Resolves once the client is killed; polled by the relay on every loop.
-pub(crate) struct KillSignal<'a>(&'a ClientInfo);
+/// Resolves once the client is killed; polled by the relay on every loop. It registers its
+/// waker on the first poll only: a task's waker stays valid for the task's life.
+pub(crate) struct KillSignal<'a> {
+    info: &'a ClientInfo,
+    registered: bool,
+}
 
 impl std::future::Future for KillSignal<'_> {
     type Output = ();
 
     fn poll(
-        self: std::pin::Pin<&mut Self>,
+        mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<()> {
-        if self.0.killed() {
+        if self.info.killed() {
             return std::task::Poll::Ready(());
         }
-        self.0.kill_waker.register(cx.waker());
-        // A kill between the check and the registration woke nobody: look again.
-        if self.0.killed() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
+        if !self.registered {
+            self.info.kill_waker.register(cx.waker());
+            self.registered = true;
+            // A kill between the check and the registration woke nobody: look again.
+            if self.info.killed() {
+                return std::task::Poll::Ready(());
+            }
         }
+        std::task::Poll::Pending
     }
 }
 
@@ -152,7 +158,10 @@ impl ClientInfo {
 
     /// A future that resolves once the client is killed.
     pub(crate) fn kill_signal(&self) -> KillSignal<'_> {
-        KillSignal(self)
+        KillSignal {
+            info: self,
+            registered: false,
+        }
     }
 
     /// The client sent a request at `at` and waits for a server. Sequentially consistent

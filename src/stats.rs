@@ -247,9 +247,11 @@ pub(crate) fn unix_micros(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, micros)
 }
 
-/// A duration in whole microseconds (saturating).
+/// A duration in whole microseconds (saturating), without 128-bit arithmetic.
 pub(crate) fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()))
 }
 
 /// The wall-clock time of a monotonic instant, in microseconds since the Unix epoch. The

@@ -306,6 +306,8 @@ impl Relay {
         state: &mut ClientState,
         signals: Signals<'_>,
     ) -> Result<Outcome, SessionError> {
+        let killed = signals.client.kill_signal();
+        tokio::pin!(killed);
         loop {
             self.scan_client(client, server, state)?;
             self.scan_server(client, server, state)?;
@@ -381,7 +383,7 @@ impl Relay {
                 }
                 // KILL ends a client mid-transaction: its server is closed, so the
                 // transaction rolls back.
-                _ = signals.client.kill_signal() => return Err(SessionError::Killed),
+                _ = &mut killed => return Err(SessionError::Killed),
                 r = read_ready(client), if read_client => {
                     if r.is_err() { return Ok(Outcome::ClientGone); }
                     self.touch_client();
