@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::admin::{admin_toml, columns, num, row_where, show, ADMIN, ADMIN_PASSWORD};
 use common::pgbouncer::PgBouncer;
 use common::raw::{startup, Raw, PROTOCOL_3_0};
-use common::{fresh_database, pg, simple_value, sqlstate, Proxy, PASSWORD, USER};
+use common::{fresh_database, pg, psql, simple_value, sqlstate, Proxy, PASSWORD, USER};
 
 /// Every SHOW both weir and PgBouncer 1.18 have.
 const SHARED_SHOWS: &[&str] = &[
@@ -486,6 +486,27 @@ async fn reload_moves_clients_to_a_new_pool_and_drops_a_removed_database() {
         "total_xact_count",
     );
     assert_eq!(after, before + 1, "the totals carried over to the new pool");
+
+    // A user added by RELOAD logs in; the others carry on.
+    let newcomer = format!("{db}_new");
+    pg().create_role(&newcomer, "new-secret")
+        .expect("create role");
+    psql(
+        &db,
+        &format!("GRANT CONNECT ON DATABASE {db} TO {newcomer}"),
+    );
+    let moved = moved.replace(
+        "[admin]",
+        &format!("[[users]]\nname = \"{newcomer}\"\npassword = \"new-secret\"\n[admin]"),
+    );
+    std::fs::write(&path, &moved).expect("rewrite");
+    console.simple_query("RELOAD").await.expect("RELOAD");
+    let fresh = proxy
+        .try_client(&newcomer, "new-secret", &db)
+        .await
+        .expect("the new user logs in");
+    assert_eq!(simple_value(&fresh, "SELECT current_user").await, newcomer);
+    assert_eq!(simple_value(&client, "SELECT 43").await, "43");
 
     // The database goes away: its client hears it at its next transaction.
     let other = fresh_database();
