@@ -406,13 +406,13 @@ impl Shared {
             let db = snap.databases.get(&pool.database);
             let user = snap.users.get(&pool.user);
             let (Some(db), Some(user)) = (db, user) else {
-                self.pools.remove(&pool.database, &pool.user);
+                self.pools.remove(&pool);
                 continue;
             };
             if snap.targets(&db.config, &user) == pool.targets() {
                 pool.adopt(snap.generation, &snap.config.pool);
             } else {
-                self.pools.remove(&pool.database, &pool.user);
+                self.pools.remove(&pool);
             }
         }
         for (name, db) in &old.databases {
@@ -707,6 +707,7 @@ async fn janitor(shared: Arc<Shared>) {
         tokio::select! {
             _ = tick.tick() => {
                 shared.history.sample(shared.pools.totals_by_database());
+                shared.pools.sweep_retired();
                 if let Some(handle) = crate::metrics::handle_if_installed() {
                     // Histogram samples wait in buffers until upkeep folds them in.
                     handle.run_upkeep();

@@ -164,3 +164,43 @@ async fn sighup_reloads_the_file_and_shutdown_wait_for_clients_waits_for_them() 
     }
     assert!(log.contains("SHUTDOWN WAIT_FOR_CLIENTS"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_reload_resume_sends_held_transactions_to_the_new_hosts() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("weir.toml");
+    let config = admin_toml(&db, "", "");
+    std::fs::write(&path, &config).expect("write config");
+    let proxy = Proxy::start_file(&path).await;
+    let console = console_at(proxy.port).await;
+    let client = proxy.client(&db).await;
+    simple_value(&client, "SELECT 1").await;
+
+    console
+        .simple_query(&format!("PAUSE {db}"))
+        .await
+        .expect("PAUSE");
+    let held = tokio::spawn(async move {
+        let pid = simple_value(&client, "SELECT pg_backend_pid()").await;
+        (client, pid)
+    });
+    // The switchover: the same server under another name stands for a new host.
+    let port = common::pg().primary().port;
+    let moved = config.replace(&format!("127.0.0.1:{port}"), &format!("localhost:{port}"));
+    std::fs::write(&path, &moved).expect("rewrite");
+    console.simple_query("RELOAD").await.expect("RELOAD");
+    assert!(!held.is_finished(), "the request is held while paused");
+    console
+        .simple_query(&format!("RESUME {db}"))
+        .await
+        .expect("RESUME");
+    let (_client, pid) = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("RESUME released it")
+        .expect("task");
+    let servers = show(&console, "SHOW SERVERS").await;
+    let used = row_where(&servers, "remote_pid", &pid);
+    assert_eq!(used["addr"].as_deref(), Some("localhost"), "{servers:?}");
+    proxy.stop().await;
+}

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::admin::{admin_toml, ADMIN, ADMIN_PASSWORD};
-use common::scrape::{get, metrics_addr, scrape, value, METRICS};
+use common::scrape::{get, metrics_addr, scrape_until, value, METRICS};
 use common::{fresh_database, simple_value, Proxy, USER};
 
 /// Where Debian's exporter is installed (`apt-get install prometheus-pgbouncer-exporter`).
@@ -26,7 +26,19 @@ async fn metrics_parse_and_their_counters_move_with_the_load() {
         simple_value(&client, &format!("SELECT {i}")).await;
     }
     let pool = [("database", db.as_str()), ("user", USER)];
-    let before = scrape(addr).await;
+    let idle = |s: &prometheus_parse::Scrape, what: &str| {
+        value(
+            s,
+            what,
+            &[("database", &db), ("state", "idle"), ("role", "primary")],
+        )
+    };
+    let before = scrape_until(addr, |s| {
+        value(s, "weir_pool_transactions_total", &pool) >= 5.0
+            && idle(s, "weir_pool_clients") == 1.0
+            && idle(s, "weir_pool_servers") == 1.0
+    })
+    .await;
     let xacts = value(&before, "weir_pool_transactions_total", &pool);
     assert!(xacts >= 5.0, "{xacts}");
     assert_eq!(
@@ -58,7 +70,10 @@ async fn metrics_parse_and_their_counters_move_with_the_load() {
     for i in 0..7 {
         simple_value(&client, &format!("SELECT {i}")).await;
     }
-    let after = scrape(addr).await;
+    let after = scrape_until(addr, |s| {
+        value(s, "weir_pool_transactions_total", &pool) - xacts >= 7.0
+    })
+    .await;
     assert_eq!(
         value(&after, "weir_pool_transactions_total", &pool) - xacts,
         7.0

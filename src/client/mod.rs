@@ -140,6 +140,18 @@ async fn start(
         return Err(SessionError::ShuttingDown);
     }
     let user = login::authenticate(conn, &request.user, &snap.users).await?;
+    // A RELOAD during the login: the client starts on the new configuration, so it cannot
+    // bring back a pool with the old hosts.
+    let current;
+    let snap = if shared.generation() == snap.generation {
+        snap
+    } else {
+        current = shared.snapshot();
+        &current
+    };
+    let Some(user) = snap.users.get(&user.name) else {
+        return Err(SessionError::Removed(format!("user \"{}\"", user.name)));
+    };
     let (peer, local) = (conn.io.peer_addr().ok(), conn.io.local_addr().ok());
     let info = || {
         let app = request.params.get("application_name").unwrap_or_default();

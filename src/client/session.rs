@@ -154,6 +154,16 @@ impl Session {
             if self.answer_route_command()? || self.defer_begin()? {
                 continue;
             }
+            let asked = std::time::Instant::now();
+            self.attach.cancel.slot.info.waiting(asked);
+            // After `waiting`: PAUSE either sees this client, or the client sees PAUSE.
+            while self.attach.db.control.is_paused() {
+                self.attach.cancel.slot.info.held();
+                self.wait_resumed().await?;
+                self.attach.cancel.slot.info.waiting(asked);
+                // PAUSE, edit the hosts, RELOAD, RESUME: the held request goes to the new ones.
+                self.follow_reload()?;
+            }
             let pool_cfg = &self.attach.snap.config.pool;
             let config = RelayConfig {
                 release_when_idle: mode != PoolMode::Session,
@@ -165,14 +175,6 @@ impl Session {
                 stall: pool_cfg.query_wait_timeout,
                 one_request: false,
             };
-            let asked = std::time::Instant::now();
-            self.attach.cancel.slot.info.waiting(asked);
-            // After `waiting`: PAUSE either sees this client, or the client sees PAUSE.
-            while self.attach.db.control.is_paused() {
-                self.attach.cancel.slot.info.held();
-                self.wait_resumed().await?;
-                self.attach.cancel.slot.info.waiting(asked);
-            }
             let (mut lease, host, leg, pins) = match self.pinned.take() {
                 Some(p) => (p.lease, p.host, p.leg.pinned(), p.pins),
                 None => match self.checkout().await {

@@ -65,8 +65,9 @@ pub(crate) struct HostLive {
     logins: AtomicUsize,
     /// Bumped by RECONNECT: connections of an older generation close at their next return.
     generation: AtomicU64,
-    /// Transactions, queries, bytes and times, for SHOW STATS.
-    pub(crate) totals: PoolTotals,
+    /// Transactions, queries, bytes and times, for SHOW STATS; shared with the pools that
+    /// replace this one (`PoolRegistry::totals`).
+    pub(crate) totals: Arc<PoolTotals>,
     /// `pool.server_connect_timeout` in microseconds (changes on RELOAD).
     connect_timeout_us: AtomicU64,
     /// `pool.server_lifetime` in microseconds (changes on RELOAD).
@@ -74,8 +75,11 @@ pub(crate) struct HostLive {
 }
 
 impl HostLive {
-    fn new(settings: &PoolSettings) -> Self {
-        let live = Self::default();
+    fn new(settings: &PoolSettings, totals: Arc<PoolTotals>) -> Self {
+        let live = Self {
+            totals,
+            ..Self::default()
+        };
         live.apply(settings);
         live
     }
@@ -124,7 +128,7 @@ impl managed::Manager for ServerManager {
         Ok(conn)
     }
 
-    async fn recycle(&self, conn: &mut ServerConn, _: &Metrics) -> RecycleResult<BackendError> {
+    async fn recycle(&self, conn: &mut ServerConn, m: &Metrics) -> RecycleResult<BackendError> {
         // Also checked by the janitor, but in a busy pool a connection is rarely idle when it
         // runs: here is where a connection in constant use meets its lifetime.
         let lifetime = self.live.lifetime();
@@ -136,7 +140,7 @@ impl managed::Manager for ServerManager {
                 "RECONNECT asked for a new connection",
             ));
         }
-        if !conn.check_idle() {
+        if !conn.check_idle(m.last_used()) {
             return Err(managed::RecycleError::message("connection closed or dirty"));
         }
         Ok(())
@@ -271,13 +275,14 @@ impl DbUserPool {
         user: &str,
         targets: Vec<ServerTarget>,
         settings: &PoolSettings,
+        totals: impl Fn(&str) -> Arc<PoolTotals>,
     ) -> Self {
         let hosts = targets
             .iter()
             .cloned()
             .filter_map(|target| {
                 let addr = format!("{}:{}", target.host, target.port);
-                let live = Arc::new(HostLive::new(settings));
+                let live = Arc::new(HostLive::new(settings, totals(&addr)));
                 let manager = ServerManager {
                     target,
                     live: live.clone(),
@@ -310,10 +315,38 @@ impl DbUserPool {
         }
     }
 
-    /// Takes the limits of snapshot `generation` (RELOAD, SET), unless it has newer ones.
+    /// Takes the limits of snapshot `generation` (RELOAD, SET), unless it has them or newer
+    /// ones: the pools grow or shrink to `size` at once (a shrink closes free connections,
+    /// and busy ones as they come back). Under the settings lock, so two snapshots' limits
+    /// never land out of order.
     pub(crate) fn adopt(&self, generation: u64, settings: &PoolSettings) {
-        if self.generation.fetch_max(generation, Ordering::AcqRel) < generation {
-            self.apply(settings);
+        if self.generation() >= generation {
+            return;
+        }
+        let mut current = self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.generation() >= generation {
+            return;
+        }
+        for hp in &self.hosts {
+            hp.pool.resize(settings.size.get() as usize);
+            hp.live.apply(settings);
+        }
+        *current = settings.clone();
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// The configuration snapshot generation its limits come from.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Closes the free connections of every host (its pool was replaced or removed).
+    fn close_idle(&self) {
+        for hp in &self.hosts {
+            hp.close_idle();
         }
     }
 
@@ -328,19 +361,6 @@ impl DbUserPool {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-
-    /// Applies new limits (RELOAD, SET): the pools grow or shrink to `size` at once; a
-    /// shrink closes free connections, and busy ones as they come back.
-    pub(crate) fn apply(&self, settings: &PoolSettings) {
-        for hp in &self.hosts {
-            hp.pool.resize(settings.size.get() as usize);
-            hp.live.apply(settings);
-        }
-        *self
-            .settings
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = settings.clone();
     }
 
     /// RECONNECT: every server connection open now is replaced, the free ones at once and
@@ -500,9 +520,12 @@ pub(crate) struct PoolRegistry {
     /// Keyed by (client-facing database name, user name). Read at client login and after
     /// a reload only.
     pools: RwLock<HashMap<(String, String), Arc<DbUserPool>>>,
-    /// Totals of replaced pools by (database, user, host), handed to their successors so
-    /// SHOW STATS and the Prometheus counters never go backwards.
-    retired: std::sync::Mutex<HashMap<(String, String, String), Totals>>,
+    /// Running totals by (database, user, host), shared by a pool and the pools that
+    /// replace it, so SHOW STATS and the Prometheus counters never go backwards.
+    totals: std::sync::Mutex<HashMap<(String, String, String), Arc<PoolTotals>>>,
+    /// Pools replaced or removed by a reload while clients still held them: the janitor
+    /// closes the connections that come back to them.
+    retired: std::sync::Mutex<Vec<std::sync::Weak<DbUserPool>>>,
 }
 
 /// What a pool is wanted for: the snapshot generation asking, and what the pool must be.
@@ -523,14 +546,11 @@ impl PoolRegistry {
     pub(crate) fn pool_for(&self, database: &str, user: &str, want: &Want<'_>) -> Arc<DbUserPool> {
         let key = (database.to_owned(), user.to_owned());
         let usable = |p: &Arc<DbUserPool>| {
-            let generation = p.generation.load(Ordering::Acquire);
             if p.targets() == want.targets {
-                if generation < want.generation {
-                    p.adopt(want.generation, want.settings);
-                }
+                p.adopt(want.generation, want.settings);
                 true
             } else {
-                generation > want.generation
+                p.generation() > want.generation
             }
         };
         if let Some(p) = self
@@ -546,70 +566,81 @@ impl PoolRegistry {
         if let Some(p) = pools.get(&key).filter(|p| usable(p)) {
             return p.clone();
         }
+        let cell = |addr: &str| self.totals_cell(database, user, addr);
         let pool = Arc::new(DbUserPool::new(
             database,
             user,
             want.targets.to_vec(),
             want.settings,
+            cell,
         ));
         pool.generation.store(want.generation, Ordering::Release);
-        self.inherit(&pool);
         if let Some(old) = pools.insert(key, pool.clone()) {
             self.retire(&old);
         }
         pool
     }
 
-    /// Forgets the pool of (`database`, `user`) (RELOAD changed or removed it). Its free
-    /// connections close now; clients still holding it move at their next transaction.
-    pub(crate) fn remove(&self, database: &str, user: &str) {
-        let key = (database.to_owned(), user.to_owned());
-        let old = self
-            .pools
-            .write()
+    /// The totals cell of (`database`, `user`, `addr`), made on first use.
+    fn totals_cell(&self, database: &str, user: &str, addr: &str) -> Arc<PoolTotals> {
+        let key = (database.to_owned(), user.to_owned(), addr.to_owned());
+        self.totals
+            .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&key);
-        if let Some(old) = old {
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets `pool` if it is still the registered pool of its (database, user) (RELOAD
+    /// changed or removed it). Its free connections close now, the others as they come
+    /// back; clients still holding it move at their next transaction.
+    pub(crate) fn remove(&self, pool: &Arc<DbUserPool>) {
+        let key = (pool.database.clone(), pool.user.clone());
+        let removed = {
+            let mut pools = self.pools.write().unwrap_or_else(PoisonError::into_inner);
+            match pools.get(&key) {
+                Some(p) if Arc::ptr_eq(p, pool) => pools.remove(&key),
+                _ => None,
+            }
+        };
+        if let Some(old) = removed {
             self.retire(&old);
         }
     }
 
-    /// Keeps a replaced pool's totals for its successor and closes its free connections.
-    fn retire(&self, old: &DbUserPool) {
+    /// Closes a replaced pool's free connections and keeps an eye on it for the janitor.
+    fn retire(&self, old: &Arc<DbUserPool>) {
+        old.close_idle();
         let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
-        for hp in &old.hosts {
-            let key = (old.database.clone(), old.user.clone(), hp.addr.clone());
-            let kept = retired.entry(key).or_default();
-            *kept = kept.plus(hp.live.totals.load());
-            hp.close_idle();
+        retired.retain(|w| w.strong_count() > 0);
+        retired.push(Arc::downgrade(old));
+    }
+
+    /// Closes the connections that came back to retired pools since the last call (the
+    /// janitor, every second); forgets pools nobody holds any more.
+    pub(crate) fn sweep_retired(&self) {
+        let alive: Vec<Arc<DbUserPool>> = {
+            let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+            retired.retain(|w| w.strong_count() > 0);
+            retired
+                .iter()
+                .filter_map(std::sync::Weak::upgrade)
+                .collect()
+        };
+        for pool in alive {
+            pool.close_idle();
         }
     }
 
-    /// Gives a new pool the totals of the pool it replaces.
-    fn inherit(&self, pool: &DbUserPool) {
-        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
-        for hp in &pool.hosts {
-            let key = (pool.database.clone(), pool.user.clone(), hp.addr.clone());
-            if let Some(t) = retired.remove(&key) {
-                hp.live.totals.add(&t);
-            }
-        }
-    }
-
-    /// The totals of every database since weir started: its pools' (all users, all hosts),
-    /// and what replaced pools left that no successor took (a host that went away).
+    /// The totals of every database since weir started, all users and hosts, including
+    /// pools replaced since and hosts that went away.
     pub(crate) fn totals_by_database(&self) -> HashMap<String, Totals> {
         let mut out: HashMap<String, Totals> = HashMap::new();
-        for pool in self.all() {
-            let entry = out.entry(pool.database.clone()).or_default();
-            for hp in &pool.hosts {
-                *entry = entry.plus(hp.live.totals.load());
-            }
-        }
-        let retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
-        for ((database, _, _), t) in retired.iter() {
+        let cells = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((database, _, _), cell) in cells.iter() {
             let entry = out.entry(database.clone()).or_default();
-            *entry = entry.plus(*t);
+            *entry = entry.plus(cell.load());
         }
         out
     }

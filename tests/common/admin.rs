@@ -95,3 +95,20 @@ pub async fn columns(raw: &mut Raw, sql: &str) -> Vec<(String, u32)> {
     }
     out
 }
+
+/// Runs `sql` until its rows satisfy `ready` (weir counts a transaction a moment after
+/// the client heard its answer), at most 5 s; returns the last rows either way.
+pub async fn show_until(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    ready: impl Fn(&[Row]) -> bool,
+) -> Vec<Row> {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let rows = show(client, sql).await;
+        if ready(&rows) || tokio::time::Instant::now() >= until {
+            return rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -61,3 +61,19 @@ pub fn metrics_addr(proxy: &Proxy) -> SocketAddr {
         .and_then(|w| w.metrics_addr())
         .expect("a metrics listener")
 }
+
+/// Scrapes until `ready` holds (a client hears its answer a moment before weir has
+/// counted the transaction), at most 5 s; returns the last scrape either way.
+pub async fn scrape_until(
+    addr: SocketAddr,
+    ready: impl Fn(&prometheus_parse::Scrape) -> bool,
+) -> prometheus_parse::Scrape {
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = scrape(addr).await;
+        if ready(&s) || tokio::time::Instant::now() >= until {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
