@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::admin::{
-    admin_toml, columns, num, row_where, show, show_until, Row, ADMIN, ADMIN_PASSWORD,
+    admin_toml, blocked_command, columns, num, row_where, show, show_until, Row, ADMIN,
+    ADMIN_PASSWORD,
 };
 use common::pgbouncer::PgBouncer;
 use common::raw::{startup, Raw, PROTOCOL_3_0};
@@ -209,16 +210,12 @@ async fn pause_waits_for_running_transactions_and_resume_lets_held_ones_go() {
         .batch_execute("BEGIN; SELECT 1")
         .await
         .expect("begin");
-    let pause = format!("PAUSE {db}");
-    let pausing = tokio::spawn(async move {
-        console.simple_query(&pause).await.expect("PAUSE");
-        console
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !pausing.is_finished(),
-        "PAUSE returned while a transaction ran"
-    );
+    let pausing = blocked_command(
+        console,
+        &format!("PAUSE {db}"),
+        "PAUSE returned while a transaction ran",
+    )
+    .await;
     running.batch_execute("COMMIT").await.expect("commit");
     let console = tokio::time::timeout(Duration::from_secs(5), pausing)
         .await

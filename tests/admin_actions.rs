@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::admin::{admin_toml, row_where, show, ADMIN, ADMIN_PASSWORD};
+use common::admin::{admin_toml, blocked_command, row_where, show, ADMIN, ADMIN_PASSWORD};
 use common::process::WeirProcess;
 use common::{eventually_async, fresh_database, simple_value, sqlstate, Proxy, PASSWORD, USER};
 
@@ -79,18 +79,12 @@ async fn reconnect_replaces_servers_and_wait_close_waits_for_the_busy_one() {
         row_where(&servers, "remote_pid", &old_pid)["close_needed"].as_deref(),
         Some("1")
     );
-    let waiting = tokio::spawn(async move {
-        console
-            .simple_query("WAIT_CLOSE")
-            .await
-            .expect("WAIT_CLOSE");
-        console
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !waiting.is_finished(),
-        "WAIT_CLOSE returned while the old server was busy"
-    );
+    let waiting = blocked_command(
+        console,
+        "WAIT_CLOSE",
+        "WAIT_CLOSE returned while the old server was busy",
+    )
+    .await;
     busy.batch_execute("COMMIT").await.expect("commit");
     let console = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await

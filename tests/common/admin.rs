@@ -112,3 +112,24 @@ pub async fn show_until(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Runs a console command that blocks (PAUSE, WAIT_CLOSE) in the background; the handle
+/// gives the console back when the command returned. Checks it is still blocked after a
+/// moment, saying `why` if not.
+pub async fn blocked_command(
+    console: tokio_postgres::Client,
+    sql: &str,
+    why: &str,
+) -> tokio::task::JoinHandle<tokio_postgres::Client> {
+    let sql = sql.to_owned();
+    let task = tokio::spawn(async move {
+        console
+            .simple_query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        console
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!task.is_finished(), "{why}");
+    task
+}
