@@ -549,3 +549,34 @@ async fn hostile_messages_on_the_console_end_it_with_08p01() {
     assert_eq!(show(&console, "SHOW VERSION").await.len(), 1);
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_whose_console_leaves_stops_waiting() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&admin_toml(&db, "", "")).await;
+    let running = proxy.client(&db).await;
+    running.batch_execute("BEGIN").await.expect("begin");
+    // PAUSE waits for the transaction; its console goes away meanwhile.
+    let mut raw = Raw::login(proxy.port, ADMIN, ADMIN_PASSWORD, "weir").await;
+    raw.send(&common::raw::query(&format!("PAUSE {db}"))).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(raw);
+    let console = admin(&proxy).await;
+    let stopped = common::eventually_async(Duration::from_secs(5), || async {
+        let clients = show(&console, "SHOW CLIENTS").await;
+        clients
+            .iter()
+            .filter(|c| c["database"].as_deref() == Some("weir"))
+            .count()
+            == 1
+    })
+    .await;
+    assert!(stopped, "the abandoned PAUSE session ended");
+    // The database stays paused until RESUME, as PgBouncer's PAUSE leaves it.
+    console
+        .simple_query(&format!("RESUME {db}"))
+        .await
+        .expect("RESUME");
+    running.batch_execute("COMMIT").await.expect("commit");
+    proxy.stop().await;
+}

@@ -205,7 +205,7 @@ async fn simple_query(
     }
     for text in commands {
         let result = match Command::parse(text) {
-            Ok(command) => run(shared, me, command)
+            Ok(command) => run_watched(conn, shared, me, command)
                 .await
                 .map(|out| (command_columns(text), out)),
             Err(e) => Err(AdminError::from_parse(e, text)),
@@ -302,7 +302,7 @@ async fn extended(
                 return Ok(());
             }
             let command = Command::parse(&text).map_err(|e| AdminError::from_parse(e, &text))?;
-            let out = run(shared, me, command).await?;
+            let out = run_watched(conn, shared, me, command).await?;
             write_result(&mut conn.wbuf, command_columns(&text), &binary, out);
         }
         Request::Close(kind, name) => {
@@ -355,6 +355,40 @@ fn write_result(buf: &mut BytesMut, columns: &[Column], binary: &[bool], out: Ou
 
 fn write_error(buf: &mut BytesMut, e: &AdminError) {
     MessageBuilder::error(buf, ErrorSeverity::Error, e.code.code(), &e.message);
+}
+
+/// Runs a command while watching the console's socket: a PAUSE or WAIT_CLOSE whose client
+/// left stops waiting. What the client sends meanwhile is kept for afterwards (up to one
+/// message's worth; then it is simply not read until the command is done).
+async fn run_watched(
+    conn: &mut Conn,
+    shared: &Arc<Shared>,
+    me: &ClientInfo,
+    command: Command,
+) -> Result<Outcome, AdminError> {
+    // Only the commands that wait on others are worth stopping; a RELOAD runs to its end.
+    if !matches!(command, Command::Pause(_) | Command::WaitClose(_)) {
+        return run(shared, me, command).await;
+    }
+    let left = async {
+        loop {
+            if conn.rbuf.len() >= MAX_MESSAGE {
+                return std::future::pending::<()>().await;
+            }
+            match conn.read_some().await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        out = run(shared, me, command) => out,
+        () = left => Err(AdminError::new(
+            SqlState::QUERY_CANCELED,
+            "canceling the command: the console client left",
+        )),
+    }
 }
 
 /// Runs one command for the console client `me`.
