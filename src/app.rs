@@ -18,12 +18,14 @@ use crate::auth::{AuthConfigError, ServerPassword, UserEntry, UserTable};
 use crate::cancel::CancelRegistry;
 use crate::client::Reason;
 use crate::cluster::DbCluster;
-use crate::config::{Config, ConfigError, DatabaseConfig};
+use crate::config::{Config, DatabaseConfig};
 use crate::control::DbControl;
 use crate::metrics::names;
 use crate::pool::{DbUserPool, PoolRegistry, Want};
 use crate::router::WriteFunctions;
 use crate::server::ServerTarget;
+
+mod reload;
 
 /// How often idle-timeout, lifetime and warm-connection upkeep runs.
 const JANITOR_INTERVAL: Duration = Duration::from_secs(1);
@@ -295,25 +297,6 @@ pub(crate) struct Shared {
     pub(crate) history: crate::stats::StatsHistory,
 }
 
-/// Why a RELOAD or SET was refused; the configuration in force stays.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ReloadError {
-    /// weir was started from a configuration built in code.
-    #[error(
-        "weir was not started from a configuration file (--config FILE): nothing to reload or SET"
-    )]
-    NoFile,
-    /// The new configuration does not load or validate.
-    #[error("the configuration was not reloaded: {0}")]
-    Invalid(#[from] ConfigError),
-    /// The new user list is unusable.
-    #[error("the configuration was not reloaded: {0}")]
-    Users(#[from] AuthConfigError),
-    /// The task loading or applying it failed (a bug: it panicked).
-    #[error("the configuration was not reloaded: {0}")]
-    Task(#[from] tokio::task::JoinError),
-}
-
 impl Shared {
     /// The configuration snapshot in force now.
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
@@ -326,109 +309,6 @@ impl Shared {
     /// The snapshot generation now (see `generation`).
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
-    }
-
-    /// RELOAD / SIGHUP: reads the configuration file again and applies it. A file that
-    /// does not load or validate changes nothing.
-    /// Values given with SET are dropped: the file is the configuration again.
-    pub(crate) async fn reload(self: &Arc<Self>) -> Result<Vec<String>, ReloadError> {
-        let _one_at_a_time = self.reconfigure.lock().await;
-        let ignored = self.apply(self.load(Vec::new()).await?).await?;
-        self.settings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        Ok(ignored)
-    }
-
-    /// SET: the file with `key = value` (and earlier SETs) over it, validated and applied
-    /// like a RELOAD.
-    pub(crate) async fn set(
-        self: &Arc<Self>,
-        key: &str,
-        value: &str,
-    ) -> Result<Vec<String>, ReloadError> {
-        let _one_at_a_time = self.reconfigure.lock().await;
-        let mut settings = self
-            .settings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        settings.retain(|(k, _)| k != key);
-        settings.push((key.to_owned(), value.to_owned()));
-        let ignored = self.apply(self.load(settings.clone()).await?).await?;
-        *self.settings.lock().unwrap_or_else(PoisonError::into_inner) = settings;
-        Ok(ignored)
-    }
-
-    /// Loads the configuration file with `settings` over it, off the async workers.
-    async fn load(&self, settings: Vec<(String, String)>) -> Result<Config, ReloadError> {
-        let path = self.source.clone().ok_or(ReloadError::NoFile)?;
-        let loaded = tokio::task::spawn_blocking(move || {
-            crate::config::load_with_settings(&path, &settings)
-        })
-        .await;
-        Ok(loaded??)
-    }
-
-    /// Swaps in a new configuration without dropping a client: pools are resized in
-    /// place, pools whose hosts or logins changed are replaced (their clients move at
-    /// their next transaction), clients of a removed database or user are told at theirs.
-    /// Returns what could not change without a restart. Runs off the async workers: a
-    /// changed user list derives SCRAM keys. The caller holds `reconfigure`.
-    async fn apply(self: &Arc<Self>, config: Config) -> Result<Vec<String>, ReloadError> {
-        let shared = self.clone();
-        tokio::task::spawn_blocking(move || shared.apply_now(config)).await?
-    }
-
-    fn apply_now(&self, config: Config) -> Result<Vec<String>, ReloadError> {
-        let old = self.snapshot();
-        let mut ignored = Vec::new();
-        if config.listen.addr != old.config.listen.addr {
-            ignored.push("listen.addr".to_owned());
-        }
-        if config.listen.workers != old.config.listen.workers {
-            ignored.push("listen.workers".to_owned());
-        }
-        if config.metrics != old.config.metrics {
-            ignored.push("metrics.listen".to_owned());
-        }
-        let snap = Arc::new(Snapshot::build(config, Some(&old))?);
-        snap.watch_hosts(Some(&old));
-        // The snapshot first, then its generation: a client that sees the new generation
-        // finds the new snapshot.
-        *self
-            .snapshot
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = snap.clone();
-        self.generation.store(snap.generation, Ordering::Release);
-        for pool in self.pools.all() {
-            let db = snap.databases.get(&pool.database);
-            let user = snap.users.get(&pool.user);
-            let (Some(db), Some(user)) = (db, user) else {
-                self.pools.remove(&pool);
-                continue;
-            };
-            if snap.targets(&db.config, &user) == pool.targets() {
-                pool.adopt(snap.generation, &snap.config.pool);
-            } else {
-                self.pools.remove(&pool);
-            }
-        }
-        for (name, db) in &old.databases {
-            let kept = snap
-                .databases
-                .get(name)
-                .is_some_and(|n| Arc::ptr_eq(&n.cluster, &db.cluster));
-            if !kept {
-                db.cluster.retire();
-            }
-        }
-        for key in &ignored {
-            tracing::warn!("{key} changed: it takes effect at the next restart");
-        }
-        tracing::info!("configuration reloaded");
-        Ok(ignored)
     }
 }
 
