@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{AuthMethod, UserConfig};
-pub(crate) use scram::{ScramError, ScramServer};
+pub(crate) use scram::{server_iterations, ScramError, ScramServer};
 pub(crate) use verifier::{md5_client_response, md5_digest, md5_verify, ScramKeys};
 use verifier::{parse_secret, Secret, VerifierError};
 

@@ -248,6 +248,15 @@ impl ScramServer {
 }
 
 /// Length cap, then UTF-8.
+/// The iteration count a server asks for in its server-first-message (`i=`), read before
+/// any key is derived from it: `None` when the message has none that parses.
+pub(crate) fn server_iterations(server_first: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(server_first).ok()?;
+    text.split(',')
+        .find_map(|attr| attr.strip_prefix("i="))
+        .and_then(|n| n.parse().ok())
+}
+
 fn as_text(msg: &[u8]) -> Result<&str, ScramError> {
     if msg.len() > MAX_MESSAGE_LEN {
         return Err(ScramError::TooLong {

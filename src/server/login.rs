@@ -7,6 +7,11 @@ use crate::auth::{self, ServerPassword};
 use crate::net::Conn;
 use crate::protocol::{AuthRequest, BackendMessage, MessageBuilder};
 
+/// Most PBKDF2 iterations weir runs for a server's SCRAM challenge. PostgreSQL uses 4096
+/// unless `scram_iterations` is raised; a server asking for millions would tie up a thread
+/// for seconds per connection.
+const MAX_SCRAM_ITERATIONS: u64 = 100_000;
+
 /// What a successful login leaves us with.
 pub(super) struct LoginResult {
     /// BackendKeyData process id.
@@ -43,6 +48,15 @@ pub(super) async fn login(
             }
         };
         match msg {
+            BackendMessage::Auth(AuthRequest::SaslContinue(data)) => {
+                let client = scram
+                    .take()
+                    .ok_or_else(|| BackendError::Scram("unexpected SASLContinue".into()))?;
+                let client = scram_continue(client, data).await?;
+                MessageBuilder::sasl_response(&mut conn.wbuf, client.message())?;
+                scram = Some(client);
+                conn.flush().await?;
+            }
             BackendMessage::Auth(request) => {
                 answer(conn, target, request, &mut scram)?;
                 conn.flush().await?;
@@ -63,6 +77,31 @@ pub(super) async fn login(
             BackendMessage::Other => {}
         }
     }
+}
+
+/// Answers the server-first-message: checks the iteration count it asks for, then derives
+/// the keys on a blocking thread, so PBKDF2 never holds up the async workers.
+async fn scram_continue(
+    mut client: ScramSha256,
+    data: bytes::Bytes,
+) -> Result<ScramSha256, BackendError> {
+    match auth::server_iterations(&data) {
+        Some(n) if n > MAX_SCRAM_ITERATIONS => {
+            return Err(BackendError::Scram(format!(
+                "the server asks for {n} SCRAM iterations; weir runs at most {MAX_SCRAM_ITERATIONS}"
+            )))
+        }
+        Some(_) => {}
+        None => {
+            return Err(BackendError::Scram(
+                "the server's SCRAM challenge has no iteration count".into(),
+            ))
+        }
+    }
+    let derived = tokio::task::spawn_blocking(move || client.update(&data).map(|()| client))
+        .await
+        .map_err(|e| BackendError::Scram(format!("SCRAM key derivation failed: {e}")))?;
+    derived.map_err(|e| BackendError::Scram(e.to_string()))
 }
 
 /// Writes the answer to one authentication request into `conn.wbuf`.
@@ -118,16 +157,9 @@ fn answer(
             *scram = Some(client);
             Ok(())
         }
-        AuthRequest::SaslContinue(data) => {
-            let client = scram
-                .as_mut()
-                .ok_or_else(|| BackendError::Scram("unexpected SASLContinue".into()))?;
-            client
-                .update(&data)
-                .map_err(|e| BackendError::Scram(e.to_string()))?;
-            MessageBuilder::sasl_response(&mut conn.wbuf, client.message())?;
-            Ok(())
-        }
+        AuthRequest::SaslContinue(_) => Err(BackendError::Scram(
+            "SASLContinue must be answered by scram_continue".into(),
+        )),
         AuthRequest::SaslFinal(data) => {
             let mut client = scram
                 .take()
