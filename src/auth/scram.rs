@@ -392,6 +392,19 @@ fn parse_client_final(text: &str) -> Result<ClientFinal<'_>, ScramError> {
     clippy::indexing_slicing
 )]
 mod tests {
+
+    #[test]
+    fn the_server_iteration_count_is_read_before_anything_is_derived() {
+        assert_eq!(server_iterations(b"r=abc,s=c2FsdA==,i=4096"), Some(4096));
+        assert_eq!(
+            server_iterations(b"r=abc,s=c2FsdA==,i=99999999999"),
+            Some(99_999_999_999)
+        );
+        assert_eq!(server_iterations(b"r=abc,s=c2FsdA=="), None);
+        assert_eq!(server_iterations(b"r=abc,s=c2FsdA==,i=-1"), None);
+        assert_eq!(server_iterations(b"\xff,i=4096"), None);
+    }
+
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
     use rand::{Rng as _, SeedableRng as _};
 
