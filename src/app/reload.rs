@@ -105,6 +105,7 @@ impl Shared {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = snap.clone();
         self.generation.store(snap.generation, Ordering::Release);
+        self.pools.publish(snap.generation);
         for pool in self.pools.all() {
             let db = snap.databases.get(&pool.database);
             let user = snap.users.get(&pool.user);

@@ -247,7 +247,6 @@ impl ScramServer {
     }
 }
 
-/// Length cap, then UTF-8.
 /// The iteration count a server asks for in its server-first-message (`i=`), read before
 /// any key is derived from it: `None` when the message has none that parses.
 pub(crate) fn server_iterations(server_first: &[u8]) -> Option<u64> {
@@ -257,6 +256,7 @@ pub(crate) fn server_iterations(server_first: &[u8]) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// Length cap, then UTF-8.
 fn as_text(msg: &[u8]) -> Result<&str, ScramError> {
     if msg.len() > MAX_MESSAGE_LEN {
         return Err(ScramError::TooLong {
@@ -392,19 +392,6 @@ fn parse_client_final(text: &str) -> Result<ClientFinal<'_>, ScramError> {
     clippy::indexing_slicing
 )]
 mod tests {
-
-    #[test]
-    fn the_server_iteration_count_is_read_before_anything_is_derived() {
-        assert_eq!(server_iterations(b"r=abc,s=c2FsdA==,i=4096"), Some(4096));
-        assert_eq!(
-            server_iterations(b"r=abc,s=c2FsdA==,i=99999999999"),
-            Some(99_999_999_999)
-        );
-        assert_eq!(server_iterations(b"r=abc,s=c2FsdA=="), None);
-        assert_eq!(server_iterations(b"r=abc,s=c2FsdA==,i=-1"), None);
-        assert_eq!(server_iterations(b"\xff,i=4096"), None);
-    }
-
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
     use rand::{Rng as _, SeedableRng as _};
 
@@ -840,5 +827,17 @@ mod tests {
             let text = e.to_string();
             assert!(!text.contains(&STANDARD.encode(keys.stored_key())));
         }
+    }
+
+    #[test]
+    fn the_server_iteration_count_is_read_before_anything_is_derived() {
+        assert_eq!(server_iterations(b"r=abc,s=c2FsdA==,i=4096"), Some(4096));
+        assert_eq!(
+            server_iterations(b"r=abc,s=c2FsdA==,i=99999999999"),
+            Some(99_999_999_999)
+        );
+        assert_eq!(server_iterations(b"r=abc,s=c2FsdA=="), None);
+        assert_eq!(server_iterations(b"r=abc,s=c2FsdA==,i=-1"), None);
+        assert_eq!(server_iterations(b"\xff,i=4096"), None);
     }
 }

@@ -147,6 +147,11 @@ async fn start(
         snap
     } else {
         current = shared.snapshot();
+        // Credentials that changed meanwhile (a revoked password) do not let it in.
+        let credentials = |s: &Snapshot| (s.config.user(&user.name).cloned(), s.config.auth.method);
+        if !Arc::ptr_eq(&snap.users, &current.users) && credentials(snap) != credentials(&current) {
+            return Err(SessionError::AuthFailed(user.name.clone()));
+        }
         &current
     };
     let Some(user) = snap.users.get(&user.name) else {

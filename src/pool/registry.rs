@@ -22,6 +22,9 @@ pub(crate) struct PoolRegistry {
     /// Pools replaced or removed by a reload while clients still held them: the janitor
     /// closes the connections that come back to them.
     retired: std::sync::Mutex<Vec<std::sync::Weak<DbUserPool>>>,
+    /// The newest snapshot generation a reload has published, set under the `pools` write
+    /// lock: a caller with an older snapshot never registers a pool.
+    published: std::sync::atomic::AtomicU64,
 }
 
 /// What a pool is wanted for: the snapshot generation asking, and what the pool must be.
@@ -71,10 +74,23 @@ impl PoolRegistry {
             cell,
         ));
         pool.generation.store(want.generation, Ordering::Release);
+        if want.generation < self.published.load(Ordering::Acquire) {
+            // A caller on a snapshot a reload has replaced: it gets a pool of its own for
+            // the moment (its next transaction moves it), and the registry keeps the new
+            // configuration's.
+            return pool;
+        }
         if let Some(old) = pools.insert(key, pool.clone()) {
             self.retire(&old);
         }
         pool
+    }
+
+    /// Records that snapshot `generation` is in force (a reload published it), before the
+    /// reload looks at the pools.
+    pub(crate) fn publish(&self, generation: u64) {
+        let _pools = self.pools.write().unwrap_or_else(PoisonError::into_inner);
+        self.published.fetch_max(generation, Ordering::AcqRel);
     }
 
     /// The totals cell of (`database`, `user`, `addr`), made on first use.

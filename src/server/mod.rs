@@ -185,20 +185,22 @@ impl ServerConn {
     /// Whether an idle connection is still usable: nothing unread, not closed by the server,
     /// so a pooled connection the server dropped is never handed out.
     ///
-    /// A connection idle for `idle` up to `RECENT` (a busy pool's) is asked of the reactor,
+    /// `since` is the time since the connection was last checked out (deadpool's
+    /// `last_used`, which includes its last lease, so it is never less than the time it sat
+    /// idle). One checked out up to `RECENT` ago (a busy pool's) is asked of the reactor,
     /// which knows without a system call whether the socket turned readable (a close, or a
     /// message); only then is it read to tell which. One idle longer, where a server-side
     /// timeout or a restart may have closed it moments ago, before the reactor noticed, is
     /// read (one non-blocking read) every time.
-    pub(crate) fn check_idle(&mut self, idle: Duration) -> bool {
-        /// Idle up to this, the reactor's word is taken.
+    pub(crate) fn check_idle(&mut self, since: Duration) -> bool {
+        /// Checked out up to this long ago, the reactor's word is taken.
         const RECENT: Duration = Duration::from_millis(100);
         if !self.clean || !self.conn.rbuf.is_empty() {
             return false;
         }
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         // With its scheduling budget spent, the reactor answers Pending whatever it knows.
-        let ready = if idle <= RECENT && tokio::task::coop::has_budget_remaining() {
+        let ready = if since <= RECENT && tokio::task::coop::has_budget_remaining() {
             self.conn.io.poll_read_ready(&mut cx)
         } else {
             std::task::Poll::Ready(Ok(()))
