@@ -8,6 +8,8 @@ mod backend;
 mod error;
 mod frame;
 mod frontend;
+#[cfg(test)]
+mod props;
 mod scan;
 mod startup;
 
