@@ -580,3 +580,33 @@ async fn a_pause_whose_console_leaves_stops_waiting() {
     running.batch_execute("COMMIT").await.expect("commit");
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_counts_each_transaction_while_the_client_stays() {
+    let db = fresh_database();
+    let toml = admin_toml(&db, "", "").replace("mode = \"transaction\"", "mode = \"session\"");
+    assert!(toml.contains("mode = \"session\""));
+    let proxy = Proxy::start(&toml).await;
+    let console = admin(&proxy).await;
+    let client = proxy.client(&db).await;
+    for i in 0..3 {
+        simple_value(&client, &format!("SELECT {i}")).await;
+    }
+    client
+        .batch_execute("BEGIN; SELECT 1; COMMIT")
+        .await
+        .expect("an explicit transaction");
+    let xacts = |rows: &[Row]| num(row_where(rows, "database", &db), "total_xact_count");
+    let rows = show_until(&console, "SHOW STATS", |rows| xacts(rows) >= 4).await;
+    assert_eq!(
+        xacts(&rows),
+        4,
+        "three queries and one transaction, counted as they ended"
+    );
+    assert_eq!(
+        num(row_where(&rows, "database", &db), "total_query_count"),
+        4
+    );
+    drop(client);
+    proxy.stop().await;
+}

@@ -211,10 +211,12 @@ impl Session {
             }
             self.attach.cancel.slot.set(Some(lease.cancel_target()));
             let mut relay = Relay::new(config, param_sync, begin.is_some(), leased);
+            let session_mode = mode == PoolMode::Session;
             let signals = Signals {
                 wake: &self.attach.cancel.slot.wake,
                 shutdown: &self.attach.shutdown,
                 client: &self.attach.cancel.slot.info,
+                pool: self.attach.pool.hosts.get(host).filter(|_| session_mode),
             };
             let outcome = relay
                 .run(
@@ -227,12 +229,20 @@ impl Session {
             self.attach.cancel.slot.set(None);
             if let Some(hp) = self.attach.pool.hosts.get(host) {
                 let mut totals = relay.totals();
-                totals.xacts = 1;
+                // Session mode counted each transaction as it ended; what is left is an
+                // unfinished one, if anything was answered in it.
+                totals.xacts = if session_mode {
+                    u64::from(totals.queries > 0)
+                } else {
+                    1
+                };
                 totals.wait_us = micros(leased - asked);
                 // The last answer ends the transaction; no clock read unless there was none.
                 let ended = relay.last_answer().unwrap_or_else(std::time::Instant::now);
-                totals.xact_us = micros(ended.saturating_duration_since(leased));
-                hp.record(&totals);
+                if !session_mode {
+                    totals.xact_us = micros(ended.saturating_duration_since(leased));
+                }
+                hp.record(&totals, true);
             }
             match outcome {
                 Ok(Outcome::Done) => {

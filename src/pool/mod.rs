@@ -216,11 +216,17 @@ impl HostPool {
     }
 
     /// Adds one finished transaction: to the totals, and to the histograms.
-    pub(crate) fn record(&self, t: &Totals) {
+    /// `checkout` says whether `t` includes a checkout (its wait); a session-mode
+    /// transaction counted mid-session does not.
+    pub(crate) fn record(&self, t: &Totals, checkout: bool) {
         self.live.totals.add(t);
         let secs = |us: u64| us as f64 / 1e6;
-        self.timing.wait.record(secs(t.wait_us));
-        self.timing.xact.record(secs(t.xact_us));
+        if checkout {
+            self.timing.wait.record(secs(t.wait_us));
+        }
+        if t.xacts > 0 {
+            self.timing.xact.record(secs(t.xact_us));
+        }
         if let Some(mean) = t.query_us.checked_div(t.queries) {
             // One sample per request, at the transaction's mean: the relay keeps no list.
             self.timing

@@ -81,6 +81,9 @@ pub(super) struct Signals<'a> {
     pub(super) shutdown: &'a watch::Receiver<bool>,
     /// The client's registry entry: an administrator may have killed it.
     pub(super) client: &'a crate::cancel::ClientInfo,
+    /// Session mode: the host pool each transaction of the session is counted in as it
+    /// ends (transaction mode counts once per relay, in the session).
+    pub(super) pool: Option<&'a crate::pool::HostPool>,
 }
 
 /// Protocol state of one relay. A new one starts at each checkout.
@@ -158,6 +161,9 @@ struct Tally {
     leased: Option<std::time::Instant>,
     /// When the last request was answered with none left unanswered.
     last_answer: Option<std::time::Instant>,
+    /// When the current transaction's first request was sent (session mode counts each
+    /// transaction of the session on its own).
+    xact_start: Option<std::time::Instant>,
 }
 
 impl Relay {
@@ -252,6 +258,25 @@ impl Relay {
         }
     }
 
+    /// Session mode: the transaction that just ended, taken out of the tally so the next
+    /// one counts on its own; `None` when nothing was answered since the last one.
+    fn take_transaction(&mut self) -> Option<crate::stats::Totals> {
+        if self.tally.answered == 0 {
+            return None;
+        }
+        let mut totals = self.totals();
+        totals.xacts = 1;
+        let t = &mut self.tally;
+        if let (Some(start), Some(end)) = (t.xact_start.take(), t.last_answer) {
+            totals.xact_us = crate::stats::micros(end.saturating_duration_since(start));
+        }
+        t.answered = 0;
+        t.received = 0;
+        t.sent = 0;
+        t.busy_us = 0;
+        Some(totals)
+    }
+
     /// Whether the client asked to close.
     pub(super) fn terminated(&self) -> bool {
         self.terminate
@@ -331,6 +356,10 @@ impl Relay {
                 }
                 if self.config.release_when_idle {
                     return Ok(Outcome::Done);
+                }
+                // Session mode keeps the server: each transaction is counted as it ends.
+                if let (Some(pool), Some(t)) = (signals.pool, self.take_transaction()) {
+                    pool.record(&t, false);
                 }
                 if self.leave_when_idle {
                     return Ok(Outcome::Leave(SessionError::ShuttingDown));
@@ -417,6 +446,7 @@ impl Relay {
                 .take()
                 .unwrap_or_else(std::time::Instant::now);
             self.tally.busy_since = Some(now);
+            self.tally.xact_start.get_or_insert(now);
             if !self.config.query_timeout.is_zero() {
                 self.waiting_since = Some(Instant::from_std(now));
             }
