@@ -35,13 +35,38 @@ impl Shared {
     /// does not load or validate changes nothing.
     /// Values given with SET are dropped: the file is the configuration again.
     pub(crate) async fn reload(self: &Arc<Self>) -> Result<Vec<String>, ReloadError> {
-        let _one_at_a_time = self.reconfigure.lock().await;
-        let ignored = self.apply(self.load(Vec::new()).await?).await?;
-        self.settings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        Ok(ignored)
+        self.reconfigure_with(None).await
+    }
+
+    /// Runs a reconfiguration to its end in a task of its own, so a caller that goes away
+    /// (a console client leaving) cannot stop it halfway and let another one overlap it.
+    async fn reconfigure_with(
+        self: &Arc<Self>,
+        set: Option<(String, String)>,
+    ) -> Result<Vec<String>, ReloadError> {
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let _one_at_a_time = shared.reconfigure.lock().await;
+            let mut settings = match &set {
+                Some(_) => shared
+                    .settings
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+                None => Vec::new(),
+            };
+            if let Some((key, value)) = set {
+                settings.retain(|(k, _)| *k != key);
+                settings.push((key, value));
+            }
+            let ignored = shared.apply(shared.load(settings.clone()).await?).await?;
+            *shared
+                .settings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = settings;
+            Ok(ignored)
+        })
+        .await?
     }
 
     /// SET: the file with `key = value` (and earlier SETs) over it, validated and applied
@@ -51,17 +76,8 @@ impl Shared {
         key: &str,
         value: &str,
     ) -> Result<Vec<String>, ReloadError> {
-        let _one_at_a_time = self.reconfigure.lock().await;
-        let mut settings = self
-            .settings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        settings.retain(|(k, _)| k != key);
-        settings.push((key.to_owned(), value.to_owned()));
-        let ignored = self.apply(self.load(settings.clone()).await?).await?;
-        *self.settings.lock().unwrap_or_else(PoisonError::into_inner) = settings;
-        Ok(ignored)
+        self.reconfigure_with(Some((key.to_owned(), value.to_owned())))
+            .await
     }
 
     /// Loads the configuration file with `settings` over it, off the async workers.
