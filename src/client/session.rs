@@ -82,13 +82,33 @@ pub(crate) struct Attach {
 impl Attach {
     /// Joins the login state with the client socket.
     pub(super) fn into_session(self, client: Conn) -> Session {
+        // Session mode keeps its mode for the whole session, whatever a RELOAD says.
+        let mode = self.snap.config.pool.mode;
         Session {
+            relay: relay_config(&self.snap, mode),
+            mode,
             client,
             attach: self,
             lost: None,
             pinned: None,
             deferred_begin: None,
         }
+    }
+}
+
+/// How the relay behaves for a client in `mode` under `snap`'s limits; made at login and
+/// again when the client follows a RELOAD, not per transaction.
+fn relay_config(snap: &Snapshot, mode: PoolMode) -> RelayConfig {
+    let pool = &snap.config.pool;
+    RelayConfig {
+        release_when_idle: mode != PoolMode::Session,
+        rewrite: mode != PoolMode::Session,
+        max_prepared: pool.max_prepared_statements as usize,
+        query_timeout: pool.query_timeout,
+        idle_in_transaction: pool.idle_transaction_timeout,
+        client_idle: pool.client_idle_timeout,
+        stall: pool.query_wait_timeout,
+        one_request: false,
     }
 }
 
@@ -129,13 +149,16 @@ pub(crate) struct Session {
     /// A BEGIN weir answered itself, to be sent with the transaction's first statement
     /// (`routing.transactions = "first_statement"`).
     deferred_begin: Option<String>,
+    /// The pool mode the client logged in under.
+    mode: PoolMode,
+    /// The relay's behaviour under the client's snapshot.
+    relay: RelayConfig,
 }
 
 impl Session {
     /// Serves transactions until the client leaves or an error ends the session.
     pub(crate) async fn run(&mut self) -> Result<(), SessionError> {
-        // Session mode keeps its mode for the whole session, whatever a RELOAD says.
-        let mode = self.attach.snap.config.pool.mode;
+        let mode = self.mode;
         loop {
             let (pins, server) = self
                 .pinned
@@ -156,25 +179,15 @@ impl Session {
             }
             let asked = std::time::Instant::now();
             self.attach.cancel.slot.info.waiting(asked);
-            // After `waiting`: PAUSE either sees this client, or the client sees PAUSE.
-            while self.attach.db.control.is_paused() {
+            // After `waiting`: PAUSE either sees this client, or the client sees PAUSE. A
+            // held request starts its path again once resumed, so it follows a RELOAD made
+            // meanwhile (PAUSE, edit the hosts, RELOAD, RESUME) like any other request.
+            if self.attach.db.control.is_paused() {
                 self.attach.cancel.slot.info.held();
                 self.wait_resumed().await?;
-                self.attach.cancel.slot.info.waiting(asked);
-                // PAUSE, edit the hosts, RELOAD, RESUME: the held request goes to the new ones.
-                self.follow_reload()?;
+                continue;
             }
-            let pool_cfg = &self.attach.snap.config.pool;
-            let config = RelayConfig {
-                release_when_idle: mode != PoolMode::Session,
-                rewrite: mode != PoolMode::Session,
-                max_prepared: pool_cfg.max_prepared_statements as usize,
-                query_timeout: pool_cfg.query_timeout,
-                idle_in_transaction: pool_cfg.idle_transaction_timeout,
-                client_idle: pool_cfg.client_idle_timeout,
-                stall: pool_cfg.query_wait_timeout,
-                one_request: false,
-            };
+            let config = self.relay;
             let (mut lease, host, leg, pins) = match self.pinned.take() {
                 Some(p) => (p.lease, p.host, p.leg.pinned(), p.pins),
                 None => match self.checkout().await {
@@ -487,6 +500,7 @@ impl Session {
             .ok_or_else(|| SessionError::Removed(format!("user \"{user_name}\"")))?;
         let targets = Arc::new(snap.targets(&db.config, &user));
         self.attach.pool = snap.pool(&shared.pools, &db.config, &user);
+        self.relay = relay_config(&snap, self.mode);
         self.attach.snap = snap;
         self.attach.db = db;
         self.attach.targets = targets;
