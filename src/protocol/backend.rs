@@ -333,31 +333,33 @@ impl MessageBuilder {
         } else {
             b'E'
         };
-        Self::tagged(buf, tag, |b| {
-            for (kind, value) in [
-                (b'S', severity.as_str()),
-                (b'V', severity.as_str()),
-                (b'C', code),
-                (b'M', message),
-            ] {
-                b.put_u8(kind);
-                Self::cstr(b, value);
-            }
-            b.put_u8(0);
-        });
+        let severity = severity.as_str();
+        let fields = [
+            (b'S', severity),
+            (b'V', severity),
+            (b'C', code),
+            (b'M', message),
+        ];
+        Self::fields(buf, tag, &fields);
     }
 
     /// NoticeResponse (severity NOTICE, SQLSTATE 00000) with a message and a detail.
     pub(crate) fn notice(buf: &mut BytesMut, message: &str, detail: &str) {
-        Self::tagged(buf, b'N', |b| {
-            for (kind, value) in [
-                (b'S', "NOTICE"),
-                (b'V', "NOTICE"),
-                (b'C', "00000"),
-                (b'M', message),
-                (b'D', detail),
-            ] {
-                b.put_u8(kind);
+        let fields = [
+            (b'S', "NOTICE"),
+            (b'V', "NOTICE"),
+            (b'C', "00000"),
+            (b'M', message),
+            (b'D', detail),
+        ];
+        Self::fields(buf, b'N', &fields);
+    }
+
+    /// An ErrorResponse or NoticeResponse body: typed fields, then the terminator.
+    fn fields(buf: &mut BytesMut, tag: u8, fields: &[(u8, &str)]) {
+        Self::tagged(buf, tag, |b| {
+            for (kind, value) in fields {
+                b.put_u8(*kind);
                 Self::cstr(b, value);
             }
             b.put_u8(0);
@@ -472,45 +474,37 @@ impl MessageBuilder {
 
     /// DataRow of text values; `None` is NULL.
     pub(crate) fn data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
-        Self::tagged(buf, b'D', |b| {
-            b.put_i16(i16::try_from(values.len()).unwrap_or(i16::MAX));
-            for v in values {
-                match v {
-                    Some(text) => {
-                        b.put_i32(i32::try_from(text.len()).unwrap_or(i32::MAX));
-                        b.put_slice(text.as_bytes());
-                    }
-                    None => b.put_i32(-1),
-                }
-            }
-        });
+        Self::typed_data_row(buf, values, &[], &[]);
     }
 
     /// DataRow of values given as text, each sent in binary where `binary` asks (one flag
     /// for all columns, or one per column) and its type (`oids`) has a binary form weir
     /// writes: int4, int8, numeric (whole numbers) and text.
-    pub(crate) fn typed_data_row(
+    pub(crate) fn typed_data_row<S: AsRef<str>>(
         buf: &mut BytesMut,
-        values: &[Option<String>],
+        values: &[Option<S>],
         oids: &[u32],
         binary: &[bool],
     ) {
         Self::tagged(buf, b'D', |b| {
             b.put_i16(i16::try_from(values.len()).unwrap_or(i16::MAX));
             for (i, v) in values.iter().enumerate() {
-                let Some(text) = v else {
+                let Some(text) = v.as_ref().map(AsRef::as_ref) else {
                     b.put_i32(-1);
                     continue;
                 };
+                // The length goes first: written as a placeholder, filled in after.
+                let at = b.len();
+                b.put_i32(0);
                 let oid = oids.get(i).copied().unwrap_or(25);
                 if wants_binary(binary, i) && has_binary_form(oid) {
-                    let mut field = BytesMut::new();
-                    encode_binary(&mut field, oid, text);
-                    b.put_i32(i32::try_from(field.len()).unwrap_or(i32::MAX));
-                    b.put_slice(&field);
+                    encode_binary(b, oid, text);
                 } else {
-                    b.put_i32(i32::try_from(text.len()).unwrap_or(i32::MAX));
                     b.put_slice(text.as_bytes());
+                }
+                let len = i32::try_from(b.len() - at - 4).unwrap_or(i32::MAX);
+                if let Some(slot) = b.get_mut(at..at + 4) {
+                    slot.copy_from_slice(&len.to_be_bytes());
                 }
             }
         });

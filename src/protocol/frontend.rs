@@ -1,6 +1,6 @@
 //! Messages a client sends (weir is their server): typed tags and the login-phase bodies.
 
-use super::startup::take_cstr;
+use super::startup::{take_cstr, take_str};
 use super::ProtocolError;
 
 /// Message types a client may send after startup. Tags collide with backend ones
@@ -208,18 +208,10 @@ pub(crate) enum Request<'a> {
 impl<'a> Request<'a> {
     /// Decodes one message from its tag byte and body.
     pub(crate) fn decode(tag: u8, body: &'a [u8]) -> Result<Self, ProtocolError> {
-        let text = |b: &'a [u8], what: &'static str| -> Result<&'a str, ProtocolError> {
-            std::str::from_utf8(b).map_err(|_| ProtocolError::Malformed { what })
+        let cstr = |mut b: &'a [u8], what: &'static str| {
+            let s = take_str(&mut b).ok_or(ProtocolError::Malformed { what })?;
+            Ok::<_, ProtocolError>((s, b))
         };
-        let cstr =
-            |b: &'a [u8], what: &'static str| -> Result<(&'a str, &'a [u8]), ProtocolError> {
-                let nul = b
-                    .iter()
-                    .position(|&c| c == 0)
-                    .ok_or(ProtocolError::Malformed { what })?;
-                let (s, rest) = b.split_at(nul);
-                Ok((text(s, what)?, rest.get(1..).unwrap_or_default()))
-            };
         Ok(match FrontendTag::try_from(tag)? {
             FrontendTag::Query => Self::Query(cstr(body, "Query")?.0),
             FrontendTag::Parse => {

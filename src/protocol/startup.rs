@@ -103,9 +103,14 @@ fn parse_params(mut body: &[u8]) -> Result<Vec<(String, String)>, ProtocolError>
 
 /// Splits one NUL-terminated UTF-8 string off the front of `body`.
 pub(super) fn take_cstr(body: &mut &[u8]) -> Option<String> {
+    take_str(body).map(str::to_owned)
+}
+
+/// `take_cstr` without the copy: the string borrowed from `body`.
+pub(super) fn take_str<'a>(body: &mut &'a [u8]) -> Option<&'a str> {
     let nul = body.iter().position(|&b| b == 0)?;
     let (s, rest) = body.split_at(nul);
-    let s = std::str::from_utf8(s).ok()?.to_owned();
+    let s = std::str::from_utf8(s).ok()?;
     *body = rest.get(1..)?;
     Some(s)
 }
