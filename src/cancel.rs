@@ -324,16 +324,8 @@ impl CancelRegistry {
     /// Wakes every connected client (shutdown: idle clients leave at once, busy ones after
     /// their transaction).
     pub(crate) fn wake_all(&self) {
-        for shard in &self.shards {
-            let slots: Vec<Arc<CancelSlot>> = shard
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .values()
-                .cloned()
-                .collect();
-            for slot in slots {
-                slot.wake.notify_one();
-            }
+        for (_, slot) in self.clients() {
+            slot.wake.notify_one();
         }
     }
 

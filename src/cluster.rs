@@ -112,6 +112,11 @@ pub(crate) struct HostStatus {
 }
 
 impl HostStatus {
+    /// Down: `down_after` checks failed in a row, or refused as a second primary.
+    fn is_down(&self, down_after: u32) -> bool {
+        self.failures >= down_after || self.refused
+    }
+
     fn new(addr: String) -> Self {
         Self {
             addr,
@@ -248,7 +253,7 @@ impl DbCluster {
     pub(crate) fn is_healthy(&self, index: usize) -> bool {
         let status = self.read_status();
         match status.get(index) {
-            Some(h) if status.len() == 1 => h.failures < self.settings.down_after && !h.refused,
+            Some(h) if status.len() == 1 => !h.is_down(self.settings.down_after),
             Some(h) => h.healthy,
             None => false,
         }
@@ -275,7 +280,7 @@ impl DbCluster {
     pub(crate) fn is_down(&self, index: usize) -> bool {
         self.read_status()
             .get(index)
-            .is_some_and(|h| h.failures >= self.settings.down_after || h.refused)
+            .is_some_and(|h| h.is_down(self.settings.down_after))
     }
 
     /// Whether host `index` is the primary as far as weir knows.

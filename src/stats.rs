@@ -35,15 +35,7 @@ pub(crate) struct Totals {
 impl Totals {
     /// The sum of two totals.
     pub(crate) fn plus(self, o: Totals) -> Totals {
-        Totals {
-            xacts: self.xacts + o.xacts,
-            queries: self.queries + o.queries,
-            received: self.received + o.received,
-            sent: self.sent + o.sent,
-            xact_us: self.xact_us + o.xact_us,
-            query_us: self.query_us + o.query_us,
-            wait_us: self.wait_us + o.wait_us,
-        }
+        Self::zip(self, o, |a, b| a + b)
     }
 
     /// The seven figures of SHOW STATS_TOTALS, in its column order.
@@ -61,15 +53,30 @@ impl Totals {
 
     /// What was added between `earlier` and `self` (counters only grow).
     pub(crate) fn since(self, earlier: Totals) -> Totals {
+        Self::zip(self, earlier, u64::saturating_sub)
+    }
+
+    /// Totals from the seven figures in `parts` order.
+    pub(crate) fn from_parts(p: [u64; 7]) -> Totals {
+        let [xacts, queries, received, sent, xact_us, query_us, wait_us] = p;
         Totals {
-            xacts: self.xacts.saturating_sub(earlier.xacts),
-            queries: self.queries.saturating_sub(earlier.queries),
-            received: self.received.saturating_sub(earlier.received),
-            sent: self.sent.saturating_sub(earlier.sent),
-            xact_us: self.xact_us.saturating_sub(earlier.xact_us),
-            query_us: self.query_us.saturating_sub(earlier.query_us),
-            wait_us: self.wait_us.saturating_sub(earlier.wait_us),
+            xacts,
+            queries,
+            received,
+            sent,
+            xact_us,
+            query_us,
+            wait_us,
         }
+    }
+
+    /// `f` applied figure by figure.
+    fn zip(a: Totals, b: Totals, f: impl Fn(u64, u64) -> u64) -> Totals {
+        let mut out = a.parts();
+        for (x, y) in out.iter_mut().zip(b.parts()) {
+            *x = f(*x, y);
+        }
+        Totals::from_parts(out)
     }
 }
 
@@ -119,16 +126,7 @@ impl PoolTotals {
                 *s += cell.load(Ordering::Relaxed);
             }
         }
-        let [xacts, queries, received, sent, xact_us, query_us, wait_us] = sum;
-        Totals {
-            xacts,
-            queries,
-            received,
-            sent,
-            xact_us,
-            query_us,
-            wait_us,
-        }
+        Totals::from_parts(sum)
     }
 }
 
@@ -219,23 +217,32 @@ impl ServerInfo {
     }
 }
 
-/// The server connections of one host pool, for SHOW SERVERS. Entries are weak: a closed
-/// connection drops out at the next listing, so nothing runs when a connection closes.
-#[derive(Debug, Default)]
-pub(crate) struct ServerList {
-    entries: Mutex<Vec<Weak<ServerInfo>>>,
+/// Things listed while they live: entries are weak, so one that is dropped falls out at
+/// the next listing and nothing runs when it goes (the server connections of a host pool
+/// for SHOW SERVERS; pools a reload retired, for the janitor).
+#[derive(Debug)]
+pub(crate) struct WeakList<T> {
+    entries: Mutex<Vec<Weak<T>>>,
 }
 
-impl ServerList {
-    /// Adds a new connection (once per server login, never on the transaction path).
-    pub(crate) fn add(&self, info: &Arc<ServerInfo>) {
+impl<T> Default for WeakList<T> {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<T> WeakList<T> {
+    /// Adds one (rarely: a server login, a reload), forgetting the dead.
+    pub(crate) fn add(&self, item: &Arc<T>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries.retain(|w| w.strong_count() > 0);
-        entries.push(Arc::downgrade(info));
+        entries.push(Arc::downgrade(item));
     }
 
-    /// The connections open now.
-    pub(crate) fn live(&self) -> Vec<Arc<ServerInfo>> {
+    /// The ones alive now.
+    pub(crate) fn live(&self) -> Vec<Arc<T>> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries.retain(|w| w.strong_count() > 0);
         entries.iter().filter_map(Weak::upgrade).collect()
@@ -267,31 +274,14 @@ pub(crate) fn wall_micros(at: std::time::Instant) -> u64 {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS UTC`, the way PgBouncer prints times in SHOW CLIENTS and SERVERS.
+/// `YYYY-MM-DD HH:MM:SS UTC`, the way PgBouncer prints times in SHOW CLIENTS and SERVERS
+/// (humantime's RFC 3339 form, respelled).
 pub(crate) fn format_time(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
+    let rfc3339 = humantime::format_rfc3339_seconds(t).to_string();
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{} UTC",
+        rfc3339.trim_end_matches('Z').replacen('T', " ", 1)
     )
-}
-
-/// The calendar date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

@@ -169,7 +169,7 @@ pub(super) async fn wait_close(
             .all()
             .iter()
             .filter(|p| names.contains(&p.database))
-            .map(|p| p.outdated())
+            .map(|p| p.close_outdated())
             .sum();
         if left == 0 {
             return Ok(());

@@ -18,7 +18,7 @@ use deadpool::managed::{
 use crate::config::PoolSettings;
 use crate::metrics::names;
 use crate::server::{BackendError, ParamSet, ServerConn, ServerTarget};
-use crate::stats::{micros, PoolTotals, ServerInfo, ServerList, Totals};
+use crate::stats::{micros, PoolTotals, ServerInfo, Totals, WeakList};
 pub(crate) use lease::Lease;
 pub(crate) use registry::{PoolRegistry, Want};
 
@@ -61,7 +61,7 @@ pub(crate) struct ServerManager {
 #[derive(Debug, Default)]
 pub(crate) struct HostLive {
     /// Open server connections, for SHOW SERVERS.
-    pub(crate) servers: ServerList,
+    pub(crate) servers: WeakList<ServerInfo>,
     /// Logins in progress (`sv_login`).
     logins: AtomicUsize,
     /// Bumped by RECONNECT: connections of an older generation close at their next return.
@@ -237,9 +237,17 @@ impl HostPool {
 
     /// Closes its free connections (its pool was replaced or removed).
     fn close_idle(&self) {
-        for conn in self.pool.retain(|_, _| false).removed {
+        self.close_free(|_, _| false);
+    }
+
+    /// Closes the free connections `keep` refuses, each with a Terminate; returns how many.
+    fn close_free(&self, keep: impl FnMut(&ServerConn, Metrics) -> bool) -> usize {
+        let removed = self.pool.retain(keep).removed;
+        let closed = removed.len();
+        for conn in removed {
             tokio::spawn(conn.terminate());
         }
+        closed
     }
 
     /// Its reconnect generation: connections of an older one close at their return.
@@ -375,24 +383,18 @@ impl DbUserPool {
     pub(crate) fn reconnect(&self) {
         for hp in &self.hosts {
             let generation = hp.live.generation.fetch_add(1, Ordering::Relaxed) + 1;
-            let removed = hp.pool.retain(|conn, _| conn.generation >= generation);
-            for conn in removed.removed {
-                tokio::spawn(conn.terminate());
-            }
+            hp.close_free(|conn, _| conn.generation >= generation);
         }
     }
 
-    /// Server connections still open from before the last RECONNECT (WAIT_CLOSE waits for
-    /// none).
-    pub(crate) fn outdated(&self) -> usize {
+    /// WAIT_CLOSE's step: closes the free connections from before the last RECONNECT and
+    /// returns how many older ones are still open (busy; they close when they come back).
+    pub(crate) fn close_outdated(&self) -> usize {
         self.hosts
             .iter()
             .map(|hp| {
-                let generation = hp.live.generation.load(Ordering::Relaxed);
-                let idle_old = hp.pool.retain(|conn, _| conn.generation >= generation);
-                for conn in idle_old.removed {
-                    tokio::spawn(conn.terminate());
-                }
+                let generation = hp.generation();
+                hp.close_free(|conn, _| conn.generation >= generation);
                 hp.servers()
                     .iter()
                     .filter(|s| s.generation() < generation)
@@ -475,17 +477,14 @@ impl DbUserPool {
         for (i, hp) in self.hosts.iter().enumerate() {
             let drain = down(i);
             let generation = hp.generation();
-            let removed = hp.pool.retain(|conn, m| {
+            let closed = hp.close_free(|conn, m| {
                 !drain
                     && conn.generation >= generation
                     && (idle.is_zero() || m.last_used() < idle)
                     && (lifetime.is_zero() || conn.created.elapsed() < lifetime)
             });
-            if drain && !removed.removed.is_empty() {
-                tracing::info!(pool = %self.label, host = %hp.addr, closed = removed.removed.len(), "host is down: its idle server connections are closed");
-            }
-            for conn in removed.removed {
-                tokio::spawn(conn.terminate());
+            if drain && closed > 0 {
+                tracing::info!(pool = %self.label, host = %hp.addr, closed, "host is down: its idle server connections are closed");
             }
         }
         let min = settings.min_size as usize;

@@ -8,7 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use super::DbUserPool;
 use crate::config::PoolSettings;
 use crate::server::ServerTarget;
-use crate::stats::{PoolTotals, Totals};
+use crate::stats::{PoolTotals, Totals, WeakList};
 
 /// Every (database, user) pool, created on first use.
 #[derive(Debug, Default)]
@@ -21,7 +21,7 @@ pub(crate) struct PoolRegistry {
     totals: std::sync::Mutex<HashMap<(String, String, String), Arc<PoolTotals>>>,
     /// Pools replaced or removed by a reload while clients still held them: the janitor
     /// closes the connections that come back to them.
-    retired: std::sync::Mutex<Vec<std::sync::Weak<DbUserPool>>>,
+    retired: WeakList<DbUserPool>,
     /// The newest snapshot generation a reload has published, set under the `pools` write
     /// lock: a caller with an older snapshot never registers a pool.
     published: std::sync::atomic::AtomicU64,
@@ -124,23 +124,13 @@ impl PoolRegistry {
     /// Closes a replaced pool's free connections and keeps an eye on it for the janitor.
     fn retire(&self, old: &Arc<DbUserPool>) {
         old.close_idle();
-        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
-        retired.retain(|w| w.strong_count() > 0);
-        retired.push(Arc::downgrade(old));
+        self.retired.add(old);
     }
 
     /// Closes the connections that came back to retired pools since the last call (the
     /// janitor, every second); forgets pools nobody holds any more.
     pub(crate) fn sweep_retired(&self) {
-        let alive: Vec<Arc<DbUserPool>> = {
-            let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
-            retired.retain(|w| w.strong_count() > 0);
-            retired
-                .iter()
-                .filter_map(std::sync::Weak::upgrade)
-                .collect()
-        };
-        for pool in alive {
+        for pool in self.retired.live() {
             pool.close_idle();
         }
     }
