@@ -31,6 +31,14 @@ pub(super) fn targets(shared: &Shared, db: Option<&str>) -> Result<Vec<Arc<Datab
     }
 }
 
+/// The names of the databases a command names (see `targets`).
+fn target_names(shared: &Shared, db: Option<&str>) -> Result<Vec<String>, AdminError> {
+    Ok(targets(shared, db)?
+        .iter()
+        .map(|d| d.config.name.clone())
+        .collect())
+}
+
 /// Clients of `database` in a transaction or waiting for a server (not those PAUSE holds).
 fn busy_clients(shared: &Shared, database: &str) -> usize {
     shared.cancel.count(|c| {
@@ -82,10 +90,7 @@ pub(super) fn resume(shared: &Shared, db: Option<&str>) -> Result<(), AdminError
 
 /// RECONNECT: the servers of the databases are replaced as they come back to the pool.
 pub(super) fn reconnect(shared: &Shared, db: Option<&str>) -> Result<(), AdminError> {
-    let names: Vec<String> = targets(shared, db)?
-        .iter()
-        .map(|d| d.config.name.clone())
-        .collect();
+    let names = target_names(shared, db)?;
     for pool in shared.pools.all() {
         if names.contains(&pool.database) {
             pool.reconnect();
@@ -159,10 +164,7 @@ pub(super) async fn wait_close(
     me: &ClientInfo,
     db: Option<&str>,
 ) -> Result<(), AdminError> {
-    let names: Vec<String> = targets(shared, db)?
-        .iter()
-        .map(|d| d.config.name.clone())
-        .collect();
+    let names = target_names(shared, db)?;
     loop {
         let left: usize = shared
             .pools

@@ -4,7 +4,7 @@
 //! and each command's result columns, known before it runs (Describe needs them).
 //! Does not: run anything.
 
-use super::show::Show;
+use super::show::{Column, Show};
 
 /// One admin command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,14 @@ pub(super) enum ParseError {
 }
 
 impl Command {
+    /// The columns its result has (none for commands without rows).
+    pub(super) fn columns(&self) -> &'static [Column] {
+        match self {
+            Command::Show(show) => show.columns(),
+            _ => &[],
+        }
+    }
+
     /// Parses one command (a trailing `;` and surrounding space are allowed).
     pub(super) fn parse(text: &str) -> Result<Command, ParseError> {
         let text = text.trim();

@@ -113,10 +113,10 @@ pub(crate) fn greet(buf: &mut BytesMut, process_id: i32, secret_key: i32) {
 /// A console session's prepared statements and portals (extended protocol).
 #[derive(Default)]
 struct Extended {
-    /// Statement name → command text.
-    statements: HashMap<String, String>,
-    /// Portal name → (command text, which columns the client wants in binary).
-    portals: HashMap<String, (String, Vec<bool>)>,
+    /// Statement name → its command, parsed once at Parse (`None`: an empty query).
+    statements: HashMap<String, Option<Command>>,
+    /// Portal name → (its command, which columns the client wants in binary).
+    portals: HashMap<String, (Option<Command>, Vec<bool>)>,
     /// An error happened since the last Sync: messages are skipped until the next one.
     failed: bool,
 }
@@ -205,9 +205,12 @@ async fn simple_query(
     }
     for text in commands {
         let result = match Command::parse(text) {
-            Ok(command) => run_watched(conn, shared, me, command)
-                .await
-                .map(|out| (command_columns(text), out)),
+            Ok(command) => {
+                let columns = command.columns();
+                run_watched(conn, shared, me, command)
+                    .await
+                    .map(|out| (columns, out))
+            }
             Err(e) => Err(AdminError::from_parse(e, text)),
         };
         match result {
@@ -227,14 +230,6 @@ async fn simple_query(
     Ok(())
 }
 
-/// The columns a command's result has (empty for commands without rows).
-fn command_columns(text: &str) -> &'static [Column] {
-    match Command::parse(text) {
-        Ok(Command::Show(show)) => show.columns(),
-        _ => &[],
-    }
-}
-
 /// One extended-protocol message other than Sync, Flush and Terminate.
 async fn extended(
     conn: &mut Conn,
@@ -246,13 +241,15 @@ async fn extended(
     let buf = &mut conn.wbuf;
     match request {
         Request::Parse { name, text } => {
-            if !text.trim().is_empty() {
-                Command::parse(text).map_err(|e| AdminError::from_parse(e, text))?;
-            }
+            let command = if text.trim().is_empty() {
+                None
+            } else {
+                Some(Command::parse(text).map_err(|e| AdminError::from_parse(e, text))?)
+            };
             if ext.statements.len() >= MAX_NAMED && !ext.statements.contains_key(name) {
                 return Err(too_many());
             }
-            ext.statements.insert(name.to_owned(), text.to_owned());
+            ext.statements.insert(name.to_owned(), command);
             MessageBuilder::parse_complete(buf);
         }
         Request::Bind {
@@ -260,7 +257,7 @@ async fn extended(
             statement,
             binary,
         } => {
-            let text = ext
+            let command = ext
                 .statements
                 .get(statement)
                 .ok_or_else(|| missing("prepared statement", statement))?
@@ -268,42 +265,42 @@ async fn extended(
             if ext.portals.len() >= MAX_NAMED && !ext.portals.contains_key(portal) {
                 return Err(too_many());
             }
-            ext.portals.insert(portal.to_owned(), (text, binary));
+            ext.portals.insert(portal.to_owned(), (command, binary));
             MessageBuilder::bind_complete(buf);
         }
         Request::Describe(kind, name) => {
-            let (text, binary): (&str, &[bool]) = if kind == Target::Statement {
-                let text = ext
+            let (command, binary): (&Option<Command>, &[bool]) = if kind == Target::Statement {
+                let command = ext
                     .statements
                     .get(name)
                     .ok_or_else(|| missing("prepared statement", name))?;
                 MessageBuilder::no_parameters(buf);
-                (text, &[])
+                (command, &[])
             } else {
-                let (text, binary) = ext
+                let (command, binary) = ext
                     .portals
                     .get(name)
                     .ok_or_else(|| missing("portal", name))?;
-                (text, binary)
+                (command, binary)
             };
-            match command_columns(text) {
+            match command.as_ref().map_or(&[][..], Command::columns) {
                 [] => MessageBuilder::no_data(buf),
                 columns => MessageBuilder::row_description_formats(buf, columns, binary),
             }
         }
         Request::Execute(portal) => {
-            let (text, binary) = ext
+            let (command, binary) = ext
                 .portals
                 .get(portal)
                 .ok_or_else(|| missing("portal", portal))?
                 .clone();
-            if text.trim().is_empty() {
+            let Some(command) = command else {
                 MessageBuilder::empty_query(&mut conn.wbuf);
                 return Ok(());
-            }
-            let command = Command::parse(&text).map_err(|e| AdminError::from_parse(e, &text))?;
+            };
+            let columns = command.columns();
             let out = run_watched(conn, shared, me, command).await?;
-            write_result(&mut conn.wbuf, command_columns(&text), &binary, out);
+            write_result(&mut conn.wbuf, columns, &binary, out);
         }
         Request::Close(kind, name) => {
             if kind == Target::Statement {
