@@ -343,6 +343,11 @@ impl DbCluster {
         limit: Duration,
         deadline: Instant,
     ) -> Result<usize, ClusterError> {
+        // The usual case, without registering for a wake-up (a lock inside `Notify`).
+        let known = self.primary.load(Ordering::Acquire);
+        if known != UNKNOWN {
+            return Ok(known);
+        }
         let started = Instant::now();
         loop {
             let found = self.primary_found.notified();

@@ -276,6 +276,46 @@ async fn query_wait_timeout_gives_a_clear_error() {
     proxy.stop().await;
 }
 
+#[tokio::test]
+async fn clients_that_gave_up_waiting_leave_the_pool_whole() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&config_toml(
+        &db,
+        "size = 1\nquery_wait_timeout = \"500ms\"",
+        "",
+    ))
+    .await;
+    let a = proxy.client(&db).await;
+    a.batch_execute("BEGIN; SELECT 1")
+        .await
+        .expect("a holds the only server");
+    // Five clients queue for the server and give up (query_wait_timeout).
+    let mut waiters = Vec::new();
+    for _ in 0..5 {
+        let client = proxy.client(&db).await;
+        waiters.push(tokio::spawn(async move {
+            let r = client.simple_query("SELECT 2").await;
+            (client, r)
+        }));
+    }
+    let mut clients = Vec::new();
+    for waiter in waiters {
+        let (client, r) = waiter.await.expect("task");
+        let err = r.expect_err("nobody is served while a holds the server");
+        assert_eq!(sqlstate(&err).as_deref(), Some("08001"));
+        clients.push(client);
+    }
+    a.batch_execute("COMMIT").await.expect("commit");
+    // Had the server been handed to a waiter that gave up, these would time out.
+    for client in clients.iter().chain([&a]) {
+        client
+            .simple_query("SELECT 3")
+            .await
+            .expect("served once the server is free");
+    }
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_reaches_only_its_query() {
     let db = fresh_database();

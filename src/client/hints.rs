@@ -20,11 +20,6 @@ const SESSION_TAGS: [&[u8]; 12] = [
     b"DROP TABLE",
 ];
 
-/// Words in a query text that change session state inside a statement whose tag says
-/// nothing: `SELECT set_config(..)`, `SELECT pg_advisory_lock(..)`, `CREATE TEMP TABLE .. AS`
-/// (tag `SELECT n`). Lower case; matched without regard to case.
-const SESSION_WORDS: [&[u8]; 3] = [b"set_config", b"advisory", b"temp"];
-
 /// What a transaction's statements suggest about session state, for the probe.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Hints {
@@ -50,9 +45,7 @@ impl Hints {
         }
         Self {
             session: true,
-            advisory: text
-                .windows(b"advisory".len())
-                .any(|w| w.eq_ignore_ascii_case(b"advisory")),
+            advisory: contains_ignore_case(text, b"advisory"),
         }
     }
 
@@ -75,25 +68,39 @@ pub(crate) fn tag_changes_session(tag: &[u8]) -> bool {
 }
 
 /// Whether a query text (or the part of it at hand) mentions a session-changing function
-/// or a temporary table.
+/// or a temporary table: `SELECT set_config(..)`, `SELECT pg_advisory_lock(..)`, `CREATE
+/// TEMP TABLE .. AS` (whose tag, `SELECT n`, says nothing). Matched without regard to case.
+///
+/// This runs over every query text, so it looks for a letter of each word that is rare in
+/// SQL (`_`, `v`, `m`) with `memchr` (vectorised), and compares a word only around those;
+/// comparing at every `s`, `a` or `t` cost more than the rest of the transaction's
+/// scanning.
 pub(crate) fn text_changes_session(text: &[u8]) -> bool {
-    for (i, &b) in text.iter().enumerate() {
-        // `| 0x20` lower-cases ASCII letters; only S/s, A/a and T/t map to these three.
-        let first = b | 0x20;
-        if !matches!(first, b's' | b'a' | b't') {
-            continue;
-        }
-        let found = SESSION_WORDS.iter().any(|w| {
-            w.first() == Some(&first)
-                && text
-                    .get(i..i + w.len())
-                    .is_some_and(|s| s.eq_ignore_ascii_case(w))
-        });
-        if found && (first != b't' || is_temp_keyword(text, i)) {
-            return true;
-        }
-    }
-    false
+    let found_at = |at: usize| match text.get(at) {
+        Some(b'_') => word_at(text, at, 3, b"set_config"),
+        Some(b'v' | b'V') => word_at(text, at, 2, b"advisory"),
+        Some(b'm' | b'M') => word_at(text, at, 2, b"temp") && is_temp_keyword(text, at - 2),
+        _ => false,
+    };
+    memchr::memchr3_iter(b'_', b'v', b'm', text).any(found_at)
+        || memchr::memchr2_iter(b'V', b'M', text).any(found_at)
+}
+
+/// Whether `text` contains `word` (lower-case ASCII), in any case.
+pub(crate) fn contains_ignore_case(text: &[u8], word: &[u8]) -> bool {
+    let Some(&first) = word.first() else {
+        return true;
+    };
+    memchr::memchr2_iter(first, first.to_ascii_uppercase(), text)
+        .any(|at| word_at(text, at, 0, word))
+}
+
+/// Whether `word` (lower-case ASCII) is in `text`, in any case, with its letter number
+/// `offset` at `at`.
+fn word_at(text: &[u8], at: usize, offset: usize, word: &[u8]) -> bool {
+    at.checked_sub(offset)
+        .and_then(|start| text.get(start..start + word.len()))
+        .is_some_and(|w| w.eq_ignore_ascii_case(word))
 }
 
 /// Whether the `temp` at `at` is the keyword TEMP or TEMPORARY, not part of a name such as

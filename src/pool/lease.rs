@@ -3,65 +3,64 @@
 
 use std::ops::{Deref, DerefMut};
 
-use deadpool::managed::Object;
-
-use super::ServerManager;
+use super::slots::Claim;
 use crate::server::ServerConn;
 
 /// A server connection leased to one client until its transaction (or session) ends.
 #[must_use = "dropping a Lease returns or discards the server connection"]
 #[derive(Debug)]
 pub(crate) struct Lease {
-    /// `Some` until dropped.
-    obj: Option<Object<ServerManager>>,
+    /// The pool's place, holding the connection until drop.
+    claim: Claim,
 }
 
 impl Lease {
-    /// Takes a connection out of the pool. It counts as dirty until `mark_clean`: a task
-    /// that is aborted mid-transaction (shutdown) then closes it instead of returning it.
-    pub(super) fn new(mut obj: Object<ServerManager>) -> Self {
-        obj.clean = false;
-        Self { obj: Some(obj) }
+    /// Leases `conn`, which fills the place `claim`. It counts as dirty until
+    /// `mark_clean`: a task that is aborted mid-transaction (shutdown) then closes it
+    /// instead of returning it.
+    pub(super) fn new(mut claim: Claim, mut conn: Box<ServerConn>) -> Self {
+        conn.clean = false;
+        claim.fill(conn);
+        Self { claim }
     }
 
     /// The transaction ended cleanly: dropping the lease returns the server to the pool.
     pub(crate) fn mark_clean(&mut self) {
-        if let Some(obj) = self.obj.as_mut() {
-            obj.clean = true;
-        }
+        self.clean = true;
     }
 
     /// Marks the connection as not reusable: it will be closed instead of returned.
     pub(crate) fn poison(&mut self) {
-        if let Some(obj) = self.obj.as_mut() {
-            obj.clean = false;
-        }
+        self.clean = false;
     }
 }
 
 impl Deref for Lease {
     type Target = ServerConn;
-    #[allow(clippy::expect_used)] // `obj` is only taken in drop
+    #[allow(clippy::expect_used)] // `new` fills the claim, and only drop empties it
     fn deref(&self) -> &ServerConn {
-        self.obj.as_ref().expect("lease used after drop")
+        self.claim.conn().expect("lease without a connection")
     }
 }
 
 impl DerefMut for Lease {
-    #[allow(clippy::expect_used)] // `obj` is only taken in drop
+    #[allow(clippy::expect_used)] // `new` fills the claim, and only drop empties it
     fn deref_mut(&mut self) -> &mut ServerConn {
-        self.obj.as_mut().expect("lease used after drop")
+        self.claim.conn_mut().expect("lease without a connection")
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let Some(obj) = self.obj.take() else { return };
-        obj.info.released();
-        let reusable = obj.clean && obj.conn.rbuf.is_empty() && obj.conn.wbuf.is_empty();
+        let Some(conn) = self.claim.conn() else {
+            return;
+        };
+        conn.info.released();
+        let reusable = conn.clean && conn.conn.rbuf.is_empty() && conn.conn.wbuf.is_empty();
         if !reusable {
-            // Detach from the pool: the slot frees up and the socket closes.
-            drop(Object::take(obj));
+            // The socket closes; the place goes back empty for the next client to fill.
+            self.claim.discard();
         }
+        // Dropping the claim gives the place back.
     }
 }

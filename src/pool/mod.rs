@@ -1,19 +1,16 @@
-//! Server-side connection pools, one per (database, user, host), on `deadpool`.
+//! Server-side connection pools, one per (database, user, host).
 //!
-//! Owns: deadpool pools, checkout with a deadline, `Lease` return/discard, the janitor
+//! Owns: the pools (`slots`), checkout with a deadline, `Lease` return/discard, the janitor
 //! that enforces idle timeouts, lifetimes and warm connections.
 //! Does not: parse SQL, talk to clients, read config files.
 
 mod lease;
 mod registry;
+mod slots;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
-use std::time::Duration;
-
-use deadpool::managed::{
-    self, Metrics, Pool, PoolError as DeadpoolError, RecycleResult, TimeoutType,
-};
+use std::time::{Duration, Instant};
 
 use crate::config::PoolSettings;
 use crate::metrics::names;
@@ -21,6 +18,7 @@ use crate::server::{BackendError, ParamSet, ServerConn, ServerTarget};
 use crate::stats::{micros, PoolTotals, ServerInfo, Totals, WeakList};
 pub(crate) use lease::Lease;
 pub(crate) use registry::{PoolRegistry, Want};
+use slots::{Free, Slots, Take};
 
 /// Why a client could not get a server connection.
 #[derive(Debug, thiserror::Error)]
@@ -111,11 +109,9 @@ impl Drop for LoginInProgress<'_> {
     }
 }
 
-impl managed::Manager for ServerManager {
-    type Type = ServerConn;
-    type Error = BackendError;
-
-    async fn create(&self) -> Result<ServerConn, BackendError> {
+impl ServerManager {
+    /// Opens and logs in one server connection.
+    async fn create(&self) -> Result<Box<ServerConn>, BackendError> {
         self.live.logins.fetch_add(1, Ordering::Relaxed);
         let _login = LoginInProgress(&self.live.logins);
         let generation = self.live.generation.load(Ordering::Relaxed);
@@ -126,25 +122,24 @@ impl managed::Manager for ServerManager {
         conn.generation = generation;
         conn.info.set_generation(generation);
         self.live.servers.add(&conn.info);
-        Ok(conn)
+        Ok(Box::new(conn))
     }
 
-    async fn recycle(&self, conn: &mut ServerConn, m: &Metrics) -> RecycleResult<BackendError> {
-        // Also checked by the janitor, but in a busy pool a connection is rarely idle when it
-        // runs: here is where a connection in constant use meets its lifetime.
+    /// A free connection if it may serve another client; else closes it.
+    fn recycle(&self, free: Free) -> Option<Box<ServerConn>> {
+        let Free { mut conn, since } = free;
+        let now = Instant::now();
+        // Also checked by the janitor, but in a busy pool a connection is rarely free when
+        // it runs: here is where a connection in constant use meets its lifetime.
         let lifetime = self.live.lifetime();
-        if !lifetime.is_zero() && conn.created.elapsed() >= lifetime {
-            return Err(managed::RecycleError::message("server_lifetime reached"));
+        let retired = (!lifetime.is_zero() && now - conn.created >= lifetime)
+            || conn.generation < self.live.generation.load(Ordering::Relaxed);
+        if retired {
+            slots::terminate(conn);
+            return None;
         }
-        if conn.generation < self.live.generation.load(Ordering::Relaxed) {
-            return Err(managed::RecycleError::message(
-                "RECONNECT asked for a new connection",
-            ));
-        }
-        if !conn.check_idle(m.last_used()) {
-            return Err(managed::RecycleError::message("connection closed or dirty"));
-        }
-        Ok(())
+        // Closed by the server, or dirty: the socket just closes.
+        conn.check_idle(now - since).then_some(conn)
     }
 }
 
@@ -154,7 +149,9 @@ pub(crate) struct HostPool {
     /// "host:port", for logs and SHOW commands.
     pub(crate) addr: String,
     /// The connections.
-    pool: Pool<ServerManager>,
+    slots: Arc<Slots>,
+    /// Opens and checks them.
+    manager: ServerManager,
     /// Server list, logins, generation and totals.
     pub(crate) live: Arc<HostLive>,
     /// Prometheus histograms of this pool, made once.
@@ -196,7 +193,7 @@ pub(crate) struct HostCounts {
     pub(crate) idle: usize,
     /// Logging in (`sv_login`).
     pub(crate) login: usize,
-    /// Clients waiting for one (deadpool's queue).
+    /// Clients waiting for one.
     pub(crate) waiting: usize,
     /// Most connections allowed.
     pub(crate) max: usize,
@@ -205,13 +202,14 @@ pub(crate) struct HostCounts {
 impl HostPool {
     /// Its connections by state now.
     pub(crate) fn counts(&self) -> HostCounts {
-        let s = self.pool.status();
+        let s = self.slots.counts();
+        let login = self.live.logins.load(Ordering::Relaxed);
         HostCounts {
-            active: s.size.saturating_sub(s.available),
-            idle: s.available,
-            login: self.live.logins.load(Ordering::Relaxed),
+            active: s.size.saturating_sub(s.free + login),
+            idle: s.free,
+            login,
             waiting: s.waiting,
-            max: s.max_size,
+            max: s.max,
         }
     }
 
@@ -241,13 +239,9 @@ impl HostPool {
     }
 
     /// Closes the free connections `keep` refuses, each with a Terminate; returns how many.
-    fn close_free(&self, keep: impl FnMut(&ServerConn, Metrics) -> bool) -> usize {
-        let removed = self.pool.retain(keep).removed;
-        let closed = removed.len();
-        for conn in removed {
-            tokio::spawn(conn.terminate());
-        }
-        closed
+    /// `keep` is given each connection and the time its last lease ended.
+    fn close_free(&self, keep: impl FnMut(&ServerConn, Instant) -> bool) -> usize {
+        self.slots.retain(keep)
     }
 
     /// Its reconnect generation: connections of an older one close at their return.
@@ -295,27 +289,21 @@ impl DbUserPool {
         let hosts = targets
             .iter()
             .cloned()
-            .filter_map(|target| {
+            .map(|target| {
                 let addr = format!("{}:{}", target.host, target.port);
                 let live = Arc::new(HostLive::new(settings, totals(&addr)));
                 let manager = ServerManager {
                     target,
                     live: live.clone(),
                 };
-                let pool = Pool::builder(manager)
-                    .max_size(settings.size.get() as usize)
-                    .queue_mode(deadpool::managed::QueueMode::Lifo)
-                    .runtime(deadpool::Runtime::Tokio1)
-                    .build()
-                    .map_err(|e| tracing::error!(%addr, "cannot build pool: {e}"))
-                    .ok()?;
                 let timing = PoolTiming::new(database, user, &addr);
-                Some(HostPool {
+                HostPool {
                     addr,
-                    pool,
+                    slots: Slots::new(settings.size.get() as usize),
+                    manager,
                     live,
                     timing,
-                })
+                }
             })
             .collect();
         Self {
@@ -346,7 +334,7 @@ impl DbUserPool {
             return;
         }
         for hp in &self.hosts {
-            hp.pool.resize(settings.size.get() as usize);
+            hp.slots.resize(settings.size.get() as usize);
             hp.live.apply(settings);
         }
         *current = settings.clone();
@@ -409,61 +397,48 @@ impl DbUserPool {
         let Some(hp) = self.hosts.get(host) else {
             return Err(PoolError::Closed(self.label.clone()));
         };
-        // Creating a server connection has its own deadline (`ServerConn::connect`) and
-        // recycling does no I/O, so neither needs a deadpool timer.
-        let immediate = managed::Timeouts {
-            wait: Some(Duration::ZERO),
-            create: None,
-            recycle: None,
+        let mut claim = match hp.slots.take() {
+            Take::Claim(claim) => claim,
+            Take::Closed => return Err(PoolError::Closed(self.label.clone())),
+            // Only a waiting checkout needs a timer. Opening a connection has its own
+            // (`server_connect_timeout`).
+            Take::Wait(handed) => match tokio::time::timeout(waited, handed).await {
+                Ok(Ok(claim)) => claim,
+                Ok(Err(_)) => return Err(PoolError::Closed(self.label.clone())),
+                Err(_) => {
+                    return Err(PoolError::CheckoutTimeout {
+                        pool: self.label.clone(),
+                        waited,
+                    })
+                }
+            },
         };
-        // Fast path: a free connection (or room for a new one) needs no timer at all.
-        let got = match hp.pool.timeout_get(&immediate).await {
-            Err(DeadpoolError::Timeout(TimeoutType::Wait)) => {
-                // One timer, ours: deadpool is told to wait without one of its own.
-                let waiting = managed::Timeouts {
-                    wait: None,
-                    ..immediate
-                };
-                // Boxed: a waiting checkout is the rare path, and inline its timer and second
-                // deadpool future would double the size of every checkout future.
-                Box::pin(tokio::time::timeout(waited, hp.pool.timeout_get(&waiting))).await
-            }
-            other => Ok(other),
-        };
-        let obj = match got {
-            Ok(Ok(obj)) => obj,
-            Err(_) | Ok(Err(DeadpoolError::Timeout(TimeoutType::Wait))) => {
-                return Err(PoolError::CheckoutTimeout {
-                    pool: self.label.clone(),
-                    waited,
-                })
-            }
-            Ok(Err(DeadpoolError::Timeout(_))) => {
-                return Err(PoolError::Connect {
-                    pool: self.label.clone(),
-                    cause: BackendError::LoginTimeout(hp.addr.clone()),
-                })
-            }
-            Ok(Err(DeadpoolError::Backend(cause))) => {
-                return Err(PoolError::Connect {
+        let reused = claim.take().and_then(|free| hp.manager.recycle(free));
+        let conn = match reused {
+            Some(conn) => conn,
+            // An empty place, or a connection that failed its check: open one in it.
+            // Dropping `claim` on an error gives the place back.
+            None => hp
+                .manager
+                .create()
+                .await
+                .map_err(|cause| PoolError::Connect {
                     pool: self.label.clone(),
                     cause,
-                })
-            }
-            Ok(Err(_)) => return Err(PoolError::Closed(self.label.clone())),
+                })?,
         };
+        let lease = Lease::new(claim, conn);
         if self.server_defaults.get().is_none() {
-            let _ = self.server_defaults.set(obj.params.reported().clone());
+            let _ = self.server_defaults.set(lease.params.reported().clone());
         }
-        Ok(Lease::new(obj))
+        Ok(lease)
     }
 
     /// Servers of host `host` in use plus clients waiting for one: its outstanding work.
     pub(crate) fn busy(&self, host: usize) -> usize {
-        self.hosts.get(host).map_or(usize::MAX, |hp| {
-            let s = hp.pool.status();
-            s.size.saturating_sub(s.available) + s.waiting
-        })
+        self.hosts
+            .get(host)
+            .map_or(usize::MAX, |hp| hp.slots.busy())
     }
 
     /// Enforces `server_idle_timeout` and `server_lifetime` on idle connections, closes
@@ -477,10 +452,10 @@ impl DbUserPool {
         for (i, hp) in self.hosts.iter().enumerate() {
             let drain = down(i);
             let generation = hp.generation();
-            let closed = hp.close_free(|conn, m| {
+            let closed = hp.close_free(|conn, since| {
                 !drain
                     && conn.generation >= generation
-                    && (idle.is_zero() || m.last_used() < idle)
+                    && (idle.is_zero() || since.elapsed() < idle)
                     && (lifetime.is_zero() || conn.created.elapsed() < lifetime)
             });
             if drain && closed > 0 {
@@ -494,20 +469,20 @@ impl DbUserPool {
         if min == 0 {
             return;
         }
-        let status = hp.pool.status();
-        if status.size < min {
-            let mut held = Vec::new();
-            for _ in status.size..min {
-                match hp.pool.get().await {
-                    Ok(obj) => held.push(obj),
-                    Err(e) => {
-                        tracing::warn!(pool = %self.label, host = %hp.addr, "cannot open warm connection: {e}");
-                        break;
-                    }
+        while hp.slots.counts().size < min {
+            let Some(mut claim) = hp.slots.take_empty() else {
+                break;
+            };
+            match hp.manager.create().await {
+                Ok(conn) => {
+                    let _ = self.server_defaults.set(conn.params.reported().clone());
+                    // Dropping the claim puts the connection on the free list.
+                    claim.fill(conn);
                 }
-            }
-            if let Some(obj) = held.first() {
-                let _ = self.server_defaults.set(obj.params.reported().clone());
+                Err(e) => {
+                    tracing::warn!(pool = %self.label, host = %hp.addr, "cannot open warm connection: {e}");
+                    break;
+                }
             }
         }
     }
@@ -515,7 +490,7 @@ impl DbUserPool {
     /// Closes every pool: waiting clients get an error, idle connections close.
     pub(crate) fn close(&self) {
         for hp in &self.hosts {
-            hp.pool.close();
+            hp.slots.close();
         }
     }
 }

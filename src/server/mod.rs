@@ -185,15 +185,14 @@ impl ServerConn {
     /// Whether an idle connection is still usable: nothing unread, not closed by the server,
     /// so a pooled connection the server dropped is never handed out.
     ///
-    /// `since` is the time since the connection was last checked out (deadpool's
-    /// `last_used`, which includes its last lease, so it is never less than the time it sat
-    /// idle). One checked out up to `RECENT` ago (a busy pool's) is asked of the reactor,
+    /// `since` is the time it sat idle, since its last lease ended. One returned up to
+    /// `RECENT` ago (a busy pool's) is asked of the reactor,
     /// which knows without a system call whether the socket turned readable (a close, or a
     /// message); only then is it read to tell which. One idle longer, where a server-side
     /// timeout or a restart may have closed it moments ago, before the reactor noticed, is
     /// read (one non-blocking read) every time.
     pub(crate) fn check_idle(&mut self, since: Duration) -> bool {
-        /// Checked out up to this long ago, the reactor's word is taken.
+        /// Returned up to this long ago, the reactor's word is taken.
         const RECENT: Duration = Duration::from_millis(100);
         if !self.clean || !self.conn.rbuf.is_empty() {
             return false;

@@ -357,6 +357,11 @@ impl Relay {
 /// Whether a query's text starts with DEALLOCATE [PREPARE] ALL or DISCARD ALL, which drop
 /// every prepared statement of the session. Runs on every Query: no allocation.
 fn resets_statements(text: &[u8]) -> bool {
+    // Nearly every text starts with another letter: decide those without splitting words.
+    let first = text.iter().find(|b| !b.is_ascii_whitespace());
+    if !first.is_some_and(|b| b.eq_ignore_ascii_case(&b'd')) {
+        return false;
+    }
     let mut words = text
         .split(|b| b.is_ascii_whitespace() || *b == b';' || *b == 0)
         .filter(|w| !w.is_empty());

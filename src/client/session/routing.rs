@@ -13,6 +13,7 @@ use crate::protocol::ErrorFields;
 use crate::protocol::{ErrorSeverity, FrontendScanner, FrontendTag, MessageBuilder, TxStatus};
 use crate::server::BackendError;
 
+use super::super::hints;
 use super::super::route::{self, Leg, NoReader, Policy, Reader, Reason, RouteCommand};
 use super::super::SessionError;
 use super::{Session, PROBE_TIMEOUT};
@@ -216,10 +217,7 @@ impl Session {
         };
         // Every client's every short Query passes here: a byte scan without allocating
         // rules nearly all of them out before any parsing.
-        let named = text
-            .as_bytes()
-            .windows(route::SETTING.len())
-            .any(|w| w.eq_ignore_ascii_case(route::SETTING.as_bytes()));
+        let named = hints::contains_ignore_case(text.as_bytes(), route::SETTING.as_bytes());
         let Some(command) = named.then(|| route::route_command(text)).flatten() else {
             return Ok(false);
         };
