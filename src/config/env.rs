@@ -21,8 +21,24 @@ const PREFIX: &str = "WEIR_";
 
 /// `WEIR_*` variables that are not configuration keys: they are read elsewhere and skipped
 /// here. `WEIR_LOG` is the log filter and `WEIR_LOG_FORMAT` the log format (`main.rs`).
-/// Any other `WEIR_*` name must be a key.
 pub const NOT_CONFIGURATION: &[&str] = &["WEIR_LOG", "WEIR_LOG_FORMAT"];
+
+/// The configuration's tables. A `WEIR_*` name without `__` that starts with one of them
+/// (`WEIR_POOL_SIZE`) is a misspelt override and refused; any other (`WEIR_DIR`, or the
+/// `WEIR_SERVICE_HOST` and `WEIR_PORT_6432_TCP` that Kubernetes sets for a Service named
+/// `weir`) belongs to someone else and is skipped.
+const TABLES: [&str; 10] = [
+    "listen",
+    "pool",
+    "auth",
+    "admin",
+    "metrics",
+    "tls",
+    "cluster",
+    "routing",
+    "users",
+    "databases",
+];
 
 /// The tables written as `[[name]]`: their entries are addressed by position.
 pub(crate) const ARRAY_TABLES: [&str; 2] = ["users", "databases"];
@@ -64,6 +80,7 @@ pub(crate) fn collect(
         if NOT_CONFIGURATION
             .iter()
             .any(|skip| skip.eq_ignore_ascii_case(name))
+            || !(rest.contains("__") || names_a_table(rest))
         {
             continue;
         }
@@ -148,6 +165,14 @@ fn key_path(rest: &str) -> Result<(String, Option<Entry>), EnvProblem> {
     }
 }
 
+/// Whether `rest` (a name after `WEIR_`) starts with a table's name and `_`, or is one.
+fn names_a_table(rest: &str) -> bool {
+    TABLES.iter().any(|table| {
+        strip_prefix_ignore_case(rest, table)
+            .is_some_and(|tail| tail.is_empty() || tail.starts_with('_'))
+    })
+}
+
 /// `name` without `prefix`, if it starts with it in any letter case.
 fn strip_prefix_ignore_case<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
     let head = name.get(..prefix.len())?;
@@ -174,6 +199,10 @@ mod tests {
         let found = collect(vars(&[
             ("PATH", "/usr/bin"),
             ("WEIR_LOG", "debug"),
+            // Not ours: a script's variable, and what Kubernetes sets for a Service `weir`.
+            ("WEIR_DIR", "/opt/weir"),
+            ("WEIR_SERVICE_HOST", "10.0.0.7"),
+            ("WEIR_PORT_6432_TCP_ADDR", "10.0.0.7"),
             ("WEIR_POOL__SIZE", "50"),
             ("WEIR_DATABASES__1__HOSTS", "a:1,b:2"),
             ("weir_listen__addr", "0.0.0.0:6432"),
@@ -193,7 +222,6 @@ mod tests {
     fn bad_names_are_refused_with_the_variable_named() {
         for name in [
             "WEIR_POOL_SIZE",
-            "WEIR_",
             "WEIR_POOL____SIZE",
             "WEIR_POOL__SI.ZE",
         ] {

@@ -258,7 +258,7 @@ pub enum Problem {
 pub enum EnvProblem {
     /// The name does not have the `WEIR_<TABLE>__<KEY>` shape.
     #[error(
-        "not a configuration key; overrides are written WEIR_<TABLE>__<KEY> with a double underscore, e.g. WEIR_POOL__SIZE=50 (every WEIR_* variable is read as configuration)"
+        "not a configuration key; overrides are written WEIR_<TABLE>__<KEY> with a double underscore, e.g. WEIR_POOL__SIZE=50 (a WEIR_* name that starts with a table's name is read as configuration)"
     )]
     BadName,
     /// An array of tables addressed without an entry number.
