@@ -18,7 +18,7 @@ use crate::auth::{AuthConfigError, ServerPassword, UserEntry, UserTable};
 use crate::cancel::CancelRegistry;
 use crate::client::Reason;
 use crate::cluster::DbCluster;
-use crate::config::{Config, DatabaseConfig};
+use crate::config::{Config, DatabaseConfig, TlsMode};
 use crate::control::DbControl;
 use crate::metrics::names;
 use crate::pool::{DbUserPool, PoolRegistry, Want};
@@ -99,6 +99,20 @@ pub(crate) struct Snapshot {
     pub(crate) databases: HashMap<String, Arc<Database>>,
     /// 0 for the configuration weir started with, then one more per RELOAD or SET.
     pub(crate) generation: u64,
+    /// What TLS clients are offered (`[tls]` with a mode other than `disable`), with the
+    /// certificate as read when this snapshot was built.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Why a configuration that validated cannot be put to use.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SnapshotError {
+    /// The user list is unusable.
+    #[error(transparent)]
+    Users(#[from] AuthConfigError),
+    /// The certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsConfigError),
 }
 
 impl Snapshot {
@@ -109,7 +123,11 @@ impl Snapshot {
     pub(crate) fn build(
         config: Config,
         previous: Option<&Snapshot>,
-    ) -> Result<Self, AuthConfigError> {
+    ) -> Result<Self, SnapshotError> {
+        let tls = match &config.tls {
+            Some(t) if t.mode != TlsMode::Disable => Some(crate::tls::server_config(t)?),
+            _ => None,
+        };
         let users = match previous {
             Some(p) if p.config.users == config.users && p.config.auth == config.auth => {
                 p.users.clone()
@@ -157,6 +175,7 @@ impl Snapshot {
             users,
             databases,
             generation: previous.map_or(0, |p| p.generation + 1),
+            tls,
         })
     }
 
@@ -315,7 +334,7 @@ impl Shared {
 /// Why weir could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The user list is unusable.
+    /// The user list, or the TLS certificate or key, is unusable.
     #[error(transparent)]
     Users(Box<dyn std::error::Error + Send + Sync>),
     /// The listen address could not be bound.

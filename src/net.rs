@@ -1,15 +1,19 @@
-//! A TCP connection with its read and write buffers, read through the codec.
+//! A connection (TCP, or TLS over TCP) with its read and write buffers, read through the
+//! codec.
 //!
-//! Owns: socket readiness, buffer sizing, idle buffer release.
+//! Owns: socket readiness, buffer sizing, idle buffer release, switching to TLS.
 //! Does not: know what the messages mean.
 
 use std::io;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::protocol::{self, Frame, ProtocolError, StartupPacket};
+use crate::tls::TlsIo;
 
 /// How much free space a read asks for; a server's large result arrives in chunks this big.
 const READ_CHUNK: usize = 16 * 1024;
@@ -31,7 +35,86 @@ pub(crate) fn read_ready(conn: &Conn) -> impl std::future::Future<Output = io::R
 
 /// Waits until `conn`'s socket may be written; see `read_ready`.
 pub(crate) fn write_ready(conn: &Conn) -> impl std::future::Future<Output = io::Result<()>> + '_ {
-    std::future::poll_fn(move |cx| conn.io.poll_write_ready(cx))
+    std::future::poll_fn(move |cx| {
+        conn.io
+            .tcp()
+            .map_or(Poll::Ready(Ok(())), |t| t.poll_write_ready(cx))
+    })
+}
+
+/// The byte stream under a `Conn`.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP (boxed: rustls's state is kilobytes, and most connections are plain).
+    Tls(Box<TlsIo>),
+    /// Only while switching to TLS, or after a failed switch: every call fails.
+    Gone,
+}
+
+impl Stream {
+    /// The socket underneath.
+    pub(crate) fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Self::Plain(tcp) => Some(tcp),
+            Self::Tls(tls) => Some(&tls.tcp),
+            Self::Gone => None,
+        }
+    }
+
+    /// Whether it is TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+
+    /// The ALPN protocol agreed in the TLS handshake, if any.
+    pub(crate) fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            Self::Tls(tls) => tls.alpn(),
+            _ => None,
+        }
+    }
+
+    /// Ready to read: rustls holds plaintext, or the socket is readable.
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::Plain(tcp) => tcp.poll_read_ready(cx),
+            Self::Tls(tls) => tls.poll_read_ready(cx),
+            Self::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    /// Writes what it can of `data` without blocking; `WouldBlock` when the socket is full.
+    pub(crate) fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(tcp) => tcp.try_write(data),
+            Self::Tls(tls) => tls.try_write(data),
+            Self::Gone => Err(gone()),
+        }
+    }
+
+    /// Sends what TLS still holds of earlier writes; returns whether some is left (the
+    /// socket is full). Always `false` for plain TCP, which holds nothing back.
+    pub(crate) fn flush_pending(&mut self) -> io::Result<bool> {
+        match self {
+            Self::Tls(tls) if tls.pending_output() => tls.flush_records(),
+            _ => Ok(false),
+        }
+    }
+
+    /// Whether TLS holds written bytes the socket has not taken yet.
+    pub(crate) fn has_pending(&self) -> bool {
+        matches!(self, Self::Tls(tls) if tls.pending_output())
+    }
+}
+
+/// The error of a stream lost in a failed switch to TLS.
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "connection closed after a failed TLS handshake",
+    )
 }
 
 /// Why reading or writing a connection failed.
@@ -51,8 +134,8 @@ pub(crate) enum NetError {
 /// A socket plus the buffers that make reads cancel-safe: all read state lives here.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    /// The socket; only the task that owns this `Conn` touches it.
-    pub(crate) io: TcpStream,
+    /// The stream; only the task that owns this `Conn` touches it.
+    pub(crate) io: Stream,
     /// Bytes read but not yet consumed.
     pub(crate) rbuf: BytesMut,
     /// Bytes weir built that are waiting to be written.
@@ -65,17 +148,29 @@ impl Conn {
         // Latency matters more than packet count: every message we forward is a whole reply.
         let _ = io.set_nodelay(true);
         Self {
-            io,
+            io: Stream::Plain(io),
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
         }
+    }
+
+    /// Switches to TLS: runs the server side of the handshake, starting with any bytes
+    /// already in `rbuf` (a direct-TLS ClientHello). After a failure the connection is
+    /// unusable.
+    pub(crate) async fn accept_tls(&mut self, config: Arc<rustls::ServerConfig>) -> io::Result<()> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.io, Stream::Gone) else {
+            return Err(gone());
+        };
+        let tls = TlsIo::accept(tcp, config, &mut self.rbuf).await?;
+        self.io = Stream::Tls(Box::new(tls));
+        Ok(())
     }
 
     /// Reads whatever is available after the socket is readable. Returns 0 at end of stream.
     /// Cancel-safe: bytes land in `rbuf` only.
     pub(crate) async fn read_some(&mut self) -> io::Result<usize> {
         loop {
-            self.io.readable().await?;
+            read_ready(self).await?;
             match self.try_read() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 other => return other,
@@ -94,7 +189,12 @@ impl Conn {
             self.rbuf.reserve(READ_CHUNK);
         }
         let spare = self.rbuf.capacity() - self.rbuf.len();
-        let (io, rbuf) = (&self.io, &mut self.rbuf);
+        let io = match &mut self.io {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => return tls.try_read(&mut self.rbuf, spare),
+            Stream::Gone => return Err(gone()),
+        };
+        let rbuf = &mut self.rbuf;
         let mut got = 0;
         // A short read means the socket is drained: report it as WouldBlock to tokio so
         // the readiness flag is cleared now, instead of paying a second read that fails
@@ -147,20 +247,24 @@ impl Conn {
         }
     }
 
-    /// Writes all of `wbuf`.
+    /// Writes all of `wbuf`, and all TLS holds back.
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
-        while !self.wbuf.is_empty() {
-            self.io.writable().await?;
-            match self.io.try_write(&self.wbuf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    let _ = self.wbuf.split_to(n);
+        loop {
+            while !self.wbuf.is_empty() {
+                match self.io.try_write(&self.wbuf) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        let _ = self.wbuf.split_to(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
             }
+            if self.wbuf.is_empty() && !self.io.flush_pending()? {
+                return Ok(());
+            }
+            write_ready(self).await?;
         }
-        Ok(())
     }
 
     /// Gives back buffer memory of an idle connection (thousands of idle clients must be cheap).

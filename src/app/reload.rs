@@ -7,8 +7,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
+use super::SnapshotError;
 use super::{Shared, Snapshot};
-use crate::auth::AuthConfigError;
 use crate::config::{Config, ConfigError};
 
 /// Why a RELOAD or SET was refused; the configuration in force stays.
@@ -22,9 +22,9 @@ pub(crate) enum ReloadError {
     /// The new configuration does not load or validate.
     #[error("the configuration was not reloaded: {0}")]
     Invalid(#[from] ConfigError),
-    /// The new user list is unusable.
+    /// The new user list or certificate is unusable.
     #[error("the configuration was not reloaded: {0}")]
-    Users(#[from] AuthConfigError),
+    Unusable(#[from] SnapshotError),
     /// The task loading or applying it failed (a bug: it panicked).
     #[error("the configuration was not reloaded: {0}")]
     Task(#[from] tokio::task::JoinError),

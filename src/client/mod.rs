@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 
 use crate::app::{Shared, Snapshot};
 use crate::cancel::ClientInfo;
-use crate::config::RESERVED_DATABASES;
+use crate::config::{TlsMode, RESERVED_DATABASES};
 use crate::net::Conn;
 use crate::protocol::{ErrorSeverity, MessageBuilder, StartupPacket, TxStatus};
 use crate::server::ServerTarget;
@@ -33,6 +33,8 @@ use startup::StartupRequest;
 const CANCEL_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long weir tries to deliver a final error before closing.
 const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The first byte of a TLS handshake record: a client starting TLS without SSLRequest.
+const TLS_HANDSHAKE: u8 = 0x16;
 
 /// Serves one client connection to the end. Never panics on input; every failure the
 /// client can still hear about is sent as an ErrorResponse.
@@ -95,6 +97,20 @@ async fn start(
     snap: &Arc<Snapshot>,
     started: &std::sync::atomic::AtomicBool,
 ) -> Result<Option<Attach>, SessionError> {
+    let tls = snap.tls.as_ref();
+    if conn.rbuf.is_empty() && conn.read_some().await? == 0 {
+        return Ok(None);
+    }
+    // Direct TLS (PostgreSQL 17's sslnegotiation=direct): a ClientHello, no SSLRequest.
+    // Without TLS configured it is read as a startup packet and refused (`08P01`).
+    if let (Some(config), Some(&TLS_HANDSHAKE)) = (tls, conn.rbuf.first()) {
+        conn.accept_tls(config.clone()).await?;
+        if conn.io.alpn() != Some(crate::tls::ALPN_POSTGRESQL) {
+            return Err(SessionError::NotAuthorized(
+                "direct TLS connections must name the ALPN protocol \"postgresql\"".to_owned(),
+            ));
+        }
+    }
     let (minor, raw) = loop {
         let Some(packet) = conn.read_startup().await? else {
             return Ok(None);
@@ -108,8 +124,13 @@ async fn start(
                     }
                     .into());
                 }
-                conn.wbuf.put_u8(b'N');
+                let offer = tls
+                    .filter(|_| matches!(packet, StartupPacket::SslRequest) && !conn.io.is_tls());
+                conn.wbuf.put_u8(if offer.is_some() { b'S' } else { b'N' });
                 conn.flush().await?;
+                if let Some(config) = offer {
+                    conn.accept_tls(config.clone()).await?;
+                }
             }
             StartupPacket::Cancel {
                 process_id,
@@ -128,6 +149,13 @@ async fn start(
             }
         }
     };
+    let required = snap.config.tls.as_ref().map(|t| t.mode) == Some(TlsMode::Require);
+    if required && !conn.io.is_tls() {
+        return Err(SessionError::NotAuthorized(
+            "weir accepts only TLS connections (tls.mode = \"require\"): connect with sslmode=require"
+                .to_owned(),
+        ));
+    }
     let request = StartupRequest::parse(raw)?;
     if minor > 0 || !request.protocol_options.is_empty() {
         MessageBuilder::negotiate_protocol_version(&mut conn.wbuf, &request.protocol_options);
@@ -157,7 +185,9 @@ async fn start(
     let Some(user) = snap.users.get(&user.name) else {
         return Err(SessionError::Removed(format!("user \"{}\"", user.name)));
     };
-    let (peer, local) = (conn.io.peer_addr().ok(), conn.io.local_addr().ok());
+    let tcp = conn.io.tcp();
+    let peer = tcp.and_then(|t| t.peer_addr().ok());
+    let local = tcp.and_then(|t| t.local_addr().ok());
     let info = || {
         let app = request.params.get("application_name").unwrap_or_default();
         ClientInfo::new(peer, local, &user.name, &request.database, app)

@@ -448,7 +448,7 @@ impl Session {
                     });
                 }
             }
-            if !self.client.wbuf.is_empty() {
+            if !self.client.wbuf.is_empty() || self.client.io.has_pending() {
                 self.client.flush().await?;
             }
             // An idle client holds no buffer memory: thousands of idle clients stay cheap.

@@ -15,7 +15,7 @@ use super::error::{ConfigError, Problem};
 use super::model::{
     AdminSettings, AuthMethod, AuthSettings, ClusterSettings, Config, DatabaseConfig, HostAddr,
     ListenSettings, MetricsSettings, PoolMode, PoolSettings, PrimaryReads, Routing,
-    RoutingSettings, TlsSettings, TransactionRouting, UserConfig,
+    RoutingSettings, TlsMode, TlsSettings, TransactionRouting, UserConfig,
 };
 use super::raw::{
     RawAdmin, RawAuth, RawCluster, RawConfig, RawDatabase, RawListen, RawMetrics, RawPool,
@@ -171,13 +171,25 @@ fn metrics(raw: RawMetrics) -> Result<Option<MetricsSettings>, ConfigError> {
     }
 }
 
-/// `[tls]`: an empty section is no TLS; otherwise both files are required.
+/// `[tls]`: without files, no TLS (and a `mode` that needs them is refused); otherwise
+/// both files are required.
 fn tls(raw: RawTls) -> Result<Option<TlsSettings>, ConfigError> {
+    let mode = raw
+        .mode
+        .map(|v| choice("tls.mode", v, TlsMode::VARIANTS))
+        .transpose()?;
     match (raw.cert, raw.key) {
-        (None, None) => Ok(None),
+        (None, None) => match mode {
+            None | Some(TlsMode::Disable) => Ok(None),
+            Some(_) => Err(ConfigError::invalid(
+                "tls.mode",
+                Problem::Missing("TLS needs tls.cert and tls.key (or tls.mode = \"disable\")"),
+            )),
+        },
         (Some(cert), Some(key)) => Ok(Some(TlsSettings {
             cert: path("tls.cert", cert)?,
             key: path("tls.key", key)?,
+            mode: mode.unwrap_or_default(),
         })),
         (None, Some(_)) => Err(ConfigError::invalid(
             "tls.cert",

@@ -220,11 +220,7 @@ mod tests {
 
     #[test]
     fn bad_names_are_refused_with_the_variable_named() {
-        for name in [
-            "WEIR_POOL_SIZE",
-            "WEIR_POOL____SIZE",
-            "WEIR_POOL__SI.ZE",
-        ] {
+        for name in ["WEIR_POOL_SIZE", "WEIR_POOL____SIZE", "WEIR_POOL__SI.ZE"] {
             let err = collect(vars(&[(name, "1")])).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");
             assert!(err.to_string().contains("WEIR_<TABLE>__<KEY>"), "{err}");

@@ -258,13 +258,45 @@ pub struct MetricsSettings {
     pub listen: SocketAddr,
 }
 
-/// `[tls]`: the certificate weir presents to clients that send `SSLRequest`.
+/// `[tls]`: the certificate weir presents to clients that ask for TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsSettings {
     /// PEM certificate chain, as written (relative paths resolve against the working directory).
     pub cert: PathBuf,
     /// PEM private key for `cert`, as written.
     pub key: PathBuf,
+    /// Whether clients may, or must, use TLS.
+    pub mode: TlsMode,
+}
+
+/// `tls.mode`: what weir offers clients.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsMode {
+    /// No TLS: `SSLRequest` is answered `N`.
+    Disable,
+    /// TLS for clients that ask (the default with a certificate).
+    #[default]
+    Allow,
+    /// TLS or nothing: a plaintext login is refused with `28000`.
+    Require,
+}
+
+impl TlsMode {
+    /// Every accepted spelling, in the order error messages list them.
+    pub const VARIANTS: &'static [(&'static str, Self)] = &[
+        ("disable", Self::Disable),
+        ("allow", Self::Allow),
+        ("require", Self::Require),
+    ];
+
+    /// The configuration-file spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Allow => "allow",
+            Self::Require => "require",
+        }
+    }
 }
 
 /// `[cluster]`: the health checks that find each database's primary and replicas.

@@ -175,6 +175,8 @@ pub(crate) struct RawTls {
     pub cert: Option<Scalar>,
     /// `key = "etc/tls/server.key"`
     pub key: Option<Scalar>,
+    /// `mode = "allow"`
+    pub mode: Option<Scalar>,
 }
 
 /// `[cluster]` as written.

@@ -208,8 +208,12 @@ impl ServerConn {
             std::task::Poll::Pending => true,
             std::task::Poll::Ready(Err(_)) => false,
             std::task::Poll::Ready(Ok(())) => {
+                // Server connections are plain TCP (a byte of a TLS record cannot be probed).
+                let crate::net::Stream::Plain(tcp) = &self.conn.io else {
+                    return false;
+                };
                 let mut probe = [0u8; 1];
-                matches!(self.conn.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
         }
     }

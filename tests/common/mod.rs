@@ -10,6 +10,7 @@ pub mod process;
 pub mod raw;
 pub mod routed;
 pub mod scrape;
+pub mod tools;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;

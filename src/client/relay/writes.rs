@@ -11,7 +11,7 @@ use crate::server::ServerConn;
 
 impl Relay {
     /// Writes weir's own statements, then the client's scanned bytes, to the server.
-    /// Returns whether the socket is full.
+    /// Returns whether the socket is full (with TLS: whether records are left to send).
     pub(super) fn write_server(
         &mut self,
         client: &mut Conn,
@@ -38,11 +38,11 @@ impl Relay {
                 Err(e) => return Err(e),
             }
         }
-        Ok(false)
+        server.conn.io.flush_pending()
     }
 
     /// Writes weir's own messages, then the server's scanned bytes, to the client.
-    /// Returns whether the socket is full.
+    /// Returns whether the socket is full (with TLS: whether records are left to send).
     pub(super) fn write_client(
         &mut self,
         client: &mut Conn,
@@ -69,6 +69,6 @@ impl Relay {
                 Err(e) => return Err(e),
             }
         }
-        Ok(false)
+        client.io.flush_pending()
     }
 }

@@ -1,0 +1,252 @@
+//! TLS toward clients: the rustls configuration from `[tls]`, the handshake, and `TlsIo`,
+//! a TLS connection read and written without blocking, the way the relay uses a socket.
+//!
+//! Owns: loading certificates, the handshake, record I/O over a `TcpStream`.
+//! Does not: decide whether a client must use TLS (`client::start`), parse messages.
+//!
+//! Why rustls directly rather than through tokio-rustls's `TlsStream`: the relay works on
+//! non-blocking `try_read`/`try_write` calls and readiness, not on `AsyncRead`/`AsyncWrite`,
+//! and a direct-TLS client's ClientHello has already been read into weir's buffer when the
+//! handshake starts. Both are a few lines over `rustls::ServerConnection`.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ServerConfig, ServerConnection};
+use tokio::net::TcpStream;
+
+use crate::config::TlsSettings;
+
+/// The ALPN protocol PostgreSQL clients name (PostgreSQL 17); a direct TLS connection must.
+pub(crate) const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
+/// Why `[tls]` could not be turned into a TLS configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// The certificate file is missing, unreadable or holds no certificate.
+    #[error("tls.cert: cannot use {path}: {reason}")]
+    Cert {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The key file is missing, unreadable or holds no private key.
+    #[error("tls.key: cannot use {path}: {reason}")]
+    Key {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// rustls refused the pair (a key that does not match the certificate, say).
+    #[error("tls: {0}")]
+    Refused(String),
+}
+
+/// The server configuration for `settings`: its certificate chain and key, TLS 1.2 and
+/// 1.3, ALPN `postgresql`. Read again on every RELOAD, so a renewed certificate is used by
+/// the clients that connect after it.
+pub(crate) fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let cert_error = |reason: String| TlsConfigError::Cert {
+        path: settings.cert.display().to_string(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(&settings.cert)
+        .map_err(|e| cert_error(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cert_error(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(cert_error("no PEM certificate in it".to_owned()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&settings.key).map_err(|e| TlsConfigError::Key {
+        path: settings.key.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsConfigError::Refused(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsConfigError::Refused(e.to_string()))?;
+    config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A TLS connection over a socket, driven without blocking.
+#[derive(Debug)]
+pub(crate) struct TlsIo {
+    /// The socket.
+    pub(crate) tcp: TcpStream,
+    /// rustls's state: records in and out, the plaintext it decrypted.
+    tls: ServerConnection,
+    /// Plaintext rustls holds that has not been read yet: while any is left the
+    /// connection is readable whatever the socket says.
+    plaintext: usize,
+    /// The client sent close_notify: once the plaintext is read, the stream has ended.
+    closed: bool,
+}
+
+/// `io::Read` and `io::Write` over a tokio socket's non-blocking calls, for rustls.
+struct Sock<'a>(&'a TcpStream);
+
+impl Read for Sock<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl Write for Sock<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A TLS failure as an I/O error (the connection is then closed).
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl TlsIo {
+    /// Runs the server side of the handshake on `tcp`. `early` holds bytes already read
+    /// from the socket (a direct-TLS ClientHello); they are handed to rustls first.
+    pub(crate) async fn accept(
+        tcp: TcpStream,
+        config: Arc<ServerConfig>,
+        early: &mut BytesMut,
+    ) -> io::Result<Self> {
+        let tls = ServerConnection::new(config).map_err(tls_error)?;
+        let mut io = Self {
+            tcp,
+            tls,
+            plaintext: 0,
+            closed: false,
+        };
+        while early.has_remaining() {
+            let n = io.tls.read_tls(&mut early.chunk())?;
+            early.advance(n);
+            io.process()?;
+        }
+        while io.tls.is_handshaking() {
+            if io.tls.wants_write() {
+                io.tcp.writable().await?;
+                io.flush_records()?;
+                continue;
+            }
+            io.tcp.readable().await?;
+            match io.tls.read_tls(&mut Sock(&io.tcp)) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => io.process()?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // The last flight (the server's Finished in TLS 1.2, session tickets in 1.3).
+        while io.flush_records()? {
+            io.tcp.writable().await?;
+        }
+        Ok(io)
+    }
+
+    /// The ALPN protocol the client and weir agreed on, if any.
+    pub(crate) fn alpn(&self) -> Option<&[u8]> {
+        self.tls.alpn_protocol()
+    }
+
+    /// Decrypts what `read_tls` took in; a bad record or a handshake failure sends its alert
+    /// (best effort) and fails.
+    fn process(&mut self) -> io::Result<()> {
+        match self.tls.process_new_packets() {
+            Ok(state) => {
+                self.plaintext = state.plaintext_bytes_to_read();
+                self.closed = state.peer_has_closed();
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.flush_records();
+                Err(tls_error(e))
+            }
+        }
+    }
+
+    /// Writes the records rustls has queued, as far as the socket takes them. Returns
+    /// whether some are still queued (the socket is full).
+    pub(crate) fn flush_records(&mut self) -> io::Result<bool> {
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut Sock(&self.tcp)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether records are queued that the socket has not taken yet.
+    pub(crate) fn pending_output(&self) -> bool {
+        self.tls.wants_write()
+    }
+
+    /// Reads plaintext into `buf` (at most `room` bytes): what rustls already holds, else
+    /// records from the socket. `Ok(0)` at the end of the stream; `WouldBlock` when the
+    /// socket has nothing more.
+    pub(crate) fn try_read(&mut self, buf: &mut BytesMut, room: usize) -> io::Result<usize> {
+        loop {
+            if self.plaintext > 0 {
+                let start = buf.len();
+                let want = room.min(self.plaintext).max(1);
+                buf.resize(start + want, 0);
+                let read = self
+                    .tls
+                    .reader()
+                    .read(buf.get_mut(start..).unwrap_or_default());
+                let n = *read.as_ref().unwrap_or(&0);
+                buf.truncate(start + n);
+                self.plaintext = self.plaintext.saturating_sub(n);
+                return read;
+            }
+            match self.tls.read_tls(&mut Sock(&self.tcp))? {
+                0 => return Ok(0),
+                _ => {
+                    self.process()?;
+                    // A key update or alert to answer goes out now, if the socket takes it.
+                    self.flush_records()?;
+                    if self.plaintext == 0 && self.closed {
+                        return Ok(0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Encrypts as much of `data` as rustls's buffer takes, after the records already
+    /// queued went out; `WouldBlock` when the socket is full.
+    pub(crate) fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.flush_records()? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.tls.writer().write(data)?;
+        self.flush_records()?;
+        if n == 0 && !data.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    }
+
+    /// Ready to read when rustls holds plaintext, else when the socket is.
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.plaintext > 0 {
+            return Poll::Ready(Ok(()));
+        }
+        self.tcp.poll_read_ready(cx)
+    }
+}

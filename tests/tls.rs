@@ -1,0 +1,305 @@
+//! TLS between clients and weir, against certificates the test makes: psql and
+//! tokio-postgres with `sslmode=require` and `verify-full`, `tls.mode = "require"`, direct
+//! TLS (ALPN `postgresql`, no SSLRequest), and a certificate renewed by RELOAD.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use common::admin::{admin_toml, ADMIN, ADMIN_PASSWORD};
+use common::tools::{ok_stdout, psql_through};
+use common::{config_toml, fresh_database, sqlstate, Proxy, PASSWORD, USER};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A CA and a server certificate it signed for `localhost` and 127.0.0.1, as PEM files.
+struct Certs {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Certs {
+    /// Makes them in `dir`, their names starting with `name`.
+    fn make(dir: &Path, name: &str) -> Certs {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("weir test CA {name}"));
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server certificate parameters");
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("sign");
+        let certs = Certs {
+            ca: dir.join(format!("{name}-ca.pem")),
+            cert: dir.join(format!("{name}-server.pem")),
+            key: dir.join(format!("{name}-server.key")),
+        };
+        std::fs::write(&certs.ca, ca.pem()).expect("write CA");
+        std::fs::write(&certs.cert, cert.pem()).expect("write certificate");
+        std::fs::write(&certs.key, key.serialize_pem()).expect("write key");
+        certs
+    }
+
+    /// The `[tls]` table for them.
+    fn table(&self, mode: &str) -> String {
+        format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\nmode = \"{mode}\"\n",
+            self.cert.display(),
+            self.key.display()
+        )
+    }
+
+    /// A rustls client configuration that trusts this CA only.
+    fn client_config(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(&self.ca).expect("read CA") {
+            roots.add(cert.expect("CA PEM")).expect("add CA");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config
+    }
+}
+
+#[tokio::test]
+async fn psql_connects_with_require_and_verify_full() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = Certs::make(dir.path(), "a");
+    let other = Certs::make(dir.path(), "other");
+    let proxy = Proxy::start(&config_toml(&db, "", &certs.table("allow"))).await;
+
+    let out = psql_through(&proxy, &db, "sslmode=require", &["-c", "\\conninfo"]).await;
+    let info = ok_stdout(&out);
+    assert!(info.contains("SSL connection (protocol: TLSv1."), "{info}");
+
+    // A result of 3.2 MB crosses many TLS records, and the socket fills up on the way.
+    let verify = format!("sslmode=verify-full sslrootcert={}", certs.ca.display());
+    let big = "SELECT length(string_agg(md5(i::text), '')) FROM generate_series(1, 100000) i";
+    let out = psql_through(&proxy, &db, &verify, &["-c", big]).await;
+    assert_eq!(ok_stdout(&out), "3200000");
+    let out = psql_through(
+        &proxy,
+        &db,
+        &verify,
+        &[
+            "-c",
+            "SELECT string_agg(md5(i::text), '') FROM generate_series(1, 100000) i",
+        ],
+    )
+    .await;
+    assert_eq!(ok_stdout(&out).len(), 3_200_000);
+
+    // A CA that did not sign weir's certificate: verify-full refuses it.
+    let wrong = format!("sslmode=verify-full sslrootcert={}", other.ca.display());
+    let out = psql_through(&proxy, &db, &wrong, &["-c", "SELECT 1"]).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("certificate verify failed"), "{stderr}");
+
+    // Without TLS the same database still answers (tls.mode = "allow").
+    let out = psql_through(&proxy, &db, "sslmode=disable", &["-c", "SELECT 7"]).await;
+    assert_eq!(ok_stdout(&out), "7");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn tokio_postgres_verifies_weir_and_runs_transactions() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = Certs::make(dir.path(), "b");
+    let proxy = Proxy::start(&config_toml(&db, "size = 2", &certs.table("require"))).await;
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(certs.client_config(&[]));
+    let conninfo = format!(
+        "host=localhost port={} user={USER} password={PASSWORD} dbname={db} sslmode=require",
+        proxy.port
+    );
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (client, conn) = tokio_postgres::connect(&conninfo, tls.clone())
+            .await
+            .expect("TLS connection verified against the test CA");
+        tokio::spawn(conn);
+        clients.push(client);
+    }
+    let runs = clients.iter().enumerate().map(|(i, c)| async move {
+        let i = i as i32;
+        c.batch_execute("CREATE TABLE IF NOT EXISTS t (k int, v text)")
+            .await
+            .expect("create");
+        for round in 0..20 {
+            let row = c
+                .query_one("SELECT $1::int + $2::int", &[&i, &round])
+                .await
+                .expect("extended protocol over TLS");
+            assert_eq!(row.get::<_, i32>(0), i + round);
+        }
+        let big: String = c
+            .query_one("SELECT repeat(md5($1::text), 20000)", &[&i.to_string()])
+            .await
+            .expect("a 640 KB value")
+            .get(0);
+        assert_eq!(big.len(), 640_000);
+    });
+    futures_util::future::join_all(runs).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn plaintext_logins_are_refused_when_tls_is_required() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = Certs::make(dir.path(), "c");
+    let proxy = Proxy::start(&config_toml(&db, "", &certs.table("require"))).await;
+    let err = proxy
+        .try_client(USER, PASSWORD, &db)
+        .await
+        .expect_err("tokio-postgres without TLS is refused");
+    assert_eq!(sqlstate(&err).as_deref(), Some("28000"));
+    let message = err.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("sslmode=require")),
+        "{message:?}"
+    );
+    let out = psql_through(&proxy, &db, "sslmode=require", &["-c", "SELECT 8"]).await;
+    assert_eq!(ok_stdout(&out), "8");
+    proxy.stop().await;
+}
+
+/// A StartupMessage for `USER` and `db`.
+fn startup(db: &str) -> BytesMut {
+    let mut body = BytesMut::new();
+    body.put_i32(196_608);
+    for s in ["user", USER, "database", db, ""] {
+        body.put_slice(s.as_bytes());
+        body.put_u8(0);
+    }
+    let mut msg = BytesMut::new();
+    msg.put_i32(body.len() as i32 + 4);
+    msg.put_slice(&body);
+    msg
+}
+
+/// Opens a direct TLS connection (no SSLRequest) offering `alpn`, sends a StartupMessage
+/// and returns the type of the first message weir answers with.
+async fn direct_tls(proxy: &Proxy, certs: &Certs, db: &str, alpn: &[&[u8]]) -> u8 {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .expect("connect");
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(certs.client_config(alpn)));
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("direct TLS handshake");
+    tls.write_all(&startup(db)).await.expect("send startup");
+    tls.read_u8().await.expect("weir answers")
+}
+
+#[tokio::test]
+async fn direct_tls_needs_the_postgresql_alpn() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = Certs::make(dir.path(), "d");
+    let proxy = Proxy::start(&config_toml(&db, "", &certs.table("require"))).await;
+    // 'R': an authentication request (SCRAM), so the startup was read over TLS.
+    assert_eq!(
+        direct_tls(&proxy, &certs, &db, &[b"postgresql"]).await,
+        b'R'
+    );
+    // Without the ALPN, as PostgreSQL 17 does: an error, then the connection closes.
+    assert_eq!(direct_tls(&proxy, &certs, &db, &[]).await, b'E');
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn reload_picks_up_a_renewed_certificate() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = Certs::make(dir.path(), "first");
+    let path = dir.path().join("weir.toml");
+    std::fs::write(&path, admin_toml(&db, "", &first.table("allow"))).expect("write config");
+    let proxy = Proxy::start_file(&path).await;
+    let verify = |c: &Certs| format!("sslmode=verify-full sslrootcert={}", c.ca.display());
+    let out = psql_through(&proxy, &db, &verify(&first), &["-c", "SELECT 1"]).await;
+    assert_eq!(ok_stdout(&out), "1");
+
+    // Renewed in place (same paths), by another CA.
+    let second = Certs::make(dir.path(), "second");
+    std::fs::copy(&second.cert, &first.cert).expect("replace certificate");
+    std::fs::copy(&second.key, &first.key).expect("replace key");
+    let console = proxy
+        .try_client(ADMIN, ADMIN_PASSWORD, "weir")
+        .await
+        .expect("admin console");
+    console.simple_query("RELOAD").await.expect("RELOAD");
+    let out = psql_through(&proxy, &db, &verify(&second), &["-c", "SELECT 2"]).await;
+    assert_eq!(ok_stdout(&out), "2");
+
+    // A key that does not belong to the certificate is refused, and the renewed pair stays.
+    std::fs::copy(&first.ca, &first.key).expect("break the key file");
+    let err = console.simple_query("RELOAD").await.expect_err("refused");
+    let message = err.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        message.as_deref().is_some_and(|m| m.contains("tls.key")),
+        "{message:?}"
+    );
+    let out = psql_through(&proxy, &db, &verify(&second), &["-c", "SELECT 3"]).await;
+    assert_eq!(ok_stdout(&out), "3");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn plaintext_is_never_read_as_tls() {
+    use common::raw::{startup as raw_startup, Raw};
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = Certs::make(dir.path(), "e");
+    let proxy = Proxy::start(&config_toml(&db, "", &certs.table("allow"))).await;
+    let ssl_request = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let login = raw_startup(196_608, &[("user", USER), ("database", &db)]);
+
+    // Bytes behind the SSLRequest, before weir's answer (CVE-2021-23214): no 'S', an error.
+    let mut raw = Raw::connect(proxy.port).await;
+    let mut both = ssl_request.to_vec();
+    both.extend_from_slice(&login);
+    raw.send(&both).await;
+    raw.expect_fatal("08P01").await;
+
+    // A plaintext startup after weir's 'S': not a ClientHello, so the handshake fails and
+    // the connection closes; nothing of it is taken for a login.
+    let mut raw = Raw::connect(proxy.port).await;
+    raw.send(&ssl_request).await;
+    assert_eq!(raw.read_bytes(1).await.as_deref(), Some(&b"S"[..]));
+    raw.send(&login).await;
+    let mut answer = Vec::new();
+    while let Some(byte) = raw.read_bytes(1).await {
+        answer.extend(byte);
+    }
+    // A TLS alert record (type 21) at most, never a PostgreSQL message.
+    assert!(
+        answer.first().is_none_or(|&b| b == 21),
+        "weir answered {answer:?}"
+    );
+
+    // weir still serves TLS clients and plaintext ones.
+    let out = psql_through(&proxy, &db, "sslmode=require", &["-c", "SELECT 9"]).await;
+    assert_eq!(ok_stdout(&out), "9");
+    let out = psql_through(&proxy, &db, "sslmode=disable", &["-c", "SELECT 10"]).await;
+    assert_eq!(ok_stdout(&out), "10");
+    proxy.stop().await;
+}
