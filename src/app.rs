@@ -18,12 +18,12 @@ use crate::auth::{AuthConfigError, ServerPassword, UserEntry, UserTable};
 use crate::cancel::CancelRegistry;
 use crate::client::Reason;
 use crate::cluster::DbCluster;
-use crate::config::{Config, DatabaseConfig, TlsMode};
+use crate::config::{Config, DatabaseConfig};
 use crate::control::DbControl;
 use crate::metrics::names;
 use crate::pool::{DbUserPool, PoolRegistry, Want};
 use crate::router::WriteFunctions;
-use crate::server::ServerTarget;
+use crate::server::{ServerTarget, ServerTls};
 
 mod reload;
 
@@ -102,6 +102,8 @@ pub(crate) struct Snapshot {
     /// What TLS clients are offered (`[tls]` with a mode other than `disable`), with the
     /// certificate as read when this snapshot was built.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS toward the servers, for every `ServerTarget` of this snapshot.
+    pub(crate) server_tls: ServerTls,
 }
 
 /// Why a configuration that validated cannot be put to use.
@@ -112,7 +114,7 @@ pub(crate) enum SnapshotError {
     Users(#[from] AuthConfigError),
     /// The certificate or key cannot be used.
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsConfigError),
+    Tls(#[from] crate::net::tls::TlsConfigError),
 }
 
 impl Snapshot {
@@ -124,9 +126,10 @@ impl Snapshot {
         config: Config,
         previous: Option<&Snapshot>,
     ) -> Result<Self, SnapshotError> {
-        let tls = match &config.tls {
-            Some(t) if t.mode != TlsMode::Disable => Some(crate::tls::server_config(t)?),
-            _ => None,
+        let tls = crate::net::tls::offered(&config)?;
+        let server_tls = ServerTls {
+            settings: config.server_tls.clone(),
+            config: crate::net::tls::client_config(&config.server_tls)?,
         };
         let users = match previous {
             Some(p) if p.config.users == config.users && p.config.auth == config.auth => {
@@ -176,6 +179,7 @@ impl Snapshot {
             databases,
             generation: previous.map_or(0, |p| p.generation + 1),
             tls,
+            server_tls,
         })
     }
 
@@ -205,6 +209,7 @@ impl Snapshot {
                 dbname: db.dbname.clone(),
                 user: user.name.clone(),
                 password: user.server_password.clone(),
+                tls: self.server_tls.clone(),
             })
             .collect()
     }
@@ -334,9 +339,12 @@ impl Shared {
 /// Why weir could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The user list, or the TLS certificate or key, is unusable.
+    /// The user list is unusable.
     #[error(transparent)]
     Users(Box<dyn std::error::Error + Send + Sync>),
+    /// A certificate, key or CA file (`[tls]`, `[server_tls]`) is unusable.
+    #[error(transparent)]
+    Tls(Box<dyn std::error::Error + Send + Sync>),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -411,7 +419,10 @@ impl Weir {
             // Before anything makes its metric handles, or they would record nowhere.
             crate::metrics::handle();
         }
-        let snapshot = Snapshot::build(config, None).map_err(|e| StartError::Users(Box::new(e)))?;
+        let snapshot = Snapshot::build(config, None).map_err(|e| match e {
+            SnapshotError::Users(e) => StartError::Users(Box::new(e)),
+            SnapshotError::Tls(e) => StartError::Tls(Box::new(e)),
+        })?;
         snapshot.watch_hosts(None);
         let shared = Arc::new(Shared {
             snapshot: RwLock::new(Arc::new(snapshot)),

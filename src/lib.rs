@@ -34,7 +34,6 @@ mod protocol;
 pub mod router;
 mod server;
 mod stats;
-mod tls;
 
 pub use app::{HostReport, ShutdownTrigger, StartError, Weir};
 
@@ -43,8 +42,7 @@ pub use app::{HostReport, ShutdownTrigger, StartError, Weir};
 pub fn check(config: &config::Config) -> Result<Vec<String>, StartError> {
     let users = auth::UserTable::build(&config.users, config.auth.method)
         .map_err(|e| StartError::Users(Box::new(e)))?;
-    if let Some(t) = config.tls.as_ref() {
-        tls::server_config(t).map_err(|e| StartError::Users(Box::new(e)))?;
-    }
+    net::tls::offered(config).map_err(|e| StartError::Tls(Box::new(e)))?;
+    net::tls::client_config(&config.server_tls).map_err(|e| StartError::Tls(Box::new(e)))?;
     Ok(users.server_login_warnings())
 }

@@ -303,3 +303,92 @@ async fn plaintext_is_never_read_as_tls() {
     assert_eq!(ok_stdout(&out), "10");
     proxy.stop().await;
 }
+
+/// Turns TLS on in this test binary's PostgreSQL, with `certs`' certificate (once: the
+/// first caller's certificate stays).
+fn server_ssl_on(certs: &Certs) {
+    use std::os::unix::fs::MetadataExt;
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        let pg = common::pg();
+        let data = pg.data_dir().to_path_buf();
+        let owner = std::fs::metadata(&data).expect("data directory");
+        let (cert, key) = (data.join("weir-test.crt"), data.join("weir-test.key"));
+        std::fs::copy(&certs.cert, &cert).expect("copy certificate");
+        std::fs::copy(&certs.key, &key).expect("copy key");
+        for file in [&cert, &key] {
+            std::os::unix::fs::chown(file, Some(owner.uid()), Some(owner.gid())).expect("chown");
+        }
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod key");
+        let sql = format!(
+            "ALTER SYSTEM SET ssl_cert_file = '{}'; ALTER SYSTEM SET ssl_key_file = '{}'; \
+             ALTER SYSTEM SET ssl = on; SELECT pg_reload_conf();",
+            cert.display(),
+            key.display()
+        );
+        pg.psql(pg.primary().port, "postgres", &sql)
+            .expect("turn TLS on");
+        // The reload is asynchronous: wait until a new session sees it.
+        for _ in 0..50 {
+            let on = pg
+                .psql(pg.primary().port, "postgres", "SHOW ssl")
+                .unwrap_or_default();
+            if on.trim() == "on" {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("PostgreSQL did not turn TLS on");
+    });
+}
+
+#[tokio::test]
+async fn weir_reaches_servers_over_tls_and_checks_their_certificate() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = Certs::make(dir.path(), "pg");
+    server_ssl_on(&certs);
+    let on_tls = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let table = |mode: &str, ca: &Path| {
+        format!(
+            "[server_tls]\nmode = \"{mode}\"\nca = \"{}\"\n",
+            ca.display()
+        )
+    };
+    for mode in ["prefer", "require", "verify-ca", "verify-full"] {
+        let proxy = Proxy::start(&config_toml(&db, "", &table(mode, &certs.ca))).await;
+        let client = proxy.client(&db).await;
+        let row = client.query_one(on_tls, &[]).await.expect("query");
+        assert!(row.get::<_, bool>(0), "server_tls.mode = {mode}: not TLS");
+        // 3.2 MB from the server crosses many of its TLS records.
+        let big: String = client
+            .query_one("SELECT repeat(md5('x'), 100000)", &[])
+            .await
+            .expect("a large result over TLS")
+            .get(0);
+        assert_eq!(big.len(), 3_200_000);
+        proxy.stop().await;
+    }
+    let proxy = Proxy::start(&config_toml(&db, "", &table("disable", &certs.ca))).await;
+    let client = proxy.client(&db).await;
+    let row = client.query_one(on_tls, &[]).await.expect("query");
+    assert!(!row.get::<_, bool>(0), "server_tls.mode = disable, yet TLS");
+    proxy.stop().await;
+
+    // A CA that did not sign the server's certificate: verify-ca refuses, and says why.
+    let other = Certs::make(dir.path(), "not-pg");
+    let proxy = Proxy::start(&config_toml(&db, "", &table("verify-ca", &other.ca))).await;
+    let err = proxy
+        .try_client(USER, PASSWORD, &db)
+        .await
+        .expect_err("the server's certificate is not trusted");
+    let message = err.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("TLS to server")),
+        "{message:?}"
+    );
+    proxy.stop().await;
+}

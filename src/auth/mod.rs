@@ -122,7 +122,7 @@ impl UserTable {
                 (AuthMethod::Trust, _) => Challenge::Trust,
                 (AuthMethod::Cert, _) => {
                     return Err(unusable(
-                        "auth method \"cert\" needs TLS, which this build does not offer yet",
+                        "auth method \"cert\" (client certificates) is not supported yet",
                     ))
                 }
                 (_, None) => {

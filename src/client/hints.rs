@@ -156,6 +156,13 @@ mod tests {
         ));
         assert!(!text_changes_session(b"UPDATE t SET a = 1"));
         assert!(!text_changes_session(b"te"));
+        // The rare letters at the very start or end of the text.
+        for text in ["m", "emp", "v", "_", "MP", "dvisory", "et_config"] {
+            assert!(!text_changes_session(text.as_bytes()), "{text}");
+        }
+        assert!(text_changes_session(b"TEMP TABLE x"));
+        assert!(text_changes_session(b"advisory"));
+        assert!(text_changes_session(b"set_config"));
         assert!(!text_changes_session(b"SELECT attempts FROM jobs"));
         assert!(!text_changes_session(b"SELECT * FROM template_x, temps"));
         assert!(text_changes_session(b"SELECT 1 INTO TEMP t"));

@@ -105,7 +105,7 @@ async fn start(
     // Without TLS configured it is read as a startup packet and refused (`08P01`).
     if let (Some(config), Some(&TLS_HANDSHAKE)) = (tls, conn.rbuf.first()) {
         conn.accept_tls(config.clone()).await?;
-        if conn.io.alpn() != Some(crate::tls::ALPN_POSTGRESQL) {
+        if conn.io.alpn() != Some(crate::net::tls::ALPN_POSTGRESQL) {
             return Err(SessionError::NotAuthorized(
                 "direct TLS connections must name the ALPN protocol \"postgresql\"".to_owned(),
             ));

@@ -15,11 +15,12 @@ use super::error::{ConfigError, Problem};
 use super::model::{
     AdminSettings, AuthMethod, AuthSettings, ClusterSettings, Config, DatabaseConfig, HostAddr,
     ListenSettings, MetricsSettings, PoolMode, PoolSettings, PrimaryReads, Routing,
-    RoutingSettings, TlsMode, TlsSettings, TransactionRouting, UserConfig,
+    RoutingSettings, ServerTlsMode, ServerTlsSettings, TlsMode, TlsSettings, TransactionRouting,
+    UserConfig,
 };
 use super::raw::{
     RawAdmin, RawAuth, RawCluster, RawConfig, RawDatabase, RawListen, RawMetrics, RawPool,
-    RawRouting, RawTls, RawUser, Scalar, StringList,
+    RawRouting, RawServerTls, RawTls, RawUser, Scalar, StringList,
 };
 
 /// Database names that open the admin console instead of a pool.
@@ -47,6 +48,7 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, ConfigError> {
         admin: admin(raw.admin.unwrap_or_default())?,
         metrics: raw.metrics.map(metrics).transpose()?.flatten(),
         tls: raw.tls.map(tls).transpose()?.flatten(),
+        server_tls: server_tls(raw.server_tls.unwrap_or_default())?,
         cluster: cluster(raw.cluster.unwrap_or_default())?,
         routing: routing(raw.routing.unwrap_or_default())?,
         users: users(raw.users.unwrap_or_default().0)?,
@@ -200,6 +202,25 @@ fn tls(raw: RawTls) -> Result<Option<TlsSettings>, ConfigError> {
             Problem::Missing("[tls] needs both cert and key"),
         )),
     }
+}
+
+/// `[server_tls]`: the verifying modes need the CA file.
+fn server_tls(raw: RawServerTls) -> Result<ServerTlsSettings, ConfigError> {
+    let mode = raw
+        .mode
+        .map(|v| choice("server_tls.mode", v, ServerTlsMode::VARIANTS))
+        .transpose()?
+        .unwrap_or_default();
+    let ca = raw.ca.map(|v| path("server_tls.ca", v)).transpose()?;
+    if mode.verifies() && ca.is_none() {
+        return Err(ConfigError::invalid(
+            "server_tls.ca",
+            Problem::Missing(
+                "server_tls.mode = \"verify-ca\" or \"verify-full\" needs the CA file",
+            ),
+        ));
+    }
+    Ok(ServerTlsSettings { mode, ca })
 }
 
 /// `[cluster]`.

@@ -23,17 +23,17 @@ const PREFIX: &str = "WEIR_";
 /// here. `WEIR_LOG` is the log filter and `WEIR_LOG_FORMAT` the log format (`main.rs`).
 pub const NOT_CONFIGURATION: &[&str] = &["WEIR_LOG", "WEIR_LOG_FORMAT"];
 
-/// The configuration's tables. A `WEIR_*` name without `__` that starts with one of them
-/// (`WEIR_POOL_SIZE`) is a misspelt override and refused; any other (`WEIR_DIR`, or the
-/// `WEIR_SERVICE_HOST` and `WEIR_PORT_6432_TCP` that Kubernetes sets for a Service named
-/// `weir`) belongs to someone else and is skipped.
-const TABLES: [&str; 10] = [
+/// The configuration's tables (`RawConfig`'s fields). A `WEIR_*` name without `__` that
+/// starts with one of them (`WEIR_POOL_SIZE`) is a misspelt override and refused; any
+/// other (`WEIR_DIR`) belongs to someone else and is skipped.
+const TABLES: [&str; 11] = [
     "listen",
     "pool",
     "auth",
     "admin",
     "metrics",
     "tls",
+    "server_tls",
     "cluster",
     "routing",
     "users",
@@ -81,6 +81,7 @@ pub(crate) fn collect(
             .iter()
             .any(|skip| skip.eq_ignore_ascii_case(name))
             || !(rest.contains("__") || names_a_table(rest))
+            || kubernetes_service(rest)
         {
             continue;
         }
@@ -165,6 +166,19 @@ fn key_path(rest: &str) -> Result<(String, Option<Entry>), EnvProblem> {
     }
 }
 
+/// Whether `rest` (a name after `WEIR_`) is one of the variables Kubernetes gives every pod
+/// for a Service named `weir` or `weir-<x>`: `<X>_SERVICE_HOST`, `<X>_SERVICE_PORT[_<name>]`,
+/// `<X>_PORT`, `<X>_PORT_<n>_TCP[_PROTO|_PORT|_ADDR]` (`WEIR_METRICS_SERVICE_HOST`).
+fn kubernetes_service(rest: &str) -> bool {
+    let upper = rest.to_ascii_uppercase();
+    upper.contains("SERVICE_HOST")
+        || upper.contains("SERVICE_PORT")
+        || upper == "PORT"
+        || upper.ends_with("_PORT")
+        || upper.starts_with("PORT_")
+        || upper.contains("_PORT_")
+}
+
 /// Whether `rest` (a name after `WEIR_`) starts with a table's name and `_`, or is one.
 fn names_a_table(rest: &str) -> bool {
     TABLES.iter().any(|table| {
@@ -203,6 +217,9 @@ mod tests {
             ("WEIR_DIR", "/opt/weir"),
             ("WEIR_SERVICE_HOST", "10.0.0.7"),
             ("WEIR_PORT_6432_TCP_ADDR", "10.0.0.7"),
+            ("WEIR_METRICS_SERVICE_HOST", "10.0.0.8"),
+            ("WEIR_ADMIN_PORT", "tcp://10.0.0.9:6432"),
+            ("WEIR_POOL_PORT_6432_TCP_PROTO", "tcp"),
             ("WEIR_POOL__SIZE", "50"),
             ("WEIR_DATABASES__1__HOSTS", "a:1,b:2"),
             ("weir_listen__addr", "0.0.0.0:6432"),

@@ -30,7 +30,8 @@ pub use error::{ConfigError, EnvProblem, Problem};
 pub use model::{
     AdminSettings, AuthMethod, AuthSettings, ClusterSettings, Config, DatabaseConfig, HostAddr,
     ListenSettings, MetricsSettings, PoolMode, PoolSettings, PrimaryReads, Routing,
-    RoutingSettings, TlsMode, TlsSettings, TransactionRouting, UserConfig,
+    RoutingSettings, ServerTlsMode, ServerTlsSettings, TlsMode, TlsSettings, TransactionRouting,
+    UserConfig,
 };
 
 /// Loads the file at `path` (which must exist), applies `WEIR_*` environment overrides

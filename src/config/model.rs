@@ -32,6 +32,8 @@ pub struct Config {
     pub metrics: Option<MetricsSettings>,
     /// Client-facing TLS; `None` when `[tls]` is absent (then weir refuses `SSLRequest`).
     pub tls: Option<TlsSettings>,
+    /// TLS toward the servers.
+    pub server_tls: ServerTlsSettings,
     /// How weir watches the hosts of each database; `[cluster]`.
     pub cluster: ClusterSettings,
     /// How statements are split between the primary and the replicas; `[routing]`.
@@ -296,6 +298,59 @@ impl TlsMode {
             Self::Allow => "allow",
             Self::Require => "require",
         }
+    }
+}
+
+/// `[server_tls]`: TLS toward the servers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerTlsSettings {
+    /// Whether TLS is tried, required, and how the server's certificate is checked.
+    pub mode: ServerTlsMode,
+    /// PEM file of the CA certificates that sign the servers' certificates (`verify-ca`,
+    /// `verify-full`).
+    pub ca: Option<PathBuf>,
+}
+
+/// `server_tls.mode`, as libpq's `sslmode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServerTlsMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it, else plaintext; the certificate is not checked.
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is not checked.
+    Require,
+    /// TLS, with a certificate signed by `server_tls.ca`.
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate must name the host weir connects to.
+    VerifyFull,
+}
+
+impl ServerTlsMode {
+    /// Every accepted spelling, in the order error messages list them.
+    pub const VARIANTS: &'static [(&'static str, Self)] = &[
+        ("disable", Self::Disable),
+        ("prefer", Self::Prefer),
+        ("require", Self::Require),
+        ("verify-ca", Self::VerifyCa),
+        ("verify-full", Self::VerifyFull),
+    ];
+
+    /// The configuration-file spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Whether the server's certificate must be checked against the CA.
+    pub fn verifies(self) -> bool {
+        matches!(self, Self::VerifyCa | Self::VerifyFull)
     }
 }
 

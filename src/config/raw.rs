@@ -29,6 +29,8 @@ pub(crate) struct RawConfig {
     pub metrics: Option<RawMetrics>,
     /// `[tls]`
     pub tls: Option<RawTls>,
+    /// `[server_tls]`
+    pub server_tls: Option<RawServerTls>,
     /// `[cluster]`
     pub cluster: Option<RawCluster>,
     /// `[routing]`
@@ -177,6 +179,16 @@ pub(crate) struct RawTls {
     pub key: Option<Scalar>,
     /// `mode = "allow"`
     pub mode: Option<Scalar>,
+}
+
+/// `[server_tls]` as written.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [server_tls] table")]
+pub(crate) struct RawServerTls {
+    /// `mode = "prefer"`
+    pub mode: Option<Scalar>,
+    /// `ca = "etc/tls/ca.crt"`
+    pub ca: Option<Scalar>,
 }
 
 /// `[cluster]` as written.

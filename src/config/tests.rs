@@ -616,3 +616,35 @@ fn env_errors_name_the_variable() {
     );
     assert_eq!(e.key(), Some("pool.size"));
 }
+
+#[test]
+fn tls_modes() {
+    let c = from_toml_str(&format!("{BASE}[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n")).unwrap();
+    assert_eq!(c.tls.map(|t| t.mode), Some(TlsMode::Allow));
+    let c = from_toml_str(&format!("{BASE}[tls]\nmode = \"disable\"\n")).unwrap();
+    assert_eq!(c.tls, None);
+    let e = err(&format!("{BASE}[tls]\nmode = \"require\"\n"));
+    assert!(e.starts_with("tls.mode:") && e.contains("tls.cert"), "{e}");
+    let e = err(&format!(
+        "{BASE}[tls]\ncert = \"c\"\nkey = \"k\"\nmode = \"always\"\n"
+    ));
+    assert!(e.starts_with("tls.mode:") && e.contains("require"), "{e}");
+}
+
+#[test]
+fn server_tls_modes() {
+    let c = from_toml_str(BASE).unwrap();
+    assert_eq!(c.server_tls.mode, ServerTlsMode::Prefer);
+    let c = from_toml_str(&format!(
+        "{BASE}[server_tls]\nmode = \"verify-full\"\nca = \"ca.pem\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.server_tls.mode, ServerTlsMode::VerifyFull);
+    let e = err(&format!("{BASE}[server_tls]\nmode = \"verify-ca\"\n"));
+    assert!(e.starts_with("server_tls.ca:"), "{e}");
+    let e = err(&format!("{BASE}[server_tls]\nmode = \"allow\"\n"));
+    assert!(
+        e.starts_with("server_tls.mode:") && e.contains("verify-full"),
+        "{e}"
+    );
+}

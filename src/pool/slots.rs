@@ -40,8 +40,13 @@ pub(crate) struct SlotCounts {
     pub(crate) max: usize,
 }
 
+/// Past this many queued waiters, the queue is swept of those that gave up whenever its
+/// length reaches a power of two (amortised: each sweep halves at most what is left).
+const SWEEP_FROM: usize = 64;
+
 /// What a checkout found without waiting.
 #[derive(Debug)]
+#[must_use = "a claim or a queue place is given back when dropped"]
 pub(crate) enum Take {
     /// A claim: a free connection, or an empty place to open one in.
     Claim(Claim),
@@ -55,9 +60,11 @@ pub(crate) enum Take {
 /// The shared state of one pool.
 #[derive(Debug)]
 pub(crate) struct Slots {
+    /// Everything, under one lock held only for list and counter updates.
     state: Mutex<State>,
 }
 
+/// The free list, the wait queue and the count of places.
 #[derive(Debug)]
 struct State {
     /// Free connections, the most recently returned last (taken first: LIFO keeps the
@@ -78,7 +85,9 @@ struct State {
 /// opens one). Dropping it gives the place back, so a client that gives up at any await
 /// point never leaks one.
 #[derive(Debug)]
+#[must_use = "dropping a claim gives its place back at once"]
 pub(crate) struct Claim {
+    /// The pool the place belongs to.
     slots: Arc<Slots>,
     /// The connection, once there is one.
     free: Option<Free>,
@@ -170,7 +179,7 @@ impl Slots {
             return Take::Claim(self.claim(None));
         }
         let (tx, rx) = oneshot::channel();
-        if s.waiters.len() >= 64 && s.waiters.len().is_power_of_two() {
+        if s.waiters.len() >= SWEEP_FROM && s.waiters.len().is_power_of_two() {
             // Waiters that gave up (timeouts, disconnects) while no place came free.
             s.waiters.retain(|w| !w.is_closed());
         }
@@ -216,9 +225,9 @@ impl Slots {
         }
         s.size -= 1;
         drop(s);
-        if let Some(free) = free {
-            terminate(free.conn);
-        }
+        // Called from `Drop`: no task is started here. The socket just closes, which the
+        // server takes as a Terminate.
+        drop(free);
     }
 
     /// Its counts now.
@@ -308,5 +317,85 @@ impl Slots {
 pub(super) fn terminate(conn: Box<ServerConn>) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(conn.terminate());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(slots: &Slots) -> (usize, usize, usize) {
+        let c = slots.counts();
+        (c.size, c.free, c.waiting)
+    }
+
+    fn claim(take: Take) -> Claim {
+        match take {
+            Take::Claim(claim) => claim,
+            other => panic!("expected a claim, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn places_are_counted_handed_over_and_given_back() {
+        let slots = Slots::new(2);
+        let a = claim(slots.take());
+        let b = claim(slots.take());
+        assert_eq!(counts(&slots), (2, 0, 0));
+        // Full: the third waits, and gets the place `a` gives back, directly.
+        let Take::Wait(rx) = slots.take() else {
+            panic!("a full pool must queue")
+        };
+        assert_eq!(counts(&slots), (2, 0, 1));
+        drop(a);
+        let c = rx.await.expect("handed over");
+        assert_eq!(counts(&slots), (2, 0, 0));
+        drop((b, c));
+        // Empty places come back as nothing: the count drops.
+        assert_eq!(counts(&slots), (0, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gave_up_is_skipped() {
+        let slots = Slots::new(1);
+        let a = claim(slots.take());
+        let Take::Wait(gone) = slots.take() else {
+            panic!("queued")
+        };
+        let Take::Wait(next) = slots.take() else {
+            panic!("queued")
+        };
+        drop(gone);
+        assert_eq!(counts(&slots), (1, 0, 1));
+        drop(a);
+        let b = next.await.expect("the second waiter gets the place");
+        drop(b);
+        assert_eq!(counts(&slots), (0, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn resize_and_close() {
+        let slots = Slots::new(1);
+        let a = claim(slots.take());
+        let Take::Wait(rx) = slots.take() else {
+            panic!("queued")
+        };
+        // Growing hands the new place to the waiter at once.
+        slots.resize(2);
+        let b = rx.await.expect("a new place");
+        assert_eq!(counts(&slots), (2, 0, 0));
+        // Shrinking: places over the new size go as they come back.
+        slots.resize(1);
+        drop(a);
+        assert_eq!(counts(&slots), (1, 0, 0));
+        let Take::Wait(rx) = slots.take() else {
+            panic!("queued")
+        };
+        slots.close();
+        assert!(rx.await.is_err(), "a waiter learns of the close");
+        assert!(matches!(slots.take(), Take::Closed));
+        drop(b);
+        assert_eq!(counts(&slots), (0, 0, 0));
+        assert!(slots.take_empty().is_none());
     }
 }

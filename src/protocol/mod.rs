@@ -21,7 +21,7 @@ pub(crate) use error::ProtocolError;
 pub(crate) use frame::{decode, Frame};
 pub(crate) use frontend::{Extended, FrontendTag, LoginMessage, Request, Target};
 pub(crate) use scan::{BackendEvent, BackendScanner, BackendTag, FrontendEvent, FrontendScanner};
-pub(crate) use startup::{decode_startup, StartupPacket};
+pub(crate) use startup::{decode_startup, StartupPacket, SSL_REQUEST};
 
 /// Largest message weir accepts whole (login messages, error responses, ...).
 /// Larger messages are only ever streamed through, never buffered.

@@ -8,6 +8,8 @@ use super::ProtocolError;
 const CANCEL_REQUEST_CODE: u32 = 80_877_102;
 const SSL_REQUEST_CODE: u32 = 80_877_103;
 const GSSENC_REQUEST_CODE: u32 = 80_877_104;
+/// The SSLRequest packet weir sends to servers: its length (8) and code.
+pub(crate) const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 /// PostgreSQL's own limit on a startup packet.
 const MAX_STARTUP_LEN: usize = 10_000;
 

@@ -2,10 +2,16 @@
 
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut};
+use rustls::pki_types::ServerName;
+
 use super::{BackendError, ParamSet, ServerTarget};
 use crate::auth::{self, ServerPassword};
+use crate::config::ServerTlsMode;
 use crate::net::Conn;
-use crate::protocol::{AuthRequest, BackendMessage, MessageBuilder};
+use crate::protocol::{AuthRequest, BackendMessage, MessageBuilder, SSL_REQUEST};
 
 /// Most PBKDF2 iterations weir runs for a server's SCRAM challenge. PostgreSQL uses 4096
 /// unless `scram_iterations` is raised; a server asking for millions would tie up a thread
@@ -20,6 +26,57 @@ pub(super) struct LoginResult {
     pub(super) secret_key: i32,
     /// Every ParameterStatus the server sent.
     pub(super) params: ParamSet,
+}
+
+/// Asks the server for TLS (SSLRequest) and, on `S`, runs the handshake; on `N`, goes on
+/// in plaintext only with `server_tls.mode = "prefer"`.
+pub(super) async fn start_tls(
+    conn: &mut Conn,
+    target: &ServerTarget,
+    config: Arc<rustls::ClientConfig>,
+    addr: &str,
+) -> Result<(), BackendError> {
+    let failed = |reason: String| BackendError::Tls {
+        addr: addr.to_owned(),
+        reason,
+    };
+    conn.wbuf.put_slice(&SSL_REQUEST);
+    conn.flush().await?;
+    while conn.rbuf.is_empty() {
+        if conn.read_some().await? == 0 {
+            return Err(BackendError::Closed);
+        }
+    }
+    let answer = conn.rbuf.get_u8();
+    let mode = target.tls.settings.mode;
+    match answer {
+        b'S' if !conn.rbuf.is_empty() => {
+            // Bytes before the handshake would be taken as if encrypted (CVE-2021-23222).
+            Err(failed(
+                "the server sent data after agreeing to TLS, before the handshake".to_owned(),
+            ))
+        }
+        b'S' => {
+            let name = ServerName::try_from(target.host.clone()).map_err(|e| {
+                failed(format!(
+                    "{:?} is not a host name TLS can check: {e}",
+                    target.host
+                ))
+            })?;
+            conn.connect_tls(config, name)
+                .await
+                .map_err(|e| failed(e.to_string()))
+        }
+        b'N' if mode == ServerTlsMode::Prefer => Ok(()),
+        b'N' => Err(failed(format!(
+            "the server does not accept TLS, and server_tls.mode = \"{}\" requires it",
+            mode.as_str()
+        ))),
+        other => Err(failed(format!(
+            "the server answered the TLS request with {:?} instead of S or N",
+            char::from(other)
+        ))),
+    }
 }
 
 /// Runs the login exchange on a fresh connection.

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 
 use crate::auth::ServerPassword;
 use crate::cancel::CancelTarget;
+use crate::config::ServerTlsSettings;
 use crate::net::{Conn, NetError};
 use crate::protocol::{
     decode_data_row, BackendMessage, ErrorFields, MessageBuilder, ProtocolError, TxStatus,
@@ -56,7 +57,28 @@ pub(crate) struct ServerTarget {
     pub(crate) user: String,
     /// What weir can answer the server's password challenge with.
     pub(crate) password: ServerPassword,
+    /// Whether and how to use TLS.
+    pub(crate) tls: ServerTls,
 }
+
+/// TLS toward the servers: `[server_tls]`, and the client configuration built from it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServerTls {
+    /// As configured.
+    pub(crate) settings: ServerTlsSettings,
+    /// `None` with `server_tls.mode = "disable"`.
+    pub(crate) config: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// Two are the same when configured the same (the CA file's path, not its contents): a
+/// RELOAD that keeps `[server_tls]` keeps the pools.
+impl PartialEq for ServerTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.settings == other.settings
+    }
+}
+
+impl Eq for ServerTls {}
 
 /// Why a server connection could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +118,15 @@ pub(crate) enum BackendError {
     /// The server closed the connection.
     #[error("server closed the connection unexpectedly")]
     Closed,
+    /// TLS could not be set up as `server_tls.mode` asks (refused, bad certificate, bytes
+    /// that are not a TLS handshake).
+    #[error("TLS to server {addr}: {reason}")]
+    Tls {
+        /// host:port.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl From<io::Error> for BackendError {
@@ -158,6 +189,9 @@ impl ServerConn {
         let peer = io.peer_addr()?;
         let local = io.local_addr().ok();
         let mut conn = Conn::new(io);
+        if let Some(config) = &target.tls.config {
+            login::start_tls(&mut conn, target, config.clone(), addr).await?;
+        }
         let login = login::login(&mut conn, target).await?;
         Ok(Self {
             info: std::sync::Arc::new(crate::stats::ServerInfo::new(login.process_id, local)),

@@ -476,6 +476,7 @@ impl Relay {
             && server.conn.rbuf.is_empty()
             && client.wbuf.is_empty()
             && !client.io.has_pending()
+            && !server.conn.io.has_pending()
     }
 
     /// Puts the replies weir makes itself that are due now into the client-bound stream.

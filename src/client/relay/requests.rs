@@ -358,7 +358,9 @@ impl Relay {
 /// every prepared statement of the session. Runs on every Query: no allocation.
 fn resets_statements(text: &[u8]) -> bool {
     // Nearly every text starts with another letter: decide those without splitting words.
-    let first = text.iter().find(|b| !b.is_ascii_whitespace());
+    let first = text
+        .iter()
+        .find(|b| !(b.is_ascii_whitespace() || **b == b';' || **b == 0));
     if !first.is_some_and(|b| b.eq_ignore_ascii_case(&b'd')) {
         return false;
     }
@@ -380,6 +382,7 @@ mod tests {
     fn spots_statement_resets() {
         assert!(resets_statements(b"DEALLOCATE ALL"));
         assert!(resets_statements(b"  discard all;"));
+        assert!(resets_statements(b"; DISCARD ALL"));
         assert!(!resets_statements(b"DEALLOCATE foo"));
         assert!(!resets_statements(b"SELECT 1"));
         assert!(resets_statements(b"deallocate prepare all"));

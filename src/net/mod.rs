@@ -4,6 +4,8 @@
 //! Owns: socket readiness, buffer sizing, idle buffer release, switching to TLS.
 //! Does not: know what the messages mean.
 
+pub(crate) mod tls;
+
 use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,7 +15,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::protocol::{self, Frame, ProtocolError, StartupPacket};
-use crate::tls::TlsIo;
+use tls::TlsIo;
 
 /// How much free space a read asks for; a server's large result arrives in chunks this big.
 const READ_CHUNK: usize = 16 * 1024;
@@ -162,6 +164,20 @@ impl Conn {
             return Err(gone());
         };
         let tls = TlsIo::accept(tcp, config, &mut self.rbuf).await?;
+        self.io = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// Switches to TLS toward a server: runs the client side of the handshake.
+    pub(crate) async fn connect_tls(
+        &mut self,
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> io::Result<()> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.io, Stream::Gone) else {
+            return Err(gone());
+        };
+        let tls = TlsIo::connect(tcp, config, name).await?;
         self.io = Stream::Tls(Box::new(tls));
         Ok(())
     }

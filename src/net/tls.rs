@@ -1,0 +1,447 @@
+//! TLS toward clients and servers: the rustls configurations from `[tls]` and
+//! `[server_tls]`, the handshakes, and `TlsIo`, a TLS connection read and written without
+//! blocking, the way the relay uses a socket.
+//!
+//! Owns: loading certificates, certificate verification modes, the handshakes, record I/O
+//! over a `TcpStream`.
+//! Does not: decide whether a peer must use TLS (`client::start`, `server::login`), parse
+//! messages.
+//!
+//! Why rustls directly rather than through tokio-rustls's `TlsStream`: the relay works on
+//! non-blocking `try_read`/`try_write` calls and readiness, not on `AsyncRead`/`AsyncWrite`,
+//! and a direct-TLS client's ClientHello has already been read into weir's buffer when the
+//! handshake starts. Both are a few lines over `rustls::ServerConnection`.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
+use tokio::net::TcpStream;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::config::{ServerTlsMode, ServerTlsSettings, TlsSettings};
+
+/// The ALPN protocol PostgreSQL clients name (PostgreSQL 17); a direct TLS connection must.
+pub(crate) const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
+/// Why `[tls]` could not be turned into a TLS configuration.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsConfigError {
+    /// The certificate file is missing, unreadable or holds no certificate.
+    #[error("tls.cert: cannot use {path}: {reason}")]
+    Cert {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The key file is missing, unreadable or holds no private key.
+    #[error("tls.key: cannot use {path}: {reason}")]
+    Key {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// rustls refused the pair (a key that does not match the certificate, say).
+    #[error("tls: {0}")]
+    Refused(String),
+    /// `server_tls.ca` is missing, unreadable or holds no usable CA certificate.
+    #[error("server_tls.ca: cannot use {path}: {reason}")]
+    Ca {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The one crypto provider, for both sides.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// What clients are offered: the server configuration from `[tls]`, or `None` without it
+/// or with `tls.mode = "disable"`.
+pub(crate) fn offered(
+    config: &crate::config::Config,
+) -> Result<Option<Arc<ServerConfig>>, TlsConfigError> {
+    match &config.tls {
+        Some(t) if t.mode != crate::config::TlsMode::Disable => server_config(t).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The server configuration for `settings`: its certificate chain and key, TLS 1.2 and
+/// 1.3, ALPN `postgresql`. Read again on every RELOAD, so a renewed certificate is used by
+/// the clients that connect after it.
+pub(crate) fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let cert_error = |reason: String| TlsConfigError::Cert {
+        path: settings.cert.display().to_string(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(&settings.cert)
+        .map_err(|e| cert_error(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cert_error(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(cert_error("no PEM certificate in it".to_owned()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&settings.key).map_err(|e| TlsConfigError::Key {
+        path: settings.key.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsConfigError::Refused(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsConfigError::Refused(e.to_string()))?;
+    config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The client configuration for connections to the servers, or `None` with
+/// `server_tls.mode = "disable"`. `verify-ca` and `verify-full` trust the certificates in
+/// `server_tls.ca`; `prefer` and `require` encrypt without checking who answers, as libpq
+/// does.
+pub(crate) fn client_config(
+    settings: &ServerTlsSettings,
+) -> Result<Option<Arc<ClientConfig>>, TlsConfigError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsConfigError::Refused(e.to_string()))?;
+    let config = match (settings.mode, &settings.ca) {
+        (ServerTlsMode::Disable, _) => return Ok(None),
+        (ServerTlsMode::VerifyFull, Some(ca)) => builder
+            .with_root_certificates(roots(ca)?)
+            .with_no_client_auth(),
+        (ServerTlsMode::VerifyCa, Some(ca)) => {
+            let inner =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                    .build()
+                    .map_err(|e| TlsConfigError::Refused(e.to_string()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyName(inner)))
+                .with_no_client_auth()
+        }
+        _ => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unchecked(provider())))
+            .with_no_client_auth(),
+    };
+    Ok(Some(Arc::new(config)))
+}
+
+/// The CA certificates in `path`.
+fn roots(path: &std::path::Path) -> Result<RootCertStore, TlsConfigError> {
+    let ca_error = |reason: String| TlsConfigError::Ca {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
+        let cert = cert.map_err(|e| ca_error(e.to_string()))?;
+        roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(ca_error("no PEM certificate in it".to_owned()));
+    }
+    Ok(roots)
+}
+
+/// `verify-ca`: the chain must lead to the CA, whatever name the certificate gives.
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `prefer` and `require`: any certificate is taken (the handshake's signatures are still
+/// checked, so the server holds the key of the certificate it shows).
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS connection over a socket, driven without blocking.
+#[derive(Debug)]
+pub(crate) struct TlsIo {
+    /// The socket.
+    pub(crate) tcp: TcpStream,
+    /// rustls's state: records in and out, the plaintext it decrypted.
+    tls: Connection,
+    /// Plaintext rustls holds that has not been read yet: while any is left the
+    /// connection is readable whatever the socket says.
+    plaintext: usize,
+    /// The client sent close_notify: once the plaintext is read, the stream has ended.
+    closed: bool,
+}
+
+/// `io::Read` and `io::Write` over a tokio socket's non-blocking calls, for rustls.
+struct Sock<'a>(&'a TcpStream);
+
+impl Read for Sock<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl Write for Sock<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A TLS failure as an I/O error (the connection is then closed).
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl TlsIo {
+    /// Runs the server side of the handshake on `tcp`. `early` holds bytes already read
+    /// from the socket (a direct-TLS ClientHello); they are handed to rustls first.
+    pub(crate) async fn accept(
+        tcp: TcpStream,
+        config: Arc<ServerConfig>,
+        early: &mut BytesMut,
+    ) -> io::Result<Self> {
+        let tls = ServerConnection::new(config).map_err(tls_error)?;
+        let mut io = Self::new(tcp, tls.into());
+        while early.has_remaining() {
+            let n = io.tls.read_tls(&mut early.chunk())?;
+            early.advance(n);
+            io.process()?;
+        }
+        io.handshake().await?;
+        Ok(io)
+    }
+
+    /// Runs the client side of the handshake on `tcp`, toward the server `name`.
+    pub(crate) async fn connect(
+        tcp: TcpStream,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<Self> {
+        let tls = ClientConnection::new(config, name).map_err(tls_error)?;
+        let mut io = Self::new(tcp, tls.into());
+        io.handshake().await?;
+        Ok(io)
+    }
+
+    fn new(tcp: TcpStream, tls: Connection) -> Self {
+        Self {
+            tcp,
+            tls,
+            plaintext: 0,
+            closed: false,
+        }
+    }
+
+    /// Exchanges handshake records until the handshake is done, and sends the last ones.
+    async fn handshake(&mut self) -> io::Result<()> {
+        while self.tls.is_handshaking() {
+            if self.tls.wants_write() {
+                self.tcp.writable().await?;
+                self.flush_records()?;
+                continue;
+            }
+            self.tcp.readable().await?;
+            match self.tls.read_tls(&mut Sock(&self.tcp)) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => self.process()?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // The last flight (the server's Finished in TLS 1.2, session tickets in 1.3).
+        while self.flush_records()? {
+            self.tcp.writable().await?;
+        }
+        Ok(())
+    }
+
+    /// The ALPN protocol the client and weir agreed on, if any.
+    pub(crate) fn alpn(&self) -> Option<&[u8]> {
+        self.tls.alpn_protocol()
+    }
+
+    /// Decrypts what `read_tls` took in; a bad record or a handshake failure sends its alert
+    /// (best effort) and fails.
+    fn process(&mut self) -> io::Result<()> {
+        match self.tls.process_new_packets() {
+            Ok(state) => {
+                self.plaintext = state.plaintext_bytes_to_read();
+                self.closed = state.peer_has_closed();
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.flush_records();
+                Err(tls_error(e))
+            }
+        }
+    }
+
+    /// Writes the records rustls has queued, as far as the socket takes them. Returns
+    /// whether some are still queued (the socket is full).
+    pub(crate) fn flush_records(&mut self) -> io::Result<bool> {
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut Sock(&self.tcp)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether records are queued that the socket has not taken yet.
+    pub(crate) fn pending_output(&self) -> bool {
+        self.tls.wants_write()
+    }
+
+    /// Reads plaintext into `buf` (at most `room` bytes): what rustls already holds, else
+    /// records from the socket. `Ok(0)` at the end of the stream; `WouldBlock` when the
+    /// socket has nothing more.
+    pub(crate) fn try_read(&mut self, buf: &mut BytesMut, room: usize) -> io::Result<usize> {
+        loop {
+            if self.plaintext == 0 && self.closed {
+                return Ok(0);
+            }
+            if self.plaintext > 0 {
+                let start = buf.len();
+                let want = room.min(self.plaintext).max(1);
+                buf.resize(start + want, 0);
+                let read = self
+                    .tls
+                    .reader()
+                    .read(buf.get_mut(start..).unwrap_or_default());
+                let n = *read.as_ref().unwrap_or(&0);
+                buf.truncate(start + n);
+                self.plaintext = self.plaintext.saturating_sub(n);
+                return read;
+            }
+            match self.tls.read_tls(&mut Sock(&self.tcp))? {
+                0 => return Ok(0),
+                _ => {
+                    self.process()?;
+                    // A key update or alert to answer goes out now, if the socket takes it.
+                    self.flush_records()?;
+                    if self.plaintext == 0 && self.closed {
+                        return Ok(0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Encrypts as much of `data` as rustls's buffer takes; `WouldBlock` when that buffer
+    /// is full and the socket will not take its records. The records go out in
+    /// `flush_records` (the caller's `flush_pending`), once for all the writes before it.
+    pub(crate) fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut n = self.tls.writer().write(data)?;
+        if n == 0 && !data.is_empty() {
+            if self.flush_records()? {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            n = self.tls.writer().write(data)?;
+        }
+        Ok(n)
+    }
+
+    /// Ready to read when rustls holds plaintext, else when the socket is.
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.plaintext > 0 || self.closed {
+            return Poll::Ready(Ok(()));
+        }
+        self.tcp.poll_read_ready(cx)
+    }
+}
