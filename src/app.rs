@@ -296,6 +296,8 @@ pub(crate) struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     /// Client cancel keys.
     pub(crate) cancel: Arc<CancelRegistry>,
+    /// Clients per user and per database, for their `max_client_conn`.
+    pub(crate) limits: Arc<crate::limits::ClientLimits>,
     /// Server pools.
     pub(crate) pools: PoolRegistry,
     /// Connected clients (for `max_client_conn`).
@@ -429,6 +431,7 @@ impl Weir {
             cancel: Arc::new(CancelRegistry::default()),
             pools: PoolRegistry::default(),
             clients: AtomicUsize::new(0),
+            limits: Arc::default(),
             shutdown: watch::channel(false).0,
             closing: watch::channel(false).0,
             stopped: watch::channel(false).0,

@@ -26,6 +26,7 @@ mod control;
 pub mod demo;
 mod error;
 mod http;
+mod limits;
 mod metrics;
 mod net;
 pub mod pgcluster;

@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config_toml, eventually, fresh_database, psql, sqlstate, Proxy};
+use common::{
+    config_toml, config_toml_with, eventually, fresh_database, psql, sqlstate, Proxy, Settings,
+};
 use futures_util::{SinkExt, StreamExt};
 
 #[tokio::test]
@@ -242,6 +244,69 @@ async fn max_client_conn_is_enforced() {
         .await
         .expect("after a client left");
     drop(b);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn max_client_conn_per_user_and_per_database() {
+    let db = fresh_database();
+    // The [auth] table ends where the users begin: failure_delay goes in front of them.
+    let users = format!(
+        "failure_delay = \"300ms\"\n[[users]]\nname = \"{}\"\npassword = \"{}\"\nmax_client_conn = 2\n",
+        common::USER,
+        common::PASSWORD
+    );
+    let tail = format!(
+        "[[databases]]\nname = \"limited\"\ndbname = \"{db}\"\nhosts = [\"127.0.0.1:{}\"]\nmax_client_conn = 1\n",
+        common::pg().primary().port
+    );
+    let settings = Settings {
+        users: Some(&users),
+        tail: &tail,
+        ..Settings::default()
+    };
+    let proxy = Proxy::start(&config_toml_with(&db, settings)).await;
+    let message = |e: &tokio_postgres::Error| e.as_db_error().map(|d| d.message().to_owned());
+
+    // The database's limit: one client of "limited".
+    let a = proxy.client("limited").await;
+    let err = proxy
+        .login_error(common::USER, common::PASSWORD, "limited", "database full")
+        .await;
+    assert_eq!(sqlstate(&err).as_deref(), Some("53300"));
+    let text = message(&err).unwrap_or_default();
+    assert!(text.contains("database \"limited\""), "{text}");
+
+    // The user's limit: two clients whatever the database.
+    let b = proxy.client(&db).await;
+    let err = proxy
+        .login_error(common::USER, common::PASSWORD, &db, "user full")
+        .await;
+    assert_eq!(sqlstate(&err).as_deref(), Some("53300"));
+    let text = message(&err).unwrap_or_default();
+    assert!(text.contains("role \"app\""), "{text}");
+
+    // A client that leaves gives its place back.
+    drop(a);
+    let mut c = None;
+    for _ in 0..50 {
+        if let Ok(client) = proxy.try_client(common::USER, common::PASSWORD, &db).await {
+            c = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = c.expect("a place came back when a client left");
+    c.simple_query("SELECT 1").await.expect("served");
+    drop((b, c));
+
+    // auth.failure_delay: a wrong password is answered no sooner than 300 ms.
+    let started = std::time::Instant::now();
+    let err = proxy
+        .login_error(common::USER, "wrong", &db, "wrong password")
+        .await;
+    assert_eq!(sqlstate(&err).as_deref(), Some("28P01"));
+    assert!(started.elapsed() >= Duration::from_millis(300));
     proxy.stop().await;
 }
 

@@ -101,6 +101,7 @@ const KEYS: &[Key] = &[
         .max_prepared_statements
         .to_string()),
     key!("auth.method", true, |c| c.auth.method.as_str().to_owned()),
+    key!("auth.failure_delay", true, |c| secs(c.auth.failure_delay)),
     key!("admin.users", true, |c| list(&c.admin.users)),
     key!("metrics.listen", false, |c| c
         .metrics

@@ -49,6 +49,9 @@ pub(crate) enum SessionError {
     /// `pool.max_client_conn` reached.
     #[error("sorry, too many clients already (max_client_conn = {0})")]
     TooManyClients(u32),
+    /// A user's or a database's `max_client_conn` reached.
+    #[error("too many connections for {} \"{}\" (max_client_conn = {})", .0.scope.noun(), .0.name, .0.max)]
+    LimitReached(crate::limits::LimitReached),
     /// No server connection.
     #[error(transparent)]
     Pool(#[from] PoolError),
@@ -120,7 +123,9 @@ impl SessionError {
             Self::AuthFailed(_) => (state(SqlState::INVALID_PASSWORD), self.to_string()),
             Self::NotAuthorized(_) => (state(SqlState::INVALID_AUTHORIZATION), self.to_string()),
             Self::UnknownDatabase(_) => (state(SqlState::INVALID_CATALOG_NAME), self.to_string()),
-            Self::TooManyClients(_) => (state(SqlState::TOO_MANY_CONNECTIONS), self.to_string()),
+            Self::TooManyClients(_) | Self::LimitReached(_) => {
+                (state(SqlState::TOO_MANY_CONNECTIONS), self.to_string())
+            }
             Self::Pool(PoolError::Connect {
                 cause: BackendError::Refused(fields),
                 ..

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use crate::app::{Shared, Snapshot};
 use crate::cancel::ClientInfo;
 use crate::config::{TlsMode, RESERVED_DATABASES};
+use crate::limits::Scope;
 use crate::net::Conn;
 use crate::protocol::{ErrorSeverity, MessageBuilder, StartupPacket, TxStatus};
 use crate::server::ServerTarget;
@@ -73,6 +74,8 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
             tracing::debug!("client login failed: {err}");
             if matches!(err, SessionError::AuthFailed(_)) {
                 metrics::counter!(crate::metrics::names::AUTH_FAILURES_TOTAL).increment(1);
+                // auth.failure_delay: a password guesser waits for each answer.
+                tokio::time::sleep(snap.config.auth.failure_delay).await;
             }
             send_fatal(&mut conn, &err).await;
         }
@@ -212,6 +215,14 @@ async fn start(
     if db.control.is_disabled() {
         return Err(SessionError::Disabled(db.config.name.clone()));
     }
+    let user_limit = snap.config.user(&user.name).and_then(|u| u.max_client_conn);
+    let admitted = shared
+        .limits
+        .admit([
+            (Scope::User, &user.name, user_limit),
+            (Scope::Database, &db.config.name, db.config.max_client_conn),
+        ])
+        .map_err(SessionError::LimitReached)?;
     let targets: Arc<Vec<ServerTarget>> = Arc::new(snap.targets(&db.config, &user));
     let pool = snap.pool(&shared.pools, &db.config, &user);
     let defaults = match pool.server_defaults.get() {
@@ -263,6 +274,7 @@ async fn start(
         cancel,
         shutdown: shared.shutdown.subscribe(),
         shared: shared.clone(),
+        _admitted: admitted,
     }))))
 }
 

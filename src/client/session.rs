@@ -77,6 +77,8 @@ pub(crate) struct Attach {
     pub(super) shutdown: watch::Receiver<bool>,
     /// Pools and the current snapshot.
     pub(super) shared: Arc<Shared>,
+    /// Its place under its user's and its database's `max_client_conn`, until it leaves.
+    pub(super) _admitted: crate::limits::Admitted,
 }
 
 impl Attach {

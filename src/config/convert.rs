@@ -148,6 +148,9 @@ fn auth(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
         method: or(raw.method, AuthMethod::default(), |v| {
             choice("auth.method", v, AuthMethod::VARIANTS)
         })?,
+        failure_delay: or(raw.failure_delay, Duration::ZERO, |v| {
+            duration("auth.failure_delay", v, Zero::Allowed)
+        })?,
     })
 }
 
@@ -322,10 +325,15 @@ fn users(raw: Vec<RawUser>) -> Result<Vec<UserConfig>, ConfigError> {
             .auth_method
             .map(|v| choice(&format!("{at}.auth_method"), v, AuthMethod::VARIANTS))
             .transpose()?;
+        let max_client_conn = u
+            .max_client_conn
+            .map(|v| non_zero(&format!("{at}.max_client_conn"), v))
+            .transpose()?;
         users.push(UserConfig {
             name,
             password,
             auth_method,
+            max_client_conn,
         });
     }
     Ok(users)
@@ -355,11 +363,16 @@ fn databases(raw: Vec<RawDatabase>) -> Result<Vec<DatabaseConfig>, ConfigError> 
         let routing = or(d.routing, Routing::default(), |v| {
             choice(&format!("{at}.routing"), v, Routing::VARIANTS)
         })?;
+        let max_client_conn = d
+            .max_client_conn
+            .map(|v| non_zero(&format!("{at}.max_client_conn"), v))
+            .transpose()?;
         databases.push(DatabaseConfig {
             name,
             dbname,
             hosts,
             routing,
+            max_client_conn,
         });
     }
     Ok(databases)

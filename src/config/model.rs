@@ -191,6 +191,8 @@ impl fmt::Display for PoolMode {
 pub struct AuthSettings {
     /// The method clients log in with unless their `[[users]]` entry says otherwise.
     pub method: AuthMethod,
+    /// How long a failed login waits before its error is sent (zero: not at all).
+    pub failure_delay: Duration,
 }
 
 /// How a client proves who it is to weir.
@@ -481,6 +483,8 @@ pub struct UserConfig {
     pub password: Option<String>,
     /// Per-user override of `auth.method`.
     pub auth_method: Option<AuthMethod>,
+    /// Most clients logged in as this user at once (`None`: only `pool.max_client_conn`).
+    pub max_client_conn: Option<NonZeroU32>,
 }
 
 impl fmt::Debug for UserConfig {
@@ -490,6 +494,7 @@ impl fmt::Debug for UserConfig {
             .field("name", &self.name)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("auth_method", &self.auth_method)
+            .field("max_client_conn", &self.max_client_conn)
             .finish()
     }
 }
@@ -507,6 +512,9 @@ pub struct DatabaseConfig {
     pub hosts: Vec<HostAddr>,
     /// Whether plain reads may go to replicas.
     pub routing: Routing,
+    /// Most clients connected to this database at once (`None`: only
+    /// `pool.max_client_conn`).
+    pub max_client_conn: Option<NonZeroU32>,
 }
 
 /// Where the statements of one database may go.

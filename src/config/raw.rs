@@ -151,6 +151,8 @@ pub(crate) struct RawPool {
 pub(crate) struct RawAuth {
     /// `method = "scram-sha-256"`
     pub method: Option<Scalar>,
+    /// `failure_delay = "0s"`
+    pub failure_delay: Option<Scalar>,
 }
 
 /// `[admin]` as written.
@@ -243,6 +245,8 @@ pub(crate) struct RawUser {
     pub password: Option<Scalar>,
     /// `auth_method = "md5"`
     pub auth_method: Option<Scalar>,
+    /// `max_client_conn = 100`
+    pub max_client_conn: Option<Scalar>,
 }
 
 /// One `[[databases]]` entry as written.
@@ -257,6 +261,8 @@ pub(crate) struct RawDatabase {
     pub hosts: Option<StringList>,
     /// `routing = "read_write"`
     pub routing: Option<Scalar>,
+    /// `max_client_conn = 100`
+    pub max_client_conn: Option<Scalar>,
 }
 
 /// One leaf value as written. The file gives typed values; the environment gives strings.

@@ -1,0 +1,127 @@
+//! How many clients each user and each database has, for their `max_client_conn`.
+//!
+//! Owns: the counts, and the guard that holds one client's place until it leaves. They
+//! live in `Shared`, so a RELOAD that changes a limit counts the clients already in.
+//! Does not: count all clients (`Shared::clients` does, for `pool.max_client_conn`).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// What a limit is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Scope {
+    /// A `[[users]]` entry.
+    User,
+    /// A `[[databases]]` entry.
+    Database,
+}
+
+impl Scope {
+    /// As PostgreSQL names it in the same error ("too many connections for role").
+    pub(crate) fn noun(self) -> &'static str {
+        match self {
+            Self::User => "role",
+            Self::Database => "database",
+        }
+    }
+}
+
+/// Connected clients per user and per database (only where a limit was ever set or a
+/// client of that name is counted).
+#[derive(Debug, Default)]
+pub(crate) struct ClientLimits {
+    counts: Mutex<HashMap<(Scope, String), u32>>,
+}
+
+/// A limit that was reached: what, and the limit.
+#[derive(Debug, Clone)]
+pub(crate) struct LimitReached {
+    /// User or database.
+    pub(crate) scope: Scope,
+    /// Its name.
+    pub(crate) name: String,
+    /// Its `max_client_conn`.
+    pub(crate) max: u32,
+}
+
+/// One client's places, given back when it leaves.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    limits: Arc<ClientLimits>,
+    /// The counts it holds a place in.
+    held: Vec<(Scope, String)>,
+}
+
+impl ClientLimits {
+    /// Admits one client of `user` to `database` if neither has its `max_client_conn`
+    /// already; a limit of `None` is no limit (the client is still counted, so a limit
+    /// set by a later RELOAD sees it).
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        wanted: [(Scope, &str, Option<NonZeroU32>); 2],
+    ) -> Result<Admitted, LimitReached> {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        for (scope, name, max) in wanted {
+            let Some(max) = max else { continue };
+            let now = counts.get(&(scope, name.to_owned())).copied().unwrap_or(0);
+            if now >= max.get() {
+                return Err(LimitReached {
+                    scope,
+                    name: name.to_owned(),
+                    max: max.get(),
+                });
+            }
+        }
+        let held: Vec<(Scope, String)> = wanted
+            .iter()
+            .map(|(scope, name, _)| (*scope, (*name).to_owned()))
+            .collect();
+        for key in &held {
+            *counts.entry(key.clone()).or_insert(0) += 1;
+        }
+        Ok(Admitted {
+            limits: self.clone(),
+            held,
+        })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut counts = self
+            .limits
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for key in self.held.drain(..) {
+            if let Some(n) = counts.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_are_held_and_given_back() {
+        let limits = Arc::new(ClientLimits::default());
+        let two = NonZeroU32::new(2);
+        let want = |user| [(Scope::User, user, two), (Scope::Database, "db", None)];
+        let a = limits.admit(want("u")).expect("first");
+        let b = limits.admit(want("u")).expect("second");
+        let refused = limits.admit(want("u")).expect_err("third");
+        assert_eq!((refused.scope, refused.max), (Scope::User, 2));
+        limits.admit(want("v")).expect("another user");
+        drop(a);
+        let c = limits.admit(want("u")).expect("a place came back");
+        drop((b, c));
+        assert!(limits.counts.lock().unwrap().is_empty());
+    }
+}
