@@ -100,65 +100,9 @@ async fn start(
     snap: &Arc<Snapshot>,
     started: &std::sync::atomic::AtomicBool,
 ) -> Result<Option<Attach>, SessionError> {
-    let tls = snap.tls.as_ref();
-    if conn.rbuf.is_empty() && conn.read_some().await? == 0 {
+    let Some((minor, raw)) = first_packets(conn, shared, snap, started).await? else {
         return Ok(None);
-    }
-    // Direct TLS (PostgreSQL 17's sslnegotiation=direct): a ClientHello, no SSLRequest.
-    // Without TLS configured it is read as a startup packet and refused (`08P01`).
-    if let (Some(config), Some(&TLS_HANDSHAKE)) = (tls, conn.rbuf.first()) {
-        conn.accept_tls(config.clone()).await?;
-        if conn.io.alpn() != Some(crate::net::tls::ALPN_POSTGRESQL) {
-            return Err(SessionError::NotAuthorized(
-                "direct TLS connections must name the ALPN protocol \"postgresql\"".to_owned(),
-            ));
-        }
-    }
-    let (minor, raw) = loop {
-        let Some(packet) = conn.read_startup().await? else {
-            return Ok(None);
-        };
-        match packet {
-            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                if !conn.rbuf.is_empty() {
-                    // Bytes sent before our answer would be read as if they were encrypted.
-                    return Err(crate::protocol::ProtocolError::Malformed {
-                        what: "SSLRequest (data sent before the server's answer)",
-                    }
-                    .into());
-                }
-                let offer = tls
-                    .filter(|_| matches!(packet, StartupPacket::SslRequest) && !conn.io.is_tls());
-                conn.wbuf.put_u8(if offer.is_some() { b'S' } else { b'N' });
-                conn.flush().await?;
-                if let Some(config) = offer {
-                    conn.accept_tls(config.clone()).await?;
-                }
-            }
-            StartupPacket::Cancel {
-                process_id,
-                secret_key,
-            } => {
-                if let Some(target) = shared.cancel.lookup(process_id, secret_key) {
-                    if let Err(e) = crate::cancel::forward(target, CANCEL_FORWARD_TIMEOUT).await {
-                        tracing::warn!("cannot forward cancel request: {e}");
-                    }
-                }
-                return Ok(None);
-            }
-            StartupPacket::Startup { minor, params } => {
-                started.store(true, Ordering::Relaxed);
-                break (minor, params);
-            }
-        }
     };
-    let required = snap.config.tls.as_ref().map(|t| t.mode) == Some(TlsMode::Require);
-    if required && !conn.io.is_tls() {
-        return Err(SessionError::NotAuthorized(
-            "weir accepts only TLS connections (tls.mode = \"require\"): connect with sslmode=require"
-                .to_owned(),
-        ));
-    }
     let request = StartupRequest::parse(raw)?;
     if minor > 0 || !request.protocol_options.is_empty() {
         MessageBuilder::negotiate_protocol_version(&mut conn.wbuf, &request.protocol_options);
@@ -276,6 +220,77 @@ async fn start(
         shared: shared.clone(),
         _admitted: admitted,
     }))))
+}
+
+/// The packets before the StartupMessage: TLS (direct, or after SSLRequest), GSSENCRequest
+/// (refused), a CancelRequest (forwarded; then `None`). Returns the StartupMessage's minor
+/// version and parameters, or `None` when there is no login to run.
+async fn first_packets(
+    conn: &mut Conn,
+    shared: &Arc<Shared>,
+    snap: &Snapshot,
+    started: &std::sync::atomic::AtomicBool,
+) -> Result<Option<(u16, Vec<(String, String)>)>, SessionError> {
+    let tls = snap.tls.as_ref();
+    if conn.rbuf.is_empty() && conn.read_some().await? == 0 {
+        return Ok(None);
+    }
+    // Direct TLS (PostgreSQL 17's sslnegotiation=direct): a ClientHello, no SSLRequest.
+    // Without TLS configured it is read as a startup packet and refused (`08P01`).
+    if let (Some(config), Some(&TLS_HANDSHAKE)) = (tls, conn.rbuf.first()) {
+        conn.accept_tls(config.clone()).await?;
+        if conn.io.alpn() != Some(crate::net::tls::ALPN_POSTGRESQL) {
+            return Err(SessionError::NotAuthorized(
+                "direct TLS connections must name the ALPN protocol \"postgresql\"".to_owned(),
+            ));
+        }
+    }
+    let (minor, raw) = loop {
+        let Some(packet) = conn.read_startup().await? else {
+            return Ok(None);
+        };
+        match packet {
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                if !conn.rbuf.is_empty() {
+                    // Bytes sent before our answer would be read as if they were encrypted.
+                    return Err(crate::protocol::ProtocolError::Malformed {
+                        what: "SSLRequest (data sent before the server's answer)",
+                    }
+                    .into());
+                }
+                let offer = tls
+                    .filter(|_| matches!(packet, StartupPacket::SslRequest) && !conn.io.is_tls());
+                conn.wbuf.put_u8(if offer.is_some() { b'S' } else { b'N' });
+                conn.flush().await?;
+                if let Some(config) = offer {
+                    conn.accept_tls(config.clone()).await?;
+                }
+            }
+            StartupPacket::Cancel {
+                process_id,
+                secret_key,
+            } => {
+                if let Some(target) = shared.cancel.lookup(process_id, secret_key) {
+                    if let Err(e) = crate::cancel::forward(target, CANCEL_FORWARD_TIMEOUT).await {
+                        tracing::warn!("cannot forward cancel request: {e}");
+                    }
+                }
+                return Ok(None);
+            }
+            StartupPacket::Startup { minor, params } => {
+                started.store(true, Ordering::Relaxed);
+                break (minor, params);
+            }
+        }
+    };
+    let required = snap.config.tls.as_ref().map(|t| t.mode) == Some(TlsMode::Require);
+    if required && !conn.io.is_tls() {
+        return Err(SessionError::NotAuthorized(
+            "weir accepts only TLS connections (tls.mode = \"require\"): connect with sslmode=require"
+                .to_owned(),
+        ));
+    }
+    Ok(Some((minor, raw)))
 }
 
 /// What a login leads to.
