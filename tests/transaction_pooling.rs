@@ -311,6 +311,45 @@ async fn max_client_conn_per_user_and_per_database() {
 }
 
 #[tokio::test]
+async fn previous_passwords_log_in_during_a_rotation() {
+    let db = fresh_database();
+    // Servers get `password` (the role's real one); clients may also use the old ones.
+    let users = format!(
+        "[[users]]\nname = \"{}\"\npassword = \"{}\"\nprevious_passwords = [\"old-secret\"]\n\
+         [[users]]\nname = \"{}\"\npassword = \"{}\"\nauth_method = \"md5\"\n\
+         previous_passwords = [\"old-md5-secret\"]\n",
+        common::USER,
+        common::PASSWORD,
+        common::MD5_USER,
+        common::MD5_PASSWORD
+    );
+    let settings = Settings {
+        users: Some(&users),
+        ..Settings::default()
+    };
+    let proxy = Proxy::start(&config_toml_with(&db, settings)).await;
+    for (user, password) in [
+        (common::USER, common::PASSWORD),
+        (common::USER, "old-secret"),
+        (common::MD5_USER, common::MD5_PASSWORD),
+        (common::MD5_USER, "old-md5-secret"),
+    ] {
+        let client = proxy
+            .try_client(user, password, &db)
+            .await
+            .unwrap_or_else(|e| panic!("{user} with {password}: {e}"));
+        client.simple_query("SELECT 1").await.expect("served");
+    }
+    for (user, password) in [(common::USER, "older"), (common::MD5_USER, "old-secret")] {
+        let err = proxy
+            .login_error(user, password, &db, "not a password of this user")
+            .await;
+        assert_eq!(sqlstate(&err).as_deref(), Some("28P01"));
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn query_wait_timeout_gives_a_clear_error() {
     let db = fresh_database();
     let proxy = Proxy::start(&config_toml(

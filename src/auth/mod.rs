@@ -45,8 +45,8 @@ impl std::fmt::Debug for ServerPassword {
 pub(crate) enum Challenge {
     /// No password asked.
     Trust,
-    /// md5 with the user's digest.
-    Md5([u8; 16]),
+    /// md5 with the user's digests: the password's, then previous passwords'.
+    Md5(Vec<[u8; 16]>),
     /// SCRAM-SHA-256 with keys derived at load time.
     Scram(Arc<ScramKeys>),
 }
@@ -74,6 +74,16 @@ pub(crate) enum AuthConfigError {
         #[source]
         source: VerifierError,
     },
+    /// A previous password cannot be checked the way the user is challenged.
+    #[error("users[{index}].previous_passwords[{i}]: {reason}")]
+    Previous {
+        /// Position in `[[users]]`.
+        index: usize,
+        /// Position in `previous_passwords`.
+        i: usize,
+        /// Why.
+        reason: &'static str,
+    },
     /// The method needs something the user's password cannot give.
     #[error("users[{index}] ({name}): {reason}")]
     Unusable {
@@ -95,6 +105,29 @@ pub(crate) struct UserTable {
     trust_unlisted: bool,
     /// Seed of the fake SCRAM exchange given to unknown users.
     mock_secret: [u8; 32],
+}
+
+/// `challenge` also accepting the user's `previous_passwords`.
+fn with_previous(
+    mut challenge: Challenge,
+    user: &UserConfig,
+    index: usize,
+) -> Result<Challenge, AuthConfigError> {
+    for (i, previous) in user.previous_passwords.iter().enumerate() {
+        let secret = parse_secret(previous)
+            .map_err(|source| AuthConfigError::BadSecret { index, source })?;
+        let refused = |reason| AuthConfigError::Previous { index, i, reason };
+        match (&mut challenge, &secret) {
+            (Challenge::Trust, _) => {}
+            (Challenge::Md5(digests), Secret::Md5(d)) => digests.push(*d),
+            (Challenge::Md5(digests), Secret::Plain(pw)) => digests.push(md5_digest(&user.name, pw)),
+            (Challenge::Md5(_), Secret::Scram(_)) => {
+                return Err(refused("a SCRAM verifier cannot be checked by md5; give the previous password in plaintext"))
+            }
+            (Challenge::Scram(keys), _) => Arc::make_mut(keys).also_accept(&secret).map_err(refused)?,
+        }
+    }
+    Ok(challenge)
 }
 
 impl UserTable {
@@ -131,9 +164,9 @@ impl UserTable {
                     ))
                 }
                 // A user stored as an md5 verifier can only be checked with md5.
-                (_, Some(Secret::Md5(digest))) => Challenge::Md5(*digest),
+                (_, Some(Secret::Md5(digest))) => Challenge::Md5(vec![*digest]),
                 (AuthMethod::Md5, Some(Secret::Plain(pw))) => {
-                    Challenge::Md5(md5_digest(&user.name, pw))
+                    Challenge::Md5(vec![md5_digest(&user.name, pw)])
                 }
                 // md5 cannot be checked against a SCRAM verifier: challenge with SCRAM instead.
                 (_, Some(Secret::Scram(keys))) => Challenge::Scram(Arc::new(keys.clone())),
@@ -141,6 +174,7 @@ impl UserTable {
                     Challenge::Scram(Arc::new(ScramKeys::from_plain(pw)))
                 }
             };
+            let challenge = with_previous(challenge, user, index)?;
             let server_password = match secret {
                 None => ServerPassword::None,
                 Some(Secret::Plain(pw)) => ServerPassword::Plain(pw),

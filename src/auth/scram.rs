@@ -234,15 +234,21 @@ impl ScramServer {
             "{client_first_bare},{server_first},{}",
             parsed.without_proof
         );
-        let client_signature = hmac_sha256(self.keys.stored_key(), &[auth_message.as_bytes()]);
-        let mut client_key = parsed.proof;
-        for (k, s) in client_key.iter_mut().zip(client_signature) {
-            *k ^= s;
+        // The password's keys, then those of previous passwords (a rotation): each is
+        // checked, so the time taken does not say which matched.
+        let mut matched = None;
+        for (stored_key, server_key) in self.keys.candidates() {
+            let client_signature = hmac_sha256(stored_key, &[auth_message.as_bytes()]);
+            let mut client_key = parsed.proof;
+            for (k, s) in client_key.iter_mut().zip(client_signature) {
+                *k ^= s;
+            }
+            if constant_time_eq(&sha256(&client_key), stored_key) && matched.is_none() {
+                matched = Some(server_key);
+            }
         }
-        if !constant_time_eq(&sha256(&client_key), self.keys.stored_key()) {
-            return Err(ScramError::WrongPassword);
-        }
-        let server_signature = hmac_sha256(self.keys.server_key(), &[auth_message.as_bytes()]);
+        let server_key = matched.ok_or(ScramError::WrongPassword)?;
+        let server_signature = hmac_sha256(server_key, &[auth_message.as_bytes()]);
         Ok(format!("v={}", STANDARD.encode(server_signature)))
     }
 }
@@ -461,6 +467,23 @@ mod tests {
         // SASLprep equivalence: ROMAN NUMERAL NINE prepares to "IX".
         let keys = Arc::new(ScramKeys::derive("\u{2168}", b"salt", 16).unwrap());
         exchange(keys, "IX", ChannelBinding::unsupported()).unwrap();
+    }
+
+    #[test]
+    fn previous_passwords_are_accepted_during_a_rotation() {
+        use crate::auth::verifier::Secret;
+        let mut keys = ScramKeys::derive("new", b"rotation salt", 16).unwrap();
+        keys.also_accept(&Secret::Plain("old".to_owned())).unwrap();
+        let keys = Arc::new(keys);
+        // The client checks the server's signature too: it must be the old password's.
+        exchange(keys.clone(), "new", ChannelBinding::unsupported()).unwrap();
+        exchange(keys.clone(), "old", ChannelBinding::unsupported()).unwrap();
+        let err = exchange(keys, "older", ChannelBinding::unsupported()).unwrap_err();
+        assert!(matches!(err, ScramError::WrongPassword), "{err:?}");
+        // A verifier with another salt cannot join: the client is sent one salt.
+        let mut keys = ScramKeys::derive("new", b"rotation salt", 16).unwrap();
+        let other = ScramKeys::derive("old", b"another salt", 16).unwrap();
+        assert!(keys.also_accept(&Secret::Scram(other)).is_err());
     }
 
     #[test]

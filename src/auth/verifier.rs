@@ -167,6 +167,7 @@ fn parse_scram(rest: &str) -> Result<ScramKeys, VerifierError> {
         salt,
         stored_key,
         server_key,
+        previous: Vec::new(),
     })
 }
 
@@ -241,6 +242,9 @@ pub(crate) struct ScramKeys {
     /// `HMAC(SaltedPassword, "Server Key")`: signs the server-final-message so
     /// the client knows weir holds the verifier.
     server_key: [u8; SCRAM_KEY_LEN],
+    /// The stored and server keys of previous passwords (a rotation), with the same salt
+    /// and iterations: a proof for any of them is accepted.
+    previous: Vec<([u8; SCRAM_KEY_LEN], [u8; SCRAM_KEY_LEN])>,
 }
 
 impl fmt::Debug for ScramKeys {
@@ -297,6 +301,7 @@ impl ScramKeys {
             salt: salt.to_vec(),
             stored_key: sha256(&client_key),
             server_key: hmac_sha256(&salted, &[b"Server Key"]),
+            previous: Vec::new(),
         }
     }
 
@@ -321,6 +326,7 @@ impl ScramKeys {
             salt,
             stored_key: hmac_sha256(server_secret, &[b"weir mock stored key\0", u]),
             server_key: hmac_sha256(server_secret, &[b"weir mock server key\0", u]),
+            previous: Vec::new(),
         }
     }
 
@@ -349,13 +355,44 @@ impl ScramKeys {
     }
 
     /// `SHA256(ClientKey)`, against which client proofs are checked.
+    #[cfg_attr(not(test), allow(dead_code))] // the relay uses `candidates`
     pub(crate) fn stored_key(&self) -> &[u8; SCRAM_KEY_LEN] {
         &self.stored_key
     }
 
     /// Key that signs the server-final-message.
+    #[cfg_attr(not(test), allow(dead_code))] // the relay uses `candidates`
     pub(crate) fn server_key(&self) -> &[u8; SCRAM_KEY_LEN] {
         &self.server_key
+    }
+
+    /// Every (stored key, server key) a proof may match: the password's, then the previous
+    /// passwords'.
+    pub(crate) fn candidates(
+        &self,
+    ) -> impl Iterator<Item = (&[u8; SCRAM_KEY_LEN], &[u8; SCRAM_KEY_LEN])> {
+        std::iter::once((&self.stored_key, &self.server_key)).chain(
+            self.previous
+                .iter()
+                .map(|(stored, server)| (stored, server)),
+        )
+    }
+
+    /// Also accepts `secret`, a previous password: plaintext is derived with this salt and
+    /// iteration count; a SCRAM verifier must already have them (a client is sent one salt).
+    pub(crate) fn also_accept(&mut self, secret: &Secret) -> Result<(), &'static str> {
+        let keys = match secret {
+            Secret::Plain(pw) => Self::derive_unchecked(pw, &self.salt, self.iterations),
+            Secret::Scram(k) if k.salt == self.salt && k.iterations == self.iterations => k.clone(),
+            Secret::Scram(_) => {
+                return Err("a SCRAM verifier in previous_passwords must have the salt and iterations of password's; give it in plaintext instead")
+            }
+            Secret::Md5(_) => {
+                return Err("an md5 verifier cannot be checked by SCRAM; give the previous password in plaintext")
+            }
+        };
+        self.previous.push((keys.stored_key, keys.server_key));
+        Ok(())
     }
 }
 

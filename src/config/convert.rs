@@ -329,11 +329,26 @@ fn users(raw: Vec<RawUser>) -> Result<Vec<UserConfig>, ConfigError> {
             .max_client_conn
             .map(|v| non_zero(&format!("{at}.max_client_conn"), v))
             .transpose()?;
+        let previous_passwords = u
+            .previous_passwords
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(j, v)| {
+                let key = format!("{at}.previous_passwords[{j}]");
+                let password = string(&key, v)?;
+                if password.is_empty() {
+                    return Err(ConfigError::invalid(key, Problem::Empty));
+                }
+                Ok(password)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         users.push(UserConfig {
             name,
             password,
             auth_method,
             max_client_conn,
+            previous_passwords,
         });
     }
     Ok(users)

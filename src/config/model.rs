@@ -485,6 +485,9 @@ pub struct UserConfig {
     pub auth_method: Option<AuthMethod>,
     /// Most clients logged in as this user at once (`None`: only `pool.max_client_conn`).
     pub max_client_conn: Option<NonZeroU32>,
+    /// Passwords clients may still log in with during a rotation (plaintext or verifiers,
+    /// like `password`); servers get `password`.
+    pub previous_passwords: Vec<String>,
 }
 
 impl fmt::Debug for UserConfig {
@@ -495,6 +498,7 @@ impl fmt::Debug for UserConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("auth_method", &self.auth_method)
             .field("max_client_conn", &self.max_client_conn)
+            .field("previous_passwords", &self.previous_passwords.len())
             .finish()
     }
 }

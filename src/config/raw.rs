@@ -247,6 +247,8 @@ pub(crate) struct RawUser {
     pub auth_method: Option<Scalar>,
     /// `max_client_conn = 100`
     pub max_client_conn: Option<Scalar>,
+    /// `previous_passwords = ["..."]`
+    pub previous_passwords: Option<Vec<Scalar>>,
 }
 
 /// One `[[databases]]` entry as written.
