@@ -119,25 +119,35 @@ pub(crate) fn client_config(
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsConfigError::Refused(e.to_string()))?;
-    let config = match (settings.mode, &settings.ca) {
-        (ServerTlsMode::Disable, _) => return Ok(None),
-        (ServerTlsMode::VerifyFull, Some(ca)) => builder
-            .with_root_certificates(roots(ca)?)
+    let lenient = |chain| Lenient {
+        chain,
+        provider: provider(),
+    };
+    // Validation makes sure the verifying modes have their CA file.
+    let ca = || {
+        settings.ca.as_deref().map(roots).unwrap_or_else(|| {
+            Err(TlsConfigError::Ca {
+                path: String::new(),
+                reason: "server_tls.ca is not set".to_owned(),
+            })
+        })
+    };
+    let config = match settings.mode {
+        ServerTlsMode::Disable => return Ok(None),
+        ServerTlsMode::Prefer | ServerTlsMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(lenient(None)))
             .with_no_client_auth(),
-        (ServerTlsMode::VerifyCa, Some(ca)) => {
-            let inner =
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
-                    .build()
-                    .map_err(|e| TlsConfigError::Refused(e.to_string()))?;
+        ServerTlsMode::VerifyCa => {
+            let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(ca()?), provider())
+                .build()
+                .map_err(|e| TlsConfigError::Refused(e.to_string()))?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyName(inner)))
+                .with_custom_certificate_verifier(Arc::new(lenient(Some(chain))))
                 .with_no_client_auth()
         }
-        _ => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unchecked(provider())))
-            .with_no_client_auth(),
+        ServerTlsMode::VerifyFull => builder.with_root_certificates(ca()?).with_no_client_auth(),
     };
     Ok(Some(Arc::new(config)))
 }
@@ -159,11 +169,19 @@ fn roots(path: &std::path::Path) -> Result<RootCertStore, TlsConfigError> {
     Ok(roots)
 }
 
-/// `verify-ca`: the chain must lead to the CA, whatever name the certificate gives.
+/// The server-certificate check of `verify-ca` (`chain`: the CA's verifier; a name
+/// mismatch is let through), or of `prefer` and `require` (`chain: None`: any
+/// certificate). Either way the handshake's signatures are checked, so the server holds
+/// the key of the certificate it shows.
 #[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
+struct Lenient {
+    /// rustls's WebPKI verifier for the CA, under `verify-ca`.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    /// The signature algorithms.
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -172,10 +190,10 @@ impl ServerCertVerifier for AnyName {
         ocsp: &[u8],
         now: rustls::pki_types::UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -189,47 +207,7 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require`: any certificate is taken (the handshake's signatures are still
-/// checked, so the server holds the key of the certificate it shows).
-#[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
+        let algorithms = &self.provider.signature_verification_algorithms;
         rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
@@ -239,12 +217,14 @@ impl ServerCertVerifier for Unchecked {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
+        let algorithms = &self.provider.signature_verification_algorithms;
         rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
