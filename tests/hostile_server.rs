@@ -31,16 +31,17 @@ fn auth(code: i32, data: &[u8]) -> Vec<u8> {
 }
 
 /// A fake server that asks every login for SCRAM-SHA-256 with `iterations` iterations, then
-/// waits for the answer (which weir must never compute). Returns its port.
-async fn scram_server(iterations: u64) -> u16 {
+/// waits for the answer (which weir must never compute). With `knows_tls`, it answers an
+/// SSLRequest `N` as PostgreSQL without ssl does; without, it takes the SSLRequest for a
+/// startup packet, as a minimal server would. Returns its port.
+async fn scram_server(iterations: u64, knows_tls: bool) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                // weir asks for TLS first (server_tls.mode = "prefer"): no, as PostgreSQL
-                // without ssl answers.
-                if read_packet(&mut stream, false).await? == [0x04, 0xd2, 0x16, 0x2f] {
+                // weir asks for TLS first (server_tls.mode = "prefer").
+                if read_packet(&mut stream, false).await? == [0x04, 0xd2, 0x16, 0x2f] && knows_tls {
                     stream.write_all(b"N").await.ok()?;
                     read_packet(&mut stream, false).await?;
                 }
@@ -67,8 +68,15 @@ async fn scram_server(iterations: u64) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_absurd_scram_iteration_count_is_refused_without_stalling_anyone() {
+    // The second fake does not understand SSLRequest: weir connects again without it.
+    for knows_tls in [true, false] {
+        absurd_iterations(knows_tls).await;
+    }
+}
+
+async fn absurd_iterations(knows_tls: bool) {
     let db = fresh_database();
-    let evil = scram_server(2_000_000_000).await;
+    let evil = scram_server(2_000_000_000, knows_tls).await;
     let tail = format!("[[databases]]\nname = \"evil\"\nhosts = [\"127.0.0.1:{evil}\"]\n");
     let proxy = Proxy::start(&config_toml(&db, "", &tail)).await;
     let attempt = proxy.try_client(USER, PASSWORD, "evil");

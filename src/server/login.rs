@@ -28,6 +28,16 @@ pub(super) struct LoginResult {
     pub(super) params: ParamSet,
 }
 
+/// What asking a server for TLS left us with.
+pub(super) enum Negotiated {
+    /// Go on with this connection (TLS, or plaintext after `N` under `prefer`).
+    Ready,
+    /// Under `prefer`, the server did not understand the request (it closed, or answered
+    /// something other than `S` or `N`, as an old or minimal server may): open a new
+    /// connection and log in without asking.
+    Reconnect,
+}
+
 /// Asks the server for TLS (SSLRequest) and, on `S`, runs the handshake; on `N`, goes on
 /// in plaintext only with `server_tls.mode = "prefer"`.
 pub(super) async fn start_tls(
@@ -35,20 +45,23 @@ pub(super) async fn start_tls(
     target: &ServerTarget,
     config: Arc<rustls::ClientConfig>,
     addr: &str,
-) -> Result<(), BackendError> {
+) -> Result<Negotiated, BackendError> {
     let failed = |reason: String| BackendError::Tls {
         addr: addr.to_owned(),
         reason,
     };
+    let mode = target.tls.settings.mode;
     conn.wbuf.put_slice(&SSL_REQUEST);
     conn.flush().await?;
     while conn.rbuf.is_empty() {
         if conn.read_some().await? == 0 {
+            if mode == ServerTlsMode::Prefer {
+                return Ok(Negotiated::Reconnect);
+            }
             return Err(BackendError::Closed);
         }
     }
     let answer = conn.rbuf.get_u8();
-    let mode = target.tls.settings.mode;
     match answer {
         b'S' if !conn.rbuf.is_empty() => {
             // Bytes before the handshake would be taken as if encrypted (CVE-2021-23222).
@@ -65,9 +78,17 @@ pub(super) async fn start_tls(
             })?;
             conn.connect_tls(config, name)
                 .await
-                .map_err(|e| failed(e.to_string()))
+                .map_err(|e| failed(e.to_string()))?;
+            Ok(Negotiated::Ready)
         }
-        b'N' if mode == ServerTlsMode::Prefer => Ok(()),
+        b'N' if mode == ServerTlsMode::Prefer => Ok(Negotiated::Ready),
+        _ if mode == ServerTlsMode::Prefer => {
+            tracing::warn!(
+                server = addr,
+                "the server did not understand the TLS request: connecting again without TLS"
+            );
+            Ok(Negotiated::Reconnect)
+        }
         b'N' => Err(failed(format!(
             "the server does not accept TLS, and server_tls.mode = \"{}\" requires it",
             mode.as_str()

@@ -180,18 +180,30 @@ impl ServerConn {
     }
 
     async fn connect_inner(target: &ServerTarget, addr: &str) -> Result<Self, BackendError> {
-        let io = TcpStream::connect((target.host.as_str(), target.port))
-            .await
-            .map_err(|source| BackendError::Connect {
-                addr: addr.to_owned(),
-                source,
-            })?;
-        let peer = io.peer_addr()?;
-        let local = io.local_addr().ok();
-        let mut conn = Conn::new(io);
+        let open = || async {
+            TcpStream::connect((target.host.as_str(), target.port))
+                .await
+                .map_err(|source| BackendError::Connect {
+                    addr: addr.to_owned(),
+                    source,
+                })
+        };
+        let mut io = open().await?;
         if let Some(config) = &target.tls.config {
-            login::start_tls(&mut conn, target, config.clone(), addr).await?;
+            let mut conn = Conn::new(io);
+            match login::start_tls(&mut conn, target, config.clone(), addr).await? {
+                login::Negotiated::Ready => return Self::log_in(conn, target).await,
+                login::Negotiated::Reconnect => io = open().await?,
+            }
         }
+        Self::log_in(Conn::new(io), target).await
+    }
+
+    /// Logs in on a connection that is ready for the StartupMessage.
+    async fn log_in(mut conn: Conn, target: &ServerTarget) -> Result<Self, BackendError> {
+        let tcp = conn.io.tcp().ok_or(BackendError::Closed)?;
+        let peer = tcp.peer_addr()?;
+        let local = tcp.local_addr().ok();
         let login = login::login(&mut conn, target).await?;
         Ok(Self {
             info: std::sync::Arc::new(crate::stats::ServerInfo::new(login.process_id, local)),
