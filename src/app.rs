@@ -18,7 +18,7 @@ use crate::auth::{AuthConfigError, ServerPassword, UserEntry, UserTable};
 use crate::cancel::CancelRegistry;
 use crate::client::Reason;
 use crate::cluster::DbCluster;
-use crate::config::{Config, DatabaseConfig};
+use crate::config::{Config, DatabaseConfig, UserConfig};
 use crate::control::DbControl;
 use crate::metrics::names;
 use crate::pool::{DbUserPool, PoolRegistry, Want};
@@ -132,7 +132,14 @@ impl Snapshot {
             config: crate::net::tls::client_config(&config.server_tls)?,
         };
         let users = match previous {
-            Some(p) if p.config.users == config.users && p.config.auth == config.auth => {
+            Some(p)
+                if p.config.auth.method == config.auth.method
+                    && p.config
+                        .users
+                        .iter()
+                        .map(UserConfig::credentials)
+                        .eq(config.users.iter().map(UserConfig::credentials)) =>
+            {
                 p.users.clone()
             }
             _ => Arc::new(UserTable::build(&config.users, config.auth.method)?),

@@ -94,3 +94,27 @@ async fn absurd_iterations(knows_tls: bool) {
     assert_serving(&proxy, &db).await;
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn require_never_falls_back_to_plaintext() {
+    let db = fresh_database();
+    // A server that does not understand SSLRequest: under prefer weir would connect
+    // again without TLS; under require it must not.
+    let plain_only = scram_server(4096, false).await;
+    let tail = format!(
+        "[[databases]]\nname = \"plain\"\nhosts = [\"127.0.0.1:{plain_only}\"]\n\
+         [server_tls]\nmode = \"require\"\n"
+    );
+    let proxy = Proxy::start(&config_toml(&db, "", &tail)).await;
+    let e = proxy
+        .try_client(USER, PASSWORD, "plain")
+        .await
+        .expect_err("no TLS, no connection");
+    assert_eq!(sqlstate(&e).as_deref(), Some("08001"), "{e}");
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.contains("TLS to server"), "{message}");
+    proxy.stop().await;
+}

@@ -82,7 +82,7 @@ pub(crate) enum AuthConfigError {
         /// Position in `previous_passwords`.
         i: usize,
         /// Why.
-        reason: &'static str,
+        reason: String,
     },
     /// The method needs something the user's password cannot give.
     #[error("users[{index}] ({name}): {reason}")]
@@ -114,17 +114,18 @@ fn with_previous(
     index: usize,
 ) -> Result<Challenge, AuthConfigError> {
     for (i, previous) in user.previous_passwords.iter().enumerate() {
-        let secret = parse_secret(previous)
-            .map_err(|source| AuthConfigError::BadSecret { index, source })?;
-        let refused = |reason| AuthConfigError::Previous { index, i, reason };
+        let refused = |reason: String| AuthConfigError::Previous { index, i, reason };
+        let secret = parse_secret(previous).map_err(|e| refused(e.to_string()))?;
         match (&mut challenge, &secret) {
             (Challenge::Trust, _) => {}
             (Challenge::Md5(digests), Secret::Md5(d)) => digests.push(*d),
             (Challenge::Md5(digests), Secret::Plain(pw)) => digests.push(md5_digest(&user.name, pw)),
             (Challenge::Md5(_), Secret::Scram(_)) => {
-                return Err(refused("a SCRAM verifier cannot be checked by md5; give the previous password in plaintext"))
+                return Err(refused("a SCRAM verifier cannot be checked by md5; give the previous password in plaintext".to_owned()))
             }
-            (Challenge::Scram(keys), _) => Arc::make_mut(keys).also_accept(&secret).map_err(refused)?,
+            (Challenge::Scram(keys), _) => Arc::make_mut(keys)
+                .also_accept(&secret)
+                .map_err(|reason| refused(reason.to_owned()))?,
         }
     }
     Ok(challenge)

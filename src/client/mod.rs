@@ -74,8 +74,13 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
             tracing::debug!("client login failed: {err}");
             if matches!(err, SessionError::AuthFailed(_)) {
                 metrics::counter!(crate::metrics::names::AUTH_FAILURES_TOTAL).increment(1);
-                // auth.failure_delay: a password guesser waits for each answer.
-                tokio::time::sleep(snap.config.auth.failure_delay).await;
+                // auth.failure_delay: a password guesser waits for each answer (not past
+                // the start of a shutdown).
+                let delay = tokio::time::sleep(snap.config.auth.failure_delay);
+                tokio::select! {
+                    _ = delay => {}
+                    _ = shutdown.wait_for(|down| *down) => {}
+                }
             }
             send_fatal(&mut conn, &err).await;
         }
@@ -123,7 +128,13 @@ async fn start(
     } else {
         current = shared.snapshot();
         // Credentials that changed meanwhile (a revoked password) do not let it in.
-        let credentials = |s: &Snapshot| (s.config.user(&user.name).cloned(), s.config.auth.method);
+        let credentials = |s: &Snapshot| {
+            let entry = s.config.user(&user.name).map(|u| {
+                let (_, password, previous, method) = u.credentials();
+                (password.map(str::to_owned), previous.to_vec(), method)
+            });
+            (entry, s.config.auth.method)
+        };
         if !Arc::ptr_eq(&snap.users, &current.users) && credentials(snap) != credentials(&current) {
             return Err(SessionError::AuthFailed(user.name.clone()));
         }

@@ -149,10 +149,20 @@ fn auth(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
             choice("auth.method", v, AuthMethod::VARIANTS)
         })?,
         failure_delay: or(raw.failure_delay, Duration::ZERO, |v| {
-            duration("auth.failure_delay", v, Zero::Allowed)
+            let delay = duration("auth.failure_delay", v, Zero::Allowed)?;
+            if delay > MAX_FAILURE_DELAY {
+                return Err(ConfigError::invalid(
+                    "auth.failure_delay",
+                    Problem::Missing("at most 10s: a longer delay only holds connections open"),
+                ));
+            }
+            Ok(delay)
         })?,
     })
 }
+
+/// Longest `auth.failure_delay`.
+const MAX_FAILURE_DELAY: Duration = Duration::from_secs(10);
 
 /// `[admin]`.
 fn admin(raw: RawAdmin) -> Result<AdminSettings, ConfigError> {

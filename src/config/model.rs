@@ -490,6 +490,19 @@ pub struct UserConfig {
     pub previous_passwords: Vec<String>,
 }
 
+impl UserConfig {
+    /// What a login is checked against: two entries that agree on this authenticate
+    /// alike (limits aside).
+    pub fn credentials(&self) -> (&str, Option<&str>, &[String], Option<AuthMethod>) {
+        (
+            &self.name,
+            self.password.as_deref(),
+            &self.previous_passwords,
+            self.auth_method,
+        )
+    }
+}
+
 impl fmt::Debug for UserConfig {
     /// Prints everything but the password, which shows only whether one is set.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

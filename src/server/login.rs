@@ -82,6 +82,11 @@ pub(super) async fn start_tls(
             Ok(Negotiated::Ready)
         }
         b'N' if mode == ServerTlsMode::Prefer => Ok(Negotiated::Ready),
+        // A server that cannot serve at all (too many connections, say) answers an error.
+        b'E' => Err(failed(
+            "the server answered the TLS request with an error (it is not accepting connections)"
+                .to_owned(),
+        )),
         _ if mode == ServerTlsMode::Prefer => {
             tracing::warn!(
                 server = addr,
