@@ -31,6 +31,7 @@ impl Scope {
 /// client of that name is counted).
 #[derive(Debug, Default)]
 pub(crate) struct ClientLimits {
+    /// Clients connected, by user or database name; an entry goes when its count is 0.
     counts: Mutex<HashMap<(Scope, String), u32>>,
 }
 
@@ -47,7 +48,9 @@ pub(crate) struct LimitReached {
 
 /// One client's places, given back when it leaves.
 #[derive(Debug)]
+#[must_use = "dropping it gives the client's places back at once"]
 pub(crate) struct Admitted {
+    /// Where the places are counted.
     limits: Arc<ClientLimits>,
     /// The counts it holds a place in.
     held: Vec<(Scope, String)>,
@@ -118,7 +121,7 @@ mod tests {
         let b = limits.admit(want("u")).expect("second");
         let refused = limits.admit(want("u")).expect_err("third");
         assert_eq!((refused.scope, refused.max), (Scope::User, 2));
-        limits.admit(want("v")).expect("another user");
+        drop(limits.admit(want("v")).expect("another user"));
         drop(a);
         let c = limits.admit(want("u")).expect("a place came back");
         drop((b, c));

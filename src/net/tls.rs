@@ -126,10 +126,10 @@ pub(crate) fn client_config(
     // Validation makes sure the verifying modes have their CA file.
     let ca = || {
         settings.ca.as_deref().map(roots).unwrap_or_else(|| {
-            Err(TlsConfigError::Ca {
-                path: String::new(),
-                reason: "server_tls.ca is not set".to_owned(),
-            })
+            Err(TlsConfigError::Refused(format!(
+                "server_tls.mode = \"{}\" needs server_tls.ca",
+                settings.mode.as_str()
+            )))
         })
     };
     let config = match settings.mode {
