@@ -136,9 +136,6 @@ async fn tokio_postgres_verifies_weir_and_runs_transactions() {
     }
     let runs = clients.iter().enumerate().map(|(i, c)| async move {
         let i = i as i32;
-        c.batch_execute("CREATE TABLE IF NOT EXISTS t (k int, v text)")
-            .await
-            .expect("create");
         for round in 0..20 {
             let row = c
                 .query_one("SELECT $1::int + $2::int", &[&i, &round])
