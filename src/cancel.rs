@@ -82,6 +82,8 @@ pub(crate) struct ClientInfo {
     pub(crate) database: String,
     /// Its `application_name` at login.
     pub(crate) application_name: String,
+    /// TLS version and cipher suite, empty without TLS (SHOW CLIENTS' `tls`).
+    pub(crate) tls: String,
     /// When it logged in.
     pub(crate) connected: SystemTime,
     /// `ClientState` as a byte.
@@ -131,6 +133,12 @@ impl std::future::Future for KillSignal<'_> {
 
 impl ClientInfo {
     /// A client that just logged in.
+    /// The same, with the connection's TLS description (`Stream::tls_description`).
+    pub(crate) fn with_tls(mut self, tls: String) -> Self {
+        self.tls = tls;
+        self
+    }
+
     pub(crate) fn new(
         addr: Option<SocketAddr>,
         local: Option<SocketAddr>,
@@ -145,6 +153,7 @@ impl ClientInfo {
             user: user.to_owned(),
             database: database.to_owned(),
             application_name: application_name.to_owned(),
+            tls: String::new(),
             connected: now,
             state: AtomicU8::new(ClientState::Idle as u8),
             request_at: AtomicU64::new(crate::stats::unix_micros(now)),

@@ -157,14 +157,17 @@ pub(crate) struct ServerInfo {
     leased_at: AtomicU64,
     /// Its pool's reconnect generation at login.
     generation: AtomicU64,
+    /// TLS version and cipher suite, empty without TLS (SHOW SERVERS' `tls`).
+    pub(crate) tls: String,
 }
 
 impl ServerInfo {
-    /// A just-logged-in server connection.
-    pub(crate) fn new(process_id: i32, local: Option<std::net::SocketAddr>) -> Self {
+    /// A just-logged-in server connection; `tls` as `Stream::tls_description` gives it.
+    pub(crate) fn new(process_id: i32, local: Option<std::net::SocketAddr>, tls: String) -> Self {
         Self {
             process_id,
             local,
+            tls,
             connected: SystemTime::now(),
             state: AtomicU8::new(ServerState::Idle as u8),
             link: AtomicI32::new(0),

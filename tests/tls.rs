@@ -247,6 +247,28 @@ async fn reload_picks_up_a_renewed_certificate() {
     let out = psql_through(&proxy, &db, &verify(&second), &["-c", "SELECT 2"]).await;
     assert_eq!(ok_stdout(&out), "2");
 
+    // SHOW CLIENTS tells a TLS client (its version and cipher suite) from a plain one.
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(second.client_config(&[]));
+    let conninfo = format!(
+        "host=localhost port={} user={USER} password={PASSWORD} dbname={db} sslmode=require \
+         application_name=over-tls",
+        proxy.port
+    );
+    let (client, conn) = tokio_postgres::connect(&conninfo, tls)
+        .await
+        .expect("TLS client");
+    tokio::spawn(conn);
+    client.simple_query("SELECT 1").await.expect("served");
+    let rows = common::admin::show(&console, "SHOW CLIENTS").await;
+    let row = common::admin::row_where(&rows, "application_name", "over-tls");
+    let shown = row["tls"].clone().unwrap_or_default();
+    assert!(
+        shown.starts_with("TLSv1.") && shown.contains('/'),
+        "{shown:?}"
+    );
+    let console_row = common::admin::row_where(&rows, "user", ADMIN);
+    assert_eq!(console_row["tls"].as_deref(), Some(""));
+
     // A key that does not belong to the certificate is refused, and the renewed pair stays.
     std::fs::copy(&first.ca, &first.key).expect("break the key file");
     let err = console.simple_query("RELOAD").await.expect_err("refused");

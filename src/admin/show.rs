@@ -277,7 +277,7 @@ fn clients(shared: &Shared) -> Rows {
                 text(client_ptr(*pid)),
                 text(link),
                 text(pid),
-                text(""),
+                text(&info.tls),
                 text(&info.application_name),
                 text(crate::server::probe::Pins::from_bits(info.pins())),
             ]
@@ -331,7 +331,7 @@ fn servers(shared: &Shared) -> Rows {
                     text(server_ptr(s.process_id)),
                     text(s.link().map(client_ptr).unwrap_or_default()),
                     text(s.process_id),
-                    text(""),
+                    text(&s.tls),
                     text(""),
                 ]);
             }

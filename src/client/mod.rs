@@ -149,6 +149,7 @@ async fn start(
     let info = || {
         let app = request.params.get("application_name").unwrap_or_default();
         ClientInfo::new(peer, local, &user.name, &request.database, app)
+            .with_tls(conn.io.tls_description())
     };
     if RESERVED_DATABASES.contains(&request.database.as_str()) {
         if !snap.config.admin.is_admin(&user.name) {

@@ -70,6 +70,15 @@ impl Stream {
         matches!(self, Self::Tls(_))
     }
 
+    /// The TLS version and cipher suite (`TLSv1.3/TLS13_AES_256_GCM_SHA384`), or an empty
+    /// string without TLS, for SHOW CLIENTS and SHOW SERVERS.
+    pub(crate) fn tls_description(&self) -> String {
+        match self {
+            Self::Tls(tls) => tls.description(),
+            _ => String::new(),
+        }
+    }
+
     /// The ALPN protocol agreed in the TLS handshake, if any.
     pub(crate) fn alpn(&self) -> Option<&[u8]> {
         match self {

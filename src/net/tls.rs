@@ -329,6 +329,21 @@ impl TlsIo {
         Ok(())
     }
 
+    /// `<version>/<cipher suite>` as negotiated, e.g. `TLSv1.3/TLS13_AES_256_GCM_SHA384`.
+    pub(crate) fn description(&self) -> String {
+        let version = self
+            .tls
+            .protocol_version()
+            .map(|v| format!("{v:?}").replace('_', "."))
+            .unwrap_or_default();
+        let suite = self
+            .tls
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default();
+        format!("{version}/{suite}")
+    }
+
     /// The ALPN protocol the client and weir agreed on, if any.
     pub(crate) fn alpn(&self) -> Option<&[u8]> {
         self.tls.alpn_protocol()

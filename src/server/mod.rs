@@ -206,7 +206,11 @@ impl ServerConn {
         let local = tcp.local_addr().ok();
         let login = login::login(&mut conn, target).await?;
         Ok(Self {
-            info: std::sync::Arc::new(crate::stats::ServerInfo::new(login.process_id, local)),
+            info: std::sync::Arc::new(crate::stats::ServerInfo::new(
+                login.process_id,
+                local,
+                conn.io.tls_description(),
+            )),
             generation: 0,
             conn,
             peer,
