@@ -638,3 +638,144 @@ async fn huge_lengths_do_not_grow_weir_memory() {
         weir.log()
     );
 }
+
+/// Reads messages until ReadyForQuery and returns the SQLSTATEs of the errors among them.
+async fn errors_until_ready(raw: &mut Raw) -> Vec<String> {
+    raw.until_ready()
+        .await
+        .iter()
+        .filter(|m| m.tag == b'E')
+        .map(|m| m.fields()[&'C'].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn malformed_extended_protocol_messages() {
+    let (proxy, db) = setup().await;
+    // A Query whose text has no terminating NUL: PostgreSQL's own 08P01 ("invalid string
+    // in message") reaches the client, and the connection goes on.
+    let mut raw = Raw::login(proxy.port, USER, PASSWORD, &db).await;
+    raw.send(&message(b'Q', b"SELECT 1")).await;
+    assert_eq!(errors_until_ready(&mut raw).await, ["08P01"]);
+    assert_eq!(first_column(&raw.simple_query("SELECT 1").await), ["1"]);
+
+    // A Parse that announces 30,000 parameter types and carries two.
+    let mut raw = Raw::login(proxy.port, USER, PASSWORD, &db).await;
+    let mut body = b"\0SELECT $1\0".to_vec();
+    body.extend_from_slice(&30_000u16.to_be_bytes());
+    body.extend_from_slice(&23u32.to_be_bytes());
+    body.extend_from_slice(&23u32.to_be_bytes());
+    let mut bytes = message(b'P', &body);
+    bytes.extend_from_slice(&message(b'S', b""));
+    raw.send(&bytes).await;
+    let mut codes = Vec::new();
+    while let Some(m) = raw.read_message().await {
+        if m.tag == b'E' {
+            codes.push(m.fields()[&'C'].clone());
+        }
+        if m.tag == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(codes, ["08P01"], "one protocol error for the bad Parse");
+
+    // Bind to a statement nobody prepared: 26000, and the connection goes on.
+    let mut raw = Raw::login(proxy.port, USER, PASSWORD, &db).await;
+    let mut bytes = message(b'B', b"\0nosuch\0\0\0\0\0\0\0");
+    bytes.extend_from_slice(&message(b'E', b"\0\0\0\0\0"));
+    bytes.extend_from_slice(&message(b'S', b""));
+    raw.send(&bytes).await;
+    assert_eq!(errors_until_ready(&mut raw).await, ["26000"]);
+    assert_eq!(first_column(&raw.simple_query("SELECT 2").await), ["2"]);
+    assert_serving(&proxy, &db).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn ten_thousand_pipelined_executes_before_one_sync() {
+    let (proxy, db) = setup().await;
+    let mut raw = Raw::login(proxy.port, USER, PASSWORD, &db).await;
+    let mut bytes = message(b'P', b"\0SELECT 1\0\0\0");
+    for _ in 0..10_000 {
+        bytes.extend_from_slice(&message(b'B', b"\0\0\0\0\0\0\0\0"));
+        bytes.extend_from_slice(&message(b'E', b"\0\0\0\0\0"));
+    }
+    bytes.extend_from_slice(&message(b'S', b""));
+    // About 270 kB of requests and 290 kB of answers: within loopback socket buffers, so
+    // sending all before reading does not block either side.
+    raw.send(&bytes).await;
+    let messages = raw.until_ready().await;
+    let rows = messages.iter().filter(|m| m.tag == b'D').count();
+    let errors = messages.iter().filter(|m| m.tag == b'E').count();
+    assert_eq!((rows, errors), (10_000, 0));
+    assert_eq!(first_column(&raw.simple_query("SELECT 3").await), ["3"]);
+    assert_serving(&proxy, &db).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_cancel_requests_with_random_keys() {
+    let (proxy, db) = setup().await;
+    let c = proxy.client(&db).await;
+    let slow = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(1), 'done'").await });
+    let port = proxy.port;
+    let burst = (0..1000).map(|i: i32| async move {
+        let mut raw = Raw::connect(port).await;
+        let mut bytes = 16u32.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&CANCEL_REQUEST.to_be_bytes());
+        bytes.extend_from_slice(&i.wrapping_mul(7919).to_be_bytes());
+        bytes.extend_from_slice(&i.wrapping_mul(104_729).to_be_bytes());
+        raw.send(&bytes).await;
+        raw.expect_closed().await;
+    });
+    futures_util::future::join_all(burst).await;
+    slow.await
+        .expect("task")
+        .expect("no guessed key cancelled the running query");
+    assert_serving(&proxy, &db).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_wrong_passwords() {
+    let (proxy, db) = setup().await;
+    let attempts = (0..1000).map(|_| {
+        let proxy = &proxy;
+        let db = &db;
+        async move {
+            let err = proxy
+                .login_error(USER, "wrong", db, "a wrong password")
+                .await;
+            sqlstate(&err)
+        }
+    });
+    // 50 at a time, as a guesser with many connections would.
+    let mut codes = Vec::new();
+    let mut attempts = attempts.collect::<Vec<_>>();
+    while !attempts.is_empty() {
+        let batch: Vec<_> = attempts.drain(..attempts.len().min(50)).collect();
+        codes.extend(futures_util::future::join_all(batch).await);
+    }
+    drop(attempts);
+    assert!(codes.iter().all(|c| c.as_deref() == Some("28P01")));
+    assert_eq!(codes.len(), 1000);
+    assert_serving(&proxy, &db).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn terminate_mid_transaction_rolls_back() {
+    let (proxy, db) = setup().await;
+    let c = proxy.client(&db).await;
+    c.batch_execute("CREATE TABLE kept (v int)")
+        .await
+        .expect("create");
+    let mut raw = Raw::login(proxy.port, USER, PASSWORD, &db).await;
+    raw.simple_query("BEGIN").await;
+    raw.simple_query("INSERT INTO kept VALUES (1)").await;
+    raw.send(&message(b'X', b"")).await;
+    raw.expect_closed().await;
+    let n = simple_value(&c, "SELECT count(*) FROM kept").await;
+    assert_eq!(n, "0", "the terminated client's row must be gone");
+    proxy.stop().await;
+}
