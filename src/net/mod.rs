@@ -96,6 +96,24 @@ impl Stream {
         }
     }
 
+    /// Whether nothing waits to be read and the peer has not closed, asked of the socket
+    /// now (one `peek`, which consumes nothing, so it works under TLS too). For an idle
+    /// connection about to be handed out.
+    pub(crate) fn nothing_to_read(&self) -> bool {
+        if let Self::Tls(tls) = self {
+            if tls.has_input() {
+                return false;
+            }
+        }
+        let Some(tcp) = self.tcp() else {
+            return false;
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut peeked = tokio::io::ReadBuf::new(&mut byte);
+        tcp.poll_peek(&mut cx, &mut peeked).is_pending()
+    }
+
     /// Writes what it can of `data` without blocking; `WouldBlock` when the socket is full.
     pub(crate) fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
         match self {

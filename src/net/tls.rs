@@ -378,6 +378,11 @@ impl TlsIo {
         Ok(false)
     }
 
+    /// Whether rustls holds plaintext not read yet, or the peer's close_notify.
+    pub(crate) fn has_input(&self) -> bool {
+        self.plaintext > 0 || self.closed
+    }
+
     /// Whether records are queued that the socket has not taken yet.
     pub(crate) fn pending_output(&self) -> bool {
         self.tls.wants_write()

@@ -257,14 +257,7 @@ impl ServerConn {
         match ready {
             std::task::Poll::Pending => true,
             std::task::Poll::Ready(Err(_)) => false,
-            std::task::Poll::Ready(Ok(())) => {
-                // Server connections are plain TCP (a byte of a TLS record cannot be probed).
-                let crate::net::Stream::Plain(tcp) = &self.conn.io else {
-                    return false;
-                };
-                let mut probe = [0u8; 1];
-                matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
+            std::task::Poll::Ready(Ok(())) => self.conn.io.nothing_to_read(),
         }
     }
 
