@@ -10,7 +10,7 @@ use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
@@ -121,24 +121,6 @@ impl Stream {
             Self::Tls(tls) => tls.try_write(data),
             Self::Gone => Err(gone()),
         }
-    }
-
-    /// Writes the first `*left` bytes of `buf`, taking them off its front, until none is
-    /// left or the socket is full (`Ok(true)`). `*left` counts down as bytes go.
-    pub(crate) fn write_front(&mut self, buf: &mut BytesMut, left: &mut usize) -> io::Result<bool> {
-        while *left > 0 {
-            let chunk = buf.get(..*left).unwrap_or_default();
-            match self.try_write(chunk) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    buf.advance(n);
-                    *left -= n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(false)
     }
 
     /// Sends what TLS still holds of earlier writes; returns whether some is left (the
@@ -311,9 +293,17 @@ impl Conn {
     /// Writes all of `wbuf`, and all TLS holds back.
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
         loop {
-            let mut all = self.wbuf.len();
-            let full = self.io.write_front(&mut self.wbuf, &mut all)?;
-            if !full && !self.io.flush_pending()? {
+            while !self.wbuf.is_empty() {
+                match self.io.try_write(&self.wbuf) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        let _ = self.wbuf.split_to(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.wbuf.is_empty() && !self.io.flush_pending()? {
                 return Ok(());
             }
             write_ready(self).await?;

@@ -3,10 +3,10 @@
 
 use std::io;
 
-use bytes::BytesMut;
+use bytes::Buf;
 
 use super::Relay;
-use crate::net::{Conn, Stream};
+use crate::net::Conn;
 use crate::server::ServerConn;
 
 impl Relay {
@@ -17,15 +17,28 @@ impl Relay {
         client: &mut Conn,
         server: &mut ServerConn,
     ) -> io::Result<bool> {
-        let before = self.cfwd;
-        let full = pass(
-            &mut server.conn.io,
-            &mut server.conn.wbuf,
-            &mut client.rbuf,
-            &mut self.cfwd,
-        );
-        self.tally.received += (before - self.cfwd) as u64;
-        full
+        while !server.conn.wbuf.is_empty() {
+            match server.conn.io.try_write(&server.conn.wbuf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => server.conn.wbuf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+        while self.cfwd > 0 {
+            let chunk = client.rbuf.get(..self.cfwd).unwrap_or_default();
+            match server.conn.io.try_write(chunk) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    client.rbuf.advance(n);
+                    self.cfwd -= n;
+                    self.tally.received += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+        server.conn.io.flush_pending()
     }
 
     /// Writes weir's own messages, then the server's scanned bytes, to the client.
@@ -35,30 +48,27 @@ impl Relay {
         client: &mut Conn,
         server: &mut ServerConn,
     ) -> io::Result<bool> {
-        let before = self.sfwd;
-        let full = pass(
-            &mut client.io,
-            &mut client.wbuf,
-            &mut server.conn.rbuf,
-            &mut self.sfwd,
-        );
-        self.tally.sent += (before - self.sfwd) as u64;
-        full
+        while !client.wbuf.is_empty() {
+            match client.io.try_write(&client.wbuf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => client.wbuf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+        while self.sfwd > 0 {
+            let chunk = server.conn.rbuf.get(..self.sfwd).unwrap_or_default();
+            match client.io.try_write(chunk) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    server.conn.rbuf.advance(n);
+                    self.sfwd -= n;
+                    self.tally.sent += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+        client.io.flush_pending()
     }
-}
-
-/// Writes `own` (weir's bytes) whole, then the first `*fwd` bytes of `from` (the other
-/// side's scanned bytes), then what TLS holds back, to `to`; stops at a full socket
-/// (`Ok(true)`). `*fwd` counts down as bytes go.
-fn pass(
-    to: &mut Stream,
-    own: &mut BytesMut,
-    from: &mut BytesMut,
-    fwd: &mut usize,
-) -> io::Result<bool> {
-    let mut all = own.len();
-    if to.write_front(own, &mut all)? || to.write_front(from, fwd)? {
-        return Ok(true);
-    }
-    to.flush_pending()
 }
