@@ -142,7 +142,11 @@ impl Snapshot {
             {
                 p.users.clone()
             }
-            _ => Arc::new(UserTable::build(&config.users, config.auth.method)?),
+            _ => Arc::new(UserTable::build(
+                &config.users,
+                config.auth.method,
+                previous.map(|p| &*p.users),
+            )?),
         };
         let databases = config
             .databases

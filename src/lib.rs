@@ -41,7 +41,7 @@ pub use app::{HostReport, ShutdownTrigger, StartError, Weir};
 /// Checks a configuration beyond what loading validates (the user list, server logins).
 /// Returns warnings a person should read; an error means weir would not start.
 pub fn check(config: &config::Config) -> Result<Vec<String>, StartError> {
-    let users = auth::UserTable::build(&config.users, config.auth.method)
+    let users = auth::UserTable::build(&config.users, config.auth.method, None)
         .map_err(|e| StartError::Users(Box::new(e)))?;
     net::tls::offered(config).map_err(|e| StartError::Tls(Box::new(e)))?;
     net::tls::client_config(&config.server_tls).map_err(|e| StartError::Tls(Box::new(e)))?;

@@ -5,6 +5,7 @@
 //! method. Sans-IO: the client task runs the exchange (see `client::login`).
 //! Does not: read sockets or configuration files.
 
+pub(crate) mod passthrough;
 pub(crate) mod scram;
 pub(crate) mod verifier;
 
@@ -12,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{AuthMethod, UserConfig};
+pub(crate) use passthrough::{KeyedClient, KeyedError, PassThrough};
 pub(crate) use scram::{server_iterations, ScramError, ScramServer};
 pub(crate) use verifier::{md5_client_response, md5_digest, md5_verify, ScramKeys};
 use verifier::{parse_secret, Secret, VerifierError};
@@ -25,8 +27,9 @@ pub(crate) enum ServerPassword {
     Plain(String),
     /// An md5 verifier: answers md5 only.
     Md5([u8; 16]),
-    /// Only a SCRAM verifier: cannot answer any server challenge until SCRAM pass-through.
-    ScramOnly,
+    /// Only a SCRAM verifier: answers SCRAM with the ClientKey the user's first client
+    /// login revealed (pass-through), and nothing before that login.
+    Scram(Arc<PassThrough>),
 }
 
 impl std::fmt::Debug for ServerPassword {
@@ -35,7 +38,7 @@ impl std::fmt::Debug for ServerPassword {
             Self::None => "None",
             Self::Plain(_) => "Plain(..)",
             Self::Md5(_) => "Md5(..)",
-            Self::ScramOnly => "ScramOnly",
+            Self::Scram(_) => "Scram(..)",
         })
     }
 }
@@ -132,10 +135,13 @@ fn with_previous(
 }
 
 impl UserTable {
-    /// Builds the table; the CPU-heavy key derivation happens here.
+    /// Builds the table; the CPU-heavy key derivation happens here. A user whose verifier
+    /// is the same as in `previous` keeps what pass-through learned there, and with it the
+    /// pools built for it.
     pub(crate) fn build(
         users: &[UserConfig],
         default: AuthMethod,
+        previous: Option<&UserTable>,
     ) -> Result<Self, AuthConfigError> {
         let mut table = HashMap::new();
         for (index, user) in users.iter().enumerate() {
@@ -180,7 +186,16 @@ impl UserTable {
                 None => ServerPassword::None,
                 Some(Secret::Plain(pw)) => ServerPassword::Plain(pw),
                 Some(Secret::Md5(d)) => ServerPassword::Md5(d),
-                Some(Secret::Scram(_)) => ServerPassword::ScramOnly,
+                Some(Secret::Scram(keys)) => {
+                    let fresh = PassThrough::new(&keys);
+                    let kept = previous
+                        .and_then(|p| p.users.get(&user.name))
+                        .and_then(|old| match &old.server_password {
+                            ServerPassword::Scram(p) if **p == fresh => Some(p.clone()),
+                            _ => None,
+                        });
+                    ServerPassword::Scram(kept.unwrap_or_else(|| Arc::new(fresh)))
+                }
             };
             table.insert(
                 user.name.clone(),
@@ -223,11 +238,12 @@ impl UserTable {
         let mut out: Vec<String> = self
             .users
             .values()
-            .filter(|u| u.server_password == ServerPassword::ScramOnly)
+            .filter(|u| matches!(u.server_password, ServerPassword::Scram(_)))
             .map(|u| {
                 format!(
-                    "user {:?} is given only as a SCRAM verifier: clients can log in to weir, but weir cannot log in to \
-                     servers as this user until SCRAM pass-through lands; give the plaintext password or an md5 verifier",
+                    "user {:?} is given only as a SCRAM verifier: weir logs in to servers as this user with the key \
+                     a client's own SCRAM login reveals (pass-through), so the servers must hold this same verifier, \
+                     and no server connection opens for the user before its first client logs in",
                     u.name
                 )
             })

@@ -143,6 +143,9 @@ pub(crate) struct ScramServer {
     keys: Arc<ScramKeys>,
     /// Progress through the exchange.
     state: State,
+    /// The ClientKey recovered from a proof that matched the user's current password
+    /// (not a previous one): what SCRAM pass-through logs in to servers with.
+    client_key: Option<[u8; SCRAM_KEY_LEN]>,
 }
 
 impl fmt::Debug for ScramServer {
@@ -164,6 +167,7 @@ impl ScramServer {
             state: State::AwaitingClientFirst {
                 server_nonce: STANDARD.encode(raw),
             },
+            client_key: None,
         }
     }
 
@@ -237,7 +241,7 @@ impl ScramServer {
         // The password's keys, then those of previous passwords (a rotation): each is
         // checked, so the time taken does not say which matched.
         let mut matched = None;
-        for (stored_key, server_key) in self.keys.candidates() {
+        for (i, (stored_key, server_key)) in self.keys.candidates().enumerate() {
             let client_signature = hmac_sha256(stored_key, &[auth_message.as_bytes()]);
             let mut client_key = parsed.proof;
             for (k, s) in client_key.iter_mut().zip(client_signature) {
@@ -245,11 +249,20 @@ impl ScramServer {
             }
             if constant_time_eq(&sha256(&client_key), stored_key) && matched.is_none() {
                 matched = Some(server_key);
+                if i == 0 {
+                    self.client_key = Some(client_key);
+                }
             }
         }
         let server_key = matched.ok_or(ScramError::WrongPassword)?;
         let server_signature = hmac_sha256(server_key, &[auth_message.as_bytes()]);
         Ok(format!("v={}", STANDARD.encode(server_signature)))
+    }
+
+    /// After a successful [`ScramServer::client_final`] with the user's current password:
+    /// the client's ClientKey, which SCRAM pass-through logs in to servers with.
+    pub(crate) fn client_key(&self) -> Option<&[u8; SCRAM_KEY_LEN]> {
+        self.client_key.as_ref()
     }
 }
 

@@ -355,13 +355,11 @@ impl ScramKeys {
     }
 
     /// `SHA256(ClientKey)`, against which client proofs are checked.
-    #[cfg_attr(not(test), allow(dead_code))] // the relay uses `candidates`
     pub(crate) fn stored_key(&self) -> &[u8; SCRAM_KEY_LEN] {
         &self.stored_key
     }
 
     /// Key that signs the server-final-message.
-    #[cfg_attr(not(test), allow(dead_code))] // the relay uses `candidates`
     pub(crate) fn server_key(&self) -> &[u8; SCRAM_KEY_LEN] {
         &self.server_key
     }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::auth::{md5_verify, Challenge, ScramError, ScramServer, UserEntry, UserTable};
+use crate::auth::{
+    md5_verify, Challenge, ScramError, ScramServer, ServerPassword, UserEntry, UserTable,
+};
 use crate::net::Conn;
 use crate::protocol::{FrontendTag, LoginMessage, MessageBuilder, ProtocolError};
 
@@ -55,6 +57,12 @@ pub(super) async fn authenticate(
             match scram.client_final(&body) {
                 Ok(server_final) => {
                     MessageBuilder::auth_sasl_data(&mut conn.wbuf, true, server_final.as_bytes());
+                    if let (Some(key), Some(ServerPassword::Scram(pass))) = (
+                        scram.client_key(),
+                        entry.as_ref().map(|e| &e.server_password),
+                    ) {
+                        pass.learn(key);
+                    }
                     true
                 }
                 Err(ScramError::WrongPassword) => false,

@@ -466,7 +466,8 @@ impl DbUserPool {
         let Some(hp) = primary.and_then(|p| self.hosts.get(p)) else {
             return;
         };
-        if min == 0 {
+        // A pass-through user's connections wait for its first client login.
+        if min == 0 || !hp.manager.target.can_log_in() {
             return;
         }
         while hp.slots.counts().size < min {

@@ -8,7 +8,7 @@ use bytes::{Buf, BufMut};
 use rustls::pki_types::ServerName;
 
 use super::{BackendError, ParamSet, ServerTarget};
-use crate::auth::{self, ServerPassword};
+use crate::auth::{self, KeyedClient, KeyedError, ServerPassword};
 use crate::config::ServerTlsMode;
 use crate::net::Conn;
 use crate::protocol::{AuthRequest, BackendMessage, MessageBuilder, SSL_REQUEST};
@@ -118,7 +118,7 @@ pub(super) async fn login(
         ],
     )?;
     conn.flush().await?;
-    let mut scram: Option<ScramSha256> = None;
+    let mut scram: Option<ScramLogin<'_>> = None;
     let mut keys = (0, 0);
     let mut params = ParamSet::default();
     loop {
@@ -132,12 +132,20 @@ pub(super) async fn login(
         };
         match msg {
             BackendMessage::Auth(AuthRequest::SaslContinue(data)) => {
-                let client = scram
-                    .take()
-                    .ok_or_else(|| BackendError::Scram("unexpected SASLContinue".into()))?;
-                let client = scram_continue(client, data).await?;
-                MessageBuilder::sasl_response(&mut conn.wbuf, client.message())?;
-                scram = Some(client);
+                let login = match scram.take() {
+                    Some(ScramLogin::Password(client)) => {
+                        let client = scram_continue(client, data).await?;
+                        MessageBuilder::sasl_response(&mut conn.wbuf, client.message())?;
+                        ScramLogin::Password(client)
+                    }
+                    Some(ScramLogin::Keyed(mut client)) => {
+                        let answer = client.server_first(&data).map_err(keyed_error)?;
+                        MessageBuilder::sasl_response(&mut conn.wbuf, answer.as_bytes())?;
+                        ScramLogin::Keyed(client)
+                    }
+                    None => return Err(BackendError::Scram("unexpected SASLContinue".into())),
+                };
+                scram = Some(login);
                 conn.flush().await?;
             }
             BackendMessage::Auth(request) => {
@@ -187,12 +195,25 @@ async fn scram_continue(
     derived.map_err(|e| BackendError::Scram(e.to_string()))
 }
 
+/// A SCRAM login to a server in progress.
+enum ScramLogin<'a> {
+    /// From the plaintext password: PBKDF2 with the server's salt.
+    Password(ScramSha256),
+    /// From the key a client's login revealed (pass-through).
+    Keyed(KeyedClient<'a>),
+}
+
+/// A pass-through failure, in the words `08001` carries to the client.
+fn keyed_error(e: KeyedError) -> BackendError {
+    BackendError::Scram(format!("SCRAM pass-through: {e}"))
+}
+
 /// Writes the answer to one authentication request into `conn.wbuf`.
-fn answer(
+fn answer<'a>(
     conn: &mut Conn,
-    target: &ServerTarget,
+    target: &'a ServerTarget,
     request: AuthRequest,
-    scram: &mut Option<ScramSha256>,
+    scram: &mut Option<ScramLogin<'a>>,
 ) -> Result<(), BackendError> {
     let no_password = |reason| BackendError::NoUsablePassword {
         user: target.user.clone(),
@@ -230,27 +251,42 @@ fn answer(
                     "server offers only {mechanisms:?}"
                 )));
             }
-            let ServerPassword::Plain(pw) = &target.password else {
-                return Err(no_password(
-                    "the server asks for SCRAM-SHA-256, which needs the plaintext password (a stored verifier is not enough)",
-                ));
+            let login = match &target.password {
+                ServerPassword::Plain(pw) => {
+                    let client = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+                    MessageBuilder::sasl_initial(&mut conn.wbuf, "SCRAM-SHA-256", client.message())?;
+                    ScramLogin::Password(client)
+                }
+                ServerPassword::Scram(pass) => {
+                    let client = pass.client().ok_or_else(|| {
+                        no_password(
+                            "weir holds only a SCRAM verifier for this user and learns the key to log in to \
+                             servers from the user's first SCRAM login to weir, which has not happened yet",
+                        )
+                    })?;
+                    let first = client.client_first();
+                    MessageBuilder::sasl_initial(&mut conn.wbuf, "SCRAM-SHA-256", first.as_bytes())?;
+                    ScramLogin::Keyed(client)
+                }
+                _ => {
+                    return Err(no_password(
+                        "the server asks for SCRAM-SHA-256, which needs the plaintext password or a SCRAM verifier",
+                    ))
+                }
             };
-            let client = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
-            MessageBuilder::sasl_initial(&mut conn.wbuf, "SCRAM-SHA-256", client.message())?;
-            *scram = Some(client);
+            *scram = Some(login);
             Ok(())
         }
         AuthRequest::SaslContinue(_) => Err(BackendError::Scram(
             "SASLContinue must be answered by scram_continue".into(),
         )),
-        AuthRequest::SaslFinal(data) => {
-            let mut client = scram
-                .take()
-                .ok_or_else(|| BackendError::Scram("unexpected SASLFinal".into()))?;
-            client
+        AuthRequest::SaslFinal(data) => match scram.take() {
+            Some(ScramLogin::Password(mut client)) => client
                 .finish(&data)
-                .map_err(|e| BackendError::Scram(format!("the server's signature is wrong: {e}")))
-        }
+                .map_err(|e| BackendError::Scram(format!("the server's signature is wrong: {e}"))),
+            Some(ScramLogin::Keyed(client)) => client.server_final(&data).map_err(keyed_error),
+            None => Err(BackendError::Scram("unexpected SASLFinal".into())),
+        },
         AuthRequest::Unsupported(code) => Err(BackendError::UnsupportedAuth(code)),
     }
 }

@@ -61,6 +61,17 @@ pub(crate) struct ServerTarget {
     pub(crate) tls: ServerTls,
 }
 
+impl ServerTarget {
+    /// False while weir holds only a SCRAM verifier for the user and no client has logged
+    /// in to reveal the key (pass-through): a login would surely fail.
+    pub(crate) fn can_log_in(&self) -> bool {
+        match &self.password {
+            ServerPassword::Scram(pass) => pass.learned(),
+            _ => true,
+        }
+    }
+}
+
 /// TLS toward the servers: `[server_tls]`, and the client configuration built from it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ServerTls {

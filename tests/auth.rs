@@ -1,0 +1,158 @@
+//! Logins without plaintext passwords in weir's files: SCRAM pass-through with verifiers
+//! copied from `pg_authid`, against the real server.
+
+mod common;
+
+use common::admin::{ADMIN, ADMIN_PASSWORD};
+use common::tools::{ok_stdout, psql_through};
+use common::{
+    config_toml_with, default_users, fresh_database, pg, psql, simple_value, sqlstate, Proxy,
+    Settings, PASSWORD, USER,
+};
+
+/// The role's verifier as the server stores it.
+fn verifier(role: &str) -> String {
+    psql(
+        "postgres",
+        &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{role}'"),
+    )
+}
+
+/// A configuration whose `USER` entry is the server's own SCRAM verifier, with an admin
+/// user (plaintext) for RELOAD, and `extra_users` appended.
+fn passthrough_toml(db: &str, extra_users: &str) -> String {
+    let users = format!(
+        "[[users]]\nname = \"{USER}\"\npassword = \"{}\"\n\
+         [[users]]\nname = \"{ADMIN}\"\npassword = \"{ADMIN_PASSWORD}\"\n{extra_users}",
+        verifier(USER)
+    );
+    config_toml_with(
+        db,
+        Settings {
+            users: Some(&users),
+            tail: &format!("[admin]\nusers = [\"{ADMIN}\"]\n"),
+            ..Settings::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_scram_verifier_from_pg_authid_is_enough_to_reach_the_server() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&passthrough_toml(&db, "")).await;
+
+    // Wrong password first: refused, and nothing learned from it.
+    let e = proxy
+        .login_error(USER, "not-the-password", &db, "wrong password")
+        .await;
+    assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e}");
+
+    // The right password logs in, and weir logs in to the server with the key it revealed.
+    let client = proxy.client(&db).await;
+    client
+        .batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1)")
+        .await
+        .expect("write through a pass-through login");
+    assert_eq!(
+        simple_value(&client, "SELECT current_user").await,
+        USER,
+        "the server sees the user itself"
+    );
+
+    // A second client, and psql (libpq: SCRAM with channel binding if offered), share it.
+    let other = proxy.client(&db).await;
+    assert_eq!(simple_value(&other, "SELECT count(*) FROM t").await, "1");
+    let out = psql_through(&proxy, &db, "", &["-c", "SELECT v FROM t"]).await;
+    assert_eq!(ok_stdout(&out), "1");
+
+    // New server connections after the old ones are gone still log in.
+    psql(
+        &db,
+        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{USER}' AND datname = '{db}'"),
+    );
+    let client = proxy.client(&db).await;
+    assert_eq!(simple_value(&client, "SELECT count(*) FROM t").await, "1");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_that_keeps_the_verifier_keeps_the_learned_key() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("weir.toml");
+    std::fs::write(&path, passthrough_toml(&db, "")).expect("write config");
+    let proxy = Proxy::start_file(&path).await;
+    let client = proxy.client(&db).await;
+    assert_eq!(simple_value(&client, "SELECT 1").await, "1");
+
+    // Another user's entry changes, so the user table is rebuilt; and `[server_tls]`
+    // changes, so the pool is built anew from the new table's entry.
+    let changed = "[[users]]\nname = \"extra\"\npassword = \"extra-secret\"\n";
+    let toml = passthrough_toml(&db, changed) + "[server_tls]\nmode = \"disable\"\n";
+    std::fs::write(&path, toml).expect("rewrite config");
+    let console = proxy
+        .try_client(ADMIN, ADMIN_PASSWORD, "weir")
+        .await
+        .expect("admin console");
+    console.simple_query("RELOAD").await.expect("RELOAD");
+    console.simple_query("RECONNECT").await.expect("RECONNECT");
+    psql(
+        &db,
+        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{USER}' AND datname = '{db}'"),
+    );
+
+    // The connected client needs a new server connection: the key learned before the
+    // reload must still be there, since no one has logged in since.
+    assert_eq!(simple_value(&client, "SELECT 2").await, "2");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_holding_another_verifier_is_named_in_the_error() {
+    let db = fresh_database();
+    // The same password, stored by weir with another salt than the server's.
+    let own = postgres_protocol::password::scram_sha_256(PASSWORD.as_bytes());
+    let users = format!("[[users]]\nname = \"{USER}\"\npassword = \"{own}\"\n");
+    let proxy = Proxy::start(&config_toml_with(
+        &db,
+        Settings {
+            users: Some(&users),
+            ..Settings::default()
+        },
+    ))
+    .await;
+    // The first login to a pool opens a server connection to learn its parameters.
+    let e = proxy
+        .login_error(USER, PASSWORD, &db, "the server's verifier differs")
+        .await;
+    assert_eq!(sqlstate(&e).as_deref(), Some("08001"), "{e}");
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.contains("pg_authid"), "{e:?}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn check_explains_what_a_verifier_only_user_needs() {
+    let db = fresh_database();
+    let users = default_users().replace(
+        &format!("password = \"{PASSWORD}\""),
+        &format!("password = \"{}\"", verifier(USER)),
+    );
+    let config = weir::config::from_toml_str(&config_toml_with(
+        &db,
+        Settings {
+            users: Some(&users),
+            ..Settings::default()
+        },
+    ))
+    .expect("valid config");
+    let warnings = weir::check(&config).expect("the configuration is usable");
+    assert!(
+        warnings.iter().any(|w| w.contains("pass-through")),
+        "{warnings:?}"
+    );
+    let _ = pg();
+}
