@@ -332,9 +332,28 @@ pub(crate) struct Shared {
     settings: Mutex<Vec<(String, String)>>,
     /// Totals per database, sampled by the janitor, for SHOW STATS_AVERAGES.
     pub(crate) history: crate::stats::StatsHistory,
+    /// Users learned through `auth.query`.
+    pub(crate) auth_cache: crate::client::AuthCache,
 }
 
 impl Shared {
+    /// The entry of `user` for a client of `database` under `snap`: its `[[users]]` entry,
+    /// or, with `auth.user` set, the one `auth.query` returned when it logged in.
+    pub(crate) fn user_entry(
+        &self,
+        snap: &Snapshot,
+        database: &str,
+        user: &str,
+    ) -> Option<Arc<UserEntry>> {
+        snap.users.get(user).or_else(|| {
+            snap.config
+                .auth
+                .user
+                .as_ref()
+                .and_then(|_| self.auth_cache.known(database, user))
+        })
+    }
+
     /// The configuration snapshot in force now.
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot
@@ -451,6 +470,7 @@ impl Weir {
             reconfigure: tokio::sync::Mutex::new(()),
             settings: Mutex::new(Vec::new()),
             history: Default::default(),
+            auth_cache: Default::default(),
         });
         let metrics_addr = match metrics {
             Some(m) => Some(crate::http::start(m.listen, shared.clone()).await.map_err(

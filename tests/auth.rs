@@ -156,3 +156,174 @@ async fn check_explains_what_a_verifier_only_user_needs() {
     );
     let _ = pg();
 }
+
+/// Creates a LOGIN role stored as SCRAM on the server, named uniquely for this test.
+fn role(prefix: &str, password: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("{prefix}_{}_{n}", std::process::id());
+    pg().create_role(&name, password).expect("create role");
+    name
+}
+
+/// In `db`: `weir_lookup(name)`, a SECURITY DEFINER function that reads `pg_shadow` for
+/// the role `auth_role`, as PgBouncer's documentation advises for `auth_query`.
+fn lookup_function(db: &str, auth_role: &str) {
+    psql(
+        db,
+        &format!(
+            "CREATE FUNCTION public.weir_lookup(name text, OUT usename name, OUT passwd text) \
+             RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog \
+             AS $$ SELECT usename, passwd FROM pg_shadow WHERE usename = name $$; \
+             REVOKE ALL ON FUNCTION public.weir_lookup(text) FROM public; \
+             GRANT EXECUTE ON FUNCTION public.weir_lookup(text) TO {auth_role}; \
+             GRANT CONNECT ON DATABASE {db} TO public;"
+        ),
+    );
+}
+
+/// weir with only `auth_role` listed (plaintext), and `[auth]` set up for auth_query.
+async fn auth_query_proxy(db: &str, auth_role: &str, auth_extra: &str) -> Proxy {
+    let users = format!("[[users]]\nname = \"{auth_role}\"\npassword = \"lookup-secret\"\n");
+    let toml = config_toml_with(
+        db,
+        Settings {
+            users: Some(&users),
+            ..Settings::default()
+        },
+    )
+    .replace(
+        "[auth]\n",
+        &format!("[auth]\nuser = \"{auth_role}\"\n{auth_extra}\n"),
+    );
+    Proxy::start(&toml).await
+}
+
+#[tokio::test]
+async fn auth_query_lets_unlisted_users_in_with_the_servers_own_verifiers() {
+    let db = fresh_database();
+    let auth_role = role("lookup", "lookup-secret");
+    lookup_function(&db, &auth_role);
+    let scram_user = role("unlisted", "unlisted-secret");
+    let proxy = auth_query_proxy(
+        &db,
+        &auth_role,
+        "query = \"SELECT usename, passwd FROM public.weir_lookup($1)\"",
+    )
+    .await;
+
+    // A SCRAM user: challenged with its verifier, and logged in to the server by
+    // pass-through.
+    let client = proxy
+        .try_client(&scram_user, "unlisted-secret", &db)
+        .await
+        .expect("an unlisted user the query finds logs in");
+    assert_eq!(
+        simple_value(&client, "SELECT current_user").await,
+        scram_user
+    );
+    let libpq = format!("user={scram_user} password=unlisted-secret");
+    let out = psql_through(&proxy, &db, &libpq, &["-c", "SELECT current_user"]).await;
+    assert_eq!(ok_stdout(&out), scram_user, "psql");
+    let e = proxy
+        .login_error(&scram_user, "wrong", &db, "wrong password")
+        .await;
+    assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e}");
+
+    // An md5 user: challenged with md5, answered to the server with the digest.
+    let client = proxy
+        .try_client(common::MD5_USER, common::MD5_PASSWORD, &db)
+        .await
+        .expect("an md5 user the query finds logs in");
+    assert_eq!(
+        simple_value(&client, "SELECT current_user").await,
+        common::MD5_USER
+    );
+
+    // A user the query does not find fails like a wrong password.
+    let e = proxy
+        .login_error("nobody_here", "whatever", &db, "unknown user")
+        .await;
+    assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e}");
+
+    // A name that would break SQL spliced into the text is only a parameter.
+    let e = proxy
+        .login_error("x' OR '1'='1", "whatever", &db, "injection")
+        .await;
+    assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn auth_query_sees_a_changed_password_once_the_cache_expires() {
+    let db = fresh_database();
+    let auth_role = role("lookup", "lookup-secret");
+    lookup_function(&db, &auth_role);
+    let user = role("rotating", "first-secret");
+    let proxy = auth_query_proxy(
+        &db,
+        &auth_role,
+        "query = \"SELECT usename, passwd FROM public.weir_lookup($1)\"\ncache_ttl = \"0s\"",
+    )
+    .await;
+    let client = proxy
+        .try_client(&user, "first-secret", &db)
+        .await
+        .expect("first");
+    assert_eq!(simple_value(&client, "SELECT 1").await, "1");
+    psql(
+        "postgres",
+        &format!("ALTER ROLE {user} PASSWORD 'second-secret'"),
+    );
+    let e = proxy
+        .login_error(
+            &user,
+            "first-secret",
+            &db,
+            "the old password after a change",
+        )
+        .await;
+    assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e}");
+    let client = proxy
+        .try_client(&user, "second-secret", &db)
+        .await
+        .expect("the new password, and pass-through with the new verifier");
+    assert_eq!(simple_value(&client, "SELECT current_user").await, user);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn auth_query_runs_the_default_query_and_reports_a_broken_one() {
+    let db = fresh_database();
+    // The default query reads pg_shadow, which only a superuser may.
+    let su = role("lookup_su", "lookup-secret");
+    psql("postgres", &format!("ALTER ROLE {su} SUPERUSER"));
+    let user = role("plain", "plain-secret");
+    let proxy = auth_query_proxy(&db, &su, "").await;
+    let client = proxy
+        .try_client(&user, "plain-secret", &db)
+        .await
+        .expect("default query");
+    assert_eq!(simple_value(&client, "SELECT current_user").await, user);
+    proxy.stop().await;
+
+    let proxy = auth_query_proxy(
+        &db,
+        &su,
+        "query = \"SELECT * FROM no_such_table WHERE x = $1\"",
+    )
+    .await;
+    let e = proxy
+        .login_error(&user, "plain-secret", &db, "the query fails")
+        .await;
+    assert_eq!(sqlstate(&e).as_deref(), Some("08001"), "{e}");
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(
+        message.contains("auth.query") && message.contains("no_such_table"),
+        "{message}"
+    );
+    proxy.stop().await;
+}

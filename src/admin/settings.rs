@@ -102,6 +102,18 @@ const KEYS: &[Key] = &[
         .to_string()),
     key!("auth.method", true, |c| c.auth.method.as_str().to_owned()),
     key!("auth.failure_delay", true, |c| secs(c.auth.failure_delay)),
+    key!("auth.user", true, |c| c
+        .auth
+        .user
+        .clone()
+        .unwrap_or_default()),
+    key!("auth.query", true, |c| c.auth.query.clone()),
+    key!("auth.dbname", true, |c| c
+        .auth
+        .dbname
+        .clone()
+        .unwrap_or_default()),
+    key!("auth.cache_ttl", true, |c| secs(c.auth.cache_ttl)),
     key!("admin.users", true, |c| list(&c.admin.users)),
     key!("metrics.listen", false, |c| c
         .metrics

@@ -124,7 +124,7 @@ impl Shared {
         self.pools.publish(snap.generation);
         for pool in self.pools.all() {
             let db = snap.databases.get(&pool.database);
-            let user = snap.users.get(&pool.user);
+            let user = self.user_entry(&snap, &pool.database, &pool.user);
             let (Some(db), Some(user)) = (db, user) else {
                 self.pools.remove(&pool);
                 continue;

@@ -65,6 +65,74 @@ pub(crate) struct UserEntry {
     pub(crate) server_password: ServerPassword,
 }
 
+impl UserEntry {
+    /// The entry for `user` (position `index` in `[[users]]`, for errors): its challenge and
+    /// what it answers servers with. CPU heavy for a plaintext password (SCRAM keys are
+    /// derived). With `previous`, the same user's entry before a reload or a fresh lookup,
+    /// an unchanged SCRAM verifier keeps what pass-through learned.
+    pub(crate) fn build(
+        user: &UserConfig,
+        index: usize,
+        default: AuthMethod,
+        previous: Option<&UserEntry>,
+    ) -> Result<Self, AuthConfigError> {
+        let secret = match user.password.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(
+                parse_secret(s).map_err(|source| AuthConfigError::BadSecret { index, source })?,
+            ),
+        };
+        let method = user.auth_method.unwrap_or(default);
+        let unusable = |reason| AuthConfigError::Unusable {
+            index,
+            name: user.name.clone(),
+            reason,
+        };
+        let challenge = match (method, &secret) {
+            (AuthMethod::Trust, _) => Challenge::Trust,
+            (AuthMethod::Cert, _) => {
+                return Err(unusable(
+                    "auth method \"cert\" (client certificates) is not supported yet",
+                ))
+            }
+            (_, None) => {
+                return Err(unusable(
+                    "a password is required unless the auth method is trust",
+                ))
+            }
+            // A user stored as an md5 verifier can only be checked with md5.
+            (_, Some(Secret::Md5(digest))) => Challenge::Md5(vec![*digest]),
+            (AuthMethod::Md5, Some(Secret::Plain(pw))) => {
+                Challenge::Md5(vec![md5_digest(&user.name, pw)])
+            }
+            // md5 cannot be checked against a SCRAM verifier: challenge with SCRAM instead.
+            (_, Some(Secret::Scram(keys))) => Challenge::Scram(Arc::new(keys.clone())),
+            (AuthMethod::ScramSha256, Some(Secret::Plain(pw))) => {
+                Challenge::Scram(Arc::new(ScramKeys::from_plain(pw)))
+            }
+        };
+        let challenge = with_previous(challenge, user, index)?;
+        let server_password = match secret {
+            None => ServerPassword::None,
+            Some(Secret::Plain(pw)) => ServerPassword::Plain(pw),
+            Some(Secret::Md5(d)) => ServerPassword::Md5(d),
+            Some(Secret::Scram(keys)) => {
+                let fresh = PassThrough::new(&keys);
+                let kept = previous.and_then(|old| match &old.server_password {
+                    ServerPassword::Scram(p) if **p == fresh => Some(p.clone()),
+                    _ => None,
+                });
+                ServerPassword::Scram(kept.unwrap_or_else(|| Arc::new(fresh)))
+            }
+        };
+        Ok(Self {
+            name: user.name.clone(),
+            challenge,
+            server_password,
+        })
+    }
+}
+
 /// Why the user list could not be built.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AuthConfigError {
@@ -145,66 +213,9 @@ impl UserTable {
     ) -> Result<Self, AuthConfigError> {
         let mut table = HashMap::new();
         for (index, user) in users.iter().enumerate() {
-            let secret = match user.password.as_deref() {
-                None | Some("") => None,
-                Some(s) => Some(
-                    parse_secret(s)
-                        .map_err(|source| AuthConfigError::BadSecret { index, source })?,
-                ),
-            };
-            let method = user.auth_method.unwrap_or(default);
-            let unusable = |reason| AuthConfigError::Unusable {
-                index,
-                name: user.name.clone(),
-                reason,
-            };
-            let challenge = match (method, &secret) {
-                (AuthMethod::Trust, _) => Challenge::Trust,
-                (AuthMethod::Cert, _) => {
-                    return Err(unusable(
-                        "auth method \"cert\" (client certificates) is not supported yet",
-                    ))
-                }
-                (_, None) => {
-                    return Err(unusable(
-                        "a password is required unless the auth method is trust",
-                    ))
-                }
-                // A user stored as an md5 verifier can only be checked with md5.
-                (_, Some(Secret::Md5(digest))) => Challenge::Md5(vec![*digest]),
-                (AuthMethod::Md5, Some(Secret::Plain(pw))) => {
-                    Challenge::Md5(vec![md5_digest(&user.name, pw)])
-                }
-                // md5 cannot be checked against a SCRAM verifier: challenge with SCRAM instead.
-                (_, Some(Secret::Scram(keys))) => Challenge::Scram(Arc::new(keys.clone())),
-                (AuthMethod::ScramSha256, Some(Secret::Plain(pw))) => {
-                    Challenge::Scram(Arc::new(ScramKeys::from_plain(pw)))
-                }
-            };
-            let challenge = with_previous(challenge, user, index)?;
-            let server_password = match secret {
-                None => ServerPassword::None,
-                Some(Secret::Plain(pw)) => ServerPassword::Plain(pw),
-                Some(Secret::Md5(d)) => ServerPassword::Md5(d),
-                Some(Secret::Scram(keys)) => {
-                    let fresh = PassThrough::new(&keys);
-                    let kept = previous
-                        .and_then(|p| p.users.get(&user.name))
-                        .and_then(|old| match &old.server_password {
-                            ServerPassword::Scram(p) if **p == fresh => Some(p.clone()),
-                            _ => None,
-                        });
-                    ServerPassword::Scram(kept.unwrap_or_else(|| Arc::new(fresh)))
-                }
-            };
-            table.insert(
-                user.name.clone(),
-                Arc::new(UserEntry {
-                    name: user.name.clone(),
-                    challenge,
-                    server_password,
-                }),
-            );
+            let old = previous.and_then(|p| p.users.get(&user.name));
+            let entry = UserEntry::build(user, index, default, old.map(|e| &**e))?;
+            table.insert(user.name.clone(), Arc::new(entry));
         }
         Ok(Self {
             users: table,

@@ -87,6 +87,9 @@ pub(crate) enum SessionError {
     /// RELOAD removed the client's database or user.
     #[error("terminating connection: {0} was removed from the configuration (RELOAD)")]
     Removed(String),
+    /// `auth.query` could not be run for a user that is not listed.
+    #[error("{0}")]
+    AuthQuery(String),
     /// Something weir does not offer.
     #[error("{0}")]
     Unsupported(String),
@@ -132,7 +135,9 @@ impl SessionError {
             }) => (fields.code.clone(), fields.message.clone()),
             Self::Pool(PoolError::Closed(_)) => (state(SqlState::CANNOT_CONNECT_NOW), self.to_string()),
             Self::InvalidValue(_) => (state(SqlState::INVALID_PARAMETER_VALUE), self.to_string()),
-            Self::Pool(_) | Self::Cluster(_) | Self::NoReplica(_) => (state(SqlState::UNABLE_TO_CONNECT), self.to_string()),
+            Self::Pool(_) | Self::Cluster(_) | Self::NoReplica(_) | Self::AuthQuery(_) => {
+                (state(SqlState::UNABLE_TO_CONNECT), self.to_string())
+            }
             Self::ServerLost(_) | Self::PinnedServerLost { .. } => (state(SqlState::CONNECTION_FAILURE), self.to_string()),
             Self::ShuttingDown => (state(SqlState::ADMIN_SHUTDOWN), "terminating connection: weir is shutting down".into()),
             Self::Killed | Self::Removed(_) => (state(SqlState::ADMIN_SHUTDOWN), self.to_string()),

@@ -18,9 +18,9 @@ const MAX_LOGIN_MESSAGE: usize = 8 * 1024;
 pub(super) async fn authenticate(
     conn: &mut Conn,
     name: &str,
+    entry: Option<Arc<UserEntry>>,
     users: &UserTable,
 ) -> Result<Arc<UserEntry>, SessionError> {
-    let entry = users.get(name);
     let challenge = match &entry {
         Some(e) => e.challenge.clone(),
         None => Challenge::Scram(users.mock_keys(name)),

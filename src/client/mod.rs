@@ -3,6 +3,7 @@
 //! Owns: the client socket and, while a transaction runs, the server it leased; turning
 //! errors into ErrorResponses. Does not: share sockets with other tasks, or parse SQL.
 
+mod auth_query;
 mod error;
 mod hints;
 mod login;
@@ -26,6 +27,7 @@ use crate::limits::Scope;
 use crate::net::Conn;
 use crate::protocol::{ErrorSeverity, MessageBuilder, StartupPacket, TxStatus};
 use crate::server::ServerTarget;
+pub(crate) use auth_query::AuthCache;
 pub(crate) use error::{Deadline, SessionError};
 pub(crate) use route::Reason;
 use startup::StartupRequest;
@@ -119,7 +121,14 @@ async fn start(
     if *shared.shutdown.borrow() {
         return Err(SessionError::ShuttingDown);
     }
-    let user = login::authenticate(conn, &request.user, &snap.users).await?;
+    let entry = match snap.users.get(&request.user) {
+        Some(listed) => Some(listed),
+        None => match snap.databases.get(&request.database) {
+            Some(db) => shared.auth_cache.lookup(snap, db, &request.user).await?,
+            None => None,
+        },
+    };
+    let user = login::authenticate(conn, &request.user, entry, &snap.users).await?;
     // A RELOAD during the login: the client starts on the new configuration, so it cannot
     // bring back a pool with the old hosts.
     let current;
@@ -140,7 +149,7 @@ async fn start(
         }
         &current
     };
-    let Some(user) = snap.users.get(&user.name) else {
+    let Some(user) = shared.user_entry(snap, &request.database, &user.name) else {
         return Err(SessionError::Removed(format!("user \"{}\"", user.name)));
     };
     let tcp = conn.io.tcp();

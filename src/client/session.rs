@@ -496,9 +496,8 @@ impl Session {
             .get(&name)
             .cloned()
             .ok_or_else(|| SessionError::Removed(format!("database \"{name}\"")))?;
-        let user = snap
-            .users
-            .get(&user_name)
+        let user = shared
+            .user_entry(&snap, &self.attach.pool.database, &user_name)
             .ok_or_else(|| SessionError::Removed(format!("user \"{user_name}\"")))?;
         let targets = Arc::new(snap.targets(&db.config, &user));
         self.attach.pool = snap.pool(&shared.pools, &db.config, &user);

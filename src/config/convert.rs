@@ -16,7 +16,7 @@ use super::model::{
     AdminSettings, AuthMethod, AuthSettings, ClusterSettings, Config, DatabaseConfig, HostAddr,
     ListenSettings, MetricsSettings, PoolMode, PoolSettings, PrimaryReads, Routing,
     RoutingSettings, ServerTlsMode, ServerTlsSettings, TlsMode, TlsSettings, TransactionRouting,
-    UserConfig,
+    UserConfig, DEFAULT_AUTH_CACHE_TTL, DEFAULT_AUTH_QUERY,
 };
 use super::raw::{
     RawAdmin, RawAuth, RawCluster, RawConfig, RawDatabase, RawListen, RawMetrics, RawPool,
@@ -153,10 +153,31 @@ fn auth(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
             if delay > MAX_FAILURE_DELAY {
                 return Err(ConfigError::invalid(
                     "auth.failure_delay",
-                    Problem::Missing("at most 10s: a longer delay only holds connections open"),
+                    Problem::Rule("at most 10s: a longer delay only holds connections open"),
                 ));
             }
             Ok(delay)
+        })?,
+        user: raw
+            .user
+            .map(|v| string("auth.user", v).and_then(|n| check_name("auth.user", n)))
+            .transpose()?,
+        query: or(raw.query, DEFAULT_AUTH_QUERY.to_owned(), |v| {
+            let query = string("auth.query", v)?;
+            if !query.contains("$1") {
+                return Err(ConfigError::invalid(
+                    "auth.query",
+                    Problem::Rule("the query must take the user name as $1"),
+                ));
+            }
+            Ok(query)
+        })?,
+        dbname: raw
+            .dbname
+            .map(|v| string("auth.dbname", v).and_then(|n| check_name("auth.dbname", n)))
+            .transpose()?,
+        cache_ttl: or(raw.cache_ttl, DEFAULT_AUTH_CACHE_TTL, |v| {
+            duration("auth.cache_ttl", v, Zero::Allowed)
         })?,
     })
 }
@@ -450,6 +471,7 @@ fn cross_check(config: &Config) -> Result<(), ConfigError> {
             &config.cluster.health_check_user,
         ),
         ("cluster.promote_user", &config.cluster.promote_user),
+        ("auth.user", &config.auth.user),
     ] {
         if let Some(name) = name {
             if config.user(name).is_none() {
@@ -458,6 +480,18 @@ fn cross_check(config: &Config) -> Result<(), ConfigError> {
                     Problem::UnknownUser(name.clone()),
                 ));
             }
+        }
+    }
+    if let Some(user) = config.auth.user.as_deref().and_then(|n| config.user(n)) {
+        if user
+            .password
+            .as_deref()
+            .is_some_and(|p| p.starts_with("SCRAM-SHA-256$"))
+        {
+            return Err(ConfigError::invalid(
+                "auth.user",
+                Problem::Rule("weir logs in as auth.user before any client does, so its password must be plaintext or an md5 verifier, not a SCRAM verifier"),
+            ));
         }
     }
     if config.tls.is_none() && config.auth.method == AuthMethod::Cert {

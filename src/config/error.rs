@@ -227,6 +227,9 @@ pub enum Problem {
     /// A database name reserved for the admin console.
     #[error("{0:?} is reserved for the admin console; choose another database name")]
     Reserved(String),
+    /// A value that breaks a rule the text states.
+    #[error("{0}")]
+    Rule(&'static str),
     /// A required key is absent. The text says what it is needed for.
     #[error("missing{}", parenthesized(.0))]
     Missing(&'static str),

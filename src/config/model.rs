@@ -187,12 +187,42 @@ impl fmt::Display for PoolMode {
 }
 
 /// `[auth]`: client-facing authentication defaults.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthSettings {
     /// The method clients log in with unless their `[[users]]` entry says otherwise.
     pub method: AuthMethod,
     /// How long a failed login waits before its error is sent (zero: not at all).
     pub failure_delay: Duration,
+    /// `auth_query`: the `[[users]]` entry weir runs `query` as, to learn the verifier of a
+    /// user that is not listed. `None`: only listed users log in.
+    pub user: Option<String>,
+    /// Returns the user's name and password verifier for `$1`, the user name.
+    pub query: String,
+    /// The database on the servers `query` runs in (`None`: the client's database's).
+    pub dbname: Option<String>,
+    /// How long a verifier `query` returned is used before it is asked again (zero: never
+    /// kept).
+    pub cache_ttl: Duration,
+}
+
+/// PgBouncer's default `auth_query`.
+pub const DEFAULT_AUTH_QUERY: &str =
+    "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1";
+
+/// The default `auth.cache_ttl`.
+pub const DEFAULT_AUTH_CACHE_TTL: Duration = Duration::from_secs(30);
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            method: AuthMethod::default(),
+            failure_delay: Duration::ZERO,
+            user: None,
+            query: DEFAULT_AUTH_QUERY.to_owned(),
+            dbname: None,
+            cache_ttl: DEFAULT_AUTH_CACHE_TTL,
+        }
+    }
 }
 
 /// How a client proves who it is to weir.

@@ -153,6 +153,14 @@ pub(crate) struct RawAuth {
     pub method: Option<Scalar>,
     /// `failure_delay = "0s"`
     pub failure_delay: Option<Scalar>,
+    /// `user = "pgbouncer_auth"`
+    pub user: Option<Scalar>,
+    /// `query = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1"`
+    pub query: Option<Scalar>,
+    /// `dbname = "postgres"`
+    pub dbname: Option<Scalar>,
+    /// `cache_ttl = "30s"`
+    pub cache_ttl: Option<Scalar>,
 }
 
 /// `[admin]` as written.

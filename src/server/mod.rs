@@ -289,6 +289,46 @@ impl ServerConn {
         sink: &mut BytesMut,
     ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
         MessageBuilder::query(&mut self.conn.wbuf, sql);
+        self.rows_until_ready(sink).await
+    }
+
+    /// Runs `sql` with one text parameter, `$1`, bound in the extended protocol (never
+    /// spliced into the text), and returns its rows as text. For weir's own lookups.
+    pub(crate) async fn query_with_param(
+        &mut self,
+        sql: &str,
+        param: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
+        use postgres_protocol::message::frontend;
+        use postgres_protocol::IsNull;
+        let buf = &mut self.conn.wbuf;
+        frontend::parse("", sql, std::iter::empty(), buf).map_err(BackendError::from)?;
+        frontend::bind(
+            "",
+            "",
+            std::iter::once(0),
+            std::iter::once(param),
+            |p, out| {
+                out.extend_from_slice(p.as_bytes());
+                Ok(IsNull::No)
+            },
+            std::iter::once(0),
+            buf,
+        )
+        .map_err(|e| match e {
+            frontend::BindError::Conversion(e) => BackendError::from(std::io::Error::other(e)),
+            frontend::BindError::Serialization(e) => BackendError::from(e),
+        })?;
+        frontend::execute("", 0, buf).map_err(BackendError::from)?;
+        frontend::sync(buf);
+        self.rows_until_ready(&mut BytesMut::new()).await
+    }
+
+    /// Flushes what is queued and reads the rows that come back, up to ReadyForQuery.
+    async fn rows_until_ready(
+        &mut self,
+        sink: &mut BytesMut,
+    ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
         self.conn.flush().await?;
         let mut rows = Vec::new();
         let mut failure = None;
