@@ -651,7 +651,9 @@ fn server_tls_modes() {
 
 #[test]
 fn auth_query_settings() {
-    let c = from_toml_str("[auth]\nuser = \"lookup\"\n[[users]]\nname = \"lookup\"\npassword = \"x\"").unwrap();
+    let c =
+        from_toml_str("[auth]\nuser = \"lookup\"\n[[users]]\nname = \"lookup\"\npassword = \"x\"")
+            .unwrap();
     assert_eq!(c.auth.user.as_deref(), Some("lookup"));
     assert!(c.auth.query.contains("pg_shadow") && c.auth.query.contains("$1"));
     assert_eq!(c.auth.cache_ttl, Duration::from_secs(30));
@@ -661,9 +663,15 @@ fn auth_query_settings() {
         "auth.user: no [[users]] entry is named \"nobody\"; name one of the users"
     );
     let e = err("[auth]\nuser = \"a\"\n[[users]]\nname = \"a\"\npassword = \"SCRAM-SHA-256$4096:c2FsdA==$a:b\"");
-    assert!(e.starts_with("auth.user: weir logs in as auth.user before any client"), "{e}");
+    assert!(
+        e.starts_with("auth.user: weir logs in as auth.user before any client"),
+        "{e}"
+    );
     let e = err("[auth]\nquery = \"SELECT usename, passwd FROM pg_shadow\"");
-    assert!(e.starts_with("auth.query: the query must take the user name as $1"), "{e}");
+    assert!(
+        e.starts_with("auth.query: the query must take the user name as $1"),
+        "{e}"
+    );
     let e = err("[auth]\ncache_ttl = \"soon\"");
     assert!(e.starts_with("auth.cache_ttl"), "{e}");
 }
