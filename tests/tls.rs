@@ -10,7 +10,10 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 use common::admin::{admin_toml, ADMIN, ADMIN_PASSWORD};
 use common::tools::{ok_stdout, psql_through};
-use common::{config_toml, fresh_database, sqlstate, Proxy, PASSWORD, USER};
+use common::{
+    config_toml, config_toml_with, fresh_database, sqlstate, Proxy, Settings, MD5_PASSWORD,
+    MD5_USER, PASSWORD, USER,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A CA and a server certificate it signed for `localhost` and 127.0.0.1, as PEM files.
@@ -18,6 +21,8 @@ struct Certs {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    /// The CA, to sign client certificates with.
+    issuer: (rcgen::Certificate, rcgen::KeyPair),
 }
 
 impl Certs {
@@ -39,11 +44,36 @@ impl Certs {
             ca: dir.join(format!("{name}-ca.pem")),
             cert: dir.join(format!("{name}-server.pem")),
             key: dir.join(format!("{name}-server.key")),
+            issuer: (ca, ca_key),
         };
-        std::fs::write(&certs.ca, ca.pem()).expect("write CA");
+        std::fs::write(&certs.ca, certs.issuer.0.pem()).expect("write CA");
         std::fs::write(&certs.cert, cert.pem()).expect("write certificate");
         std::fs::write(&certs.key, key.serialize_pem()).expect("write key");
         certs
+    }
+
+    /// A client certificate for the common name `cn`, signed by this CA, and its key
+    /// (readable by its owner only, as libpq demands), in `dir`.
+    fn client(&self, dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let key = rcgen::KeyPair::generate().expect("client key");
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let cert = params
+            .signed_by(&key, &self.issuer.0, &self.issuer.1)
+            .expect("sign client certificate");
+        let (cert_path, key_path) = (
+            dir.join(format!("client-{cn}.crt")),
+            dir.join(format!("client-{cn}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).expect("write client certificate");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write client key");
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod client key");
+        (cert_path, key_path)
     }
 
     /// The `[tls]` table for them.
@@ -409,5 +439,91 @@ async fn weir_reaches_servers_over_tls_and_checks_their_certificate() {
             .is_some_and(|m| m.contains("TLS to server")),
         "{message:?}"
     );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn client_certificates_log_in_users_whose_method_is_cert() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = Certs::make(dir.path(), "a");
+    let stranger = Certs::make(dir.path(), "stranger");
+    let tls = format!(
+        "{}client_ca = \"{}\"\n",
+        certs.table("allow"),
+        certs.ca.display()
+    );
+    let users = format!(
+        "[[users]]\nname = \"{USER}\"\npassword = \"{PASSWORD}\"\nauth_method = \"cert\"\n\
+         [[users]]\nname = \"{MD5_USER}\"\npassword = \"{MD5_PASSWORD}\"\nauth_method = \"md5\"\n"
+    );
+    let proxy = Proxy::start(&config_toml_with(
+        &db,
+        Settings {
+            users: Some(&users),
+            tail: &tls,
+            ..Settings::default()
+        },
+    ))
+    .await;
+    let with_cert = |(cert, key): &(PathBuf, PathBuf)| {
+        format!(
+            "sslmode=verify-full sslrootcert={} sslcert={} sslkey={} password=not-asked",
+            certs.ca.display(),
+            cert.display(),
+            key.display()
+        )
+    };
+
+    // A certificate for the user: no password asked (a wrong one is given, unused).
+    let mine = certs.client(dir.path(), USER);
+    let out = psql_through(
+        &proxy,
+        &db,
+        &with_cert(&mine),
+        &["-c", "SELECT current_user"],
+    )
+    .await;
+    assert_eq!(ok_stdout(&out), USER);
+
+    // A certificate for someone else, one from another CA, none at all, or no TLS.
+    let failure = |out: std::process::Output| {
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let theirs = certs.client(dir.path(), "someone-else");
+    let out = psql_through(&proxy, &db, &with_cert(&theirs), &["-c", "SELECT 1"]).await;
+    let stderr = failure(out);
+    assert!(
+        stderr.contains("certificate authentication failed for user \"app\""),
+        "{stderr}"
+    );
+    let forged = stranger.client(dir.path(), USER);
+    let out = psql_through(&proxy, &db, &with_cert(&forged), &["-c", "SELECT 1"]).await;
+    let stderr = failure(out);
+    assert!(
+        stderr.contains("unknown ca"),
+        "the handshake refuses it: {stderr}"
+    );
+    for plain in ["sslmode=require", "sslmode=disable"] {
+        let out = psql_through(&proxy, &db, plain, &["-c", "SELECT 1"]).await;
+        let stderr = failure(out);
+        assert!(
+            stderr.contains("logs in with a client certificate"),
+            "{plain}: {stderr}"
+        );
+    }
+
+    // Other users still log in with passwords, with or without TLS.
+    let err = proxy
+        .try_client(USER, PASSWORD, &db)
+        .await
+        .expect_err("a password is not a certificate");
+    assert_eq!(sqlstate(&err).as_deref(), Some("28000"), "{err}");
+    let client = proxy
+        .try_client(MD5_USER, MD5_PASSWORD, &db)
+        .await
+        .expect("an md5 user needs no certificate");
+    client.simple_query("SELECT 1").await.expect("query");
     proxy.stop().await;
 }

@@ -52,6 +52,9 @@ pub(crate) enum Challenge {
     Md5(Vec<[u8; 16]>),
     /// SCRAM-SHA-256 with keys derived at load time.
     Scram(Arc<ScramKeys>),
+    /// A TLS client certificate, verified against `tls.client_ca`, whose common name is
+    /// the user name.
+    Cert,
 }
 
 /// One user as weir authenticates it.
@@ -90,11 +93,7 @@ impl UserEntry {
         };
         let challenge = match (method, &secret) {
             (AuthMethod::Trust, _) => Challenge::Trust,
-            (AuthMethod::Cert, _) => {
-                return Err(unusable(
-                    "auth method \"cert\" (client certificates) is not supported yet",
-                ))
-            }
+            (AuthMethod::Cert, _) => Challenge::Cert,
             (_, None) => {
                 return Err(unusable(
                     "a password is required unless the auth method is trust",
@@ -188,7 +187,7 @@ fn with_previous(
         let refused = |reason: String| AuthConfigError::Previous { index, i, reason };
         let secret = parse_secret(previous).map_err(|e| refused(e.to_string()))?;
         match (&mut challenge, &secret) {
-            (Challenge::Trust, _) => {}
+            (Challenge::Trust | Challenge::Cert, _) => {}
             (Challenge::Md5(digests), Secret::Md5(d)) => digests.push(*d),
             (Challenge::Md5(digests), Secret::Plain(pw)) => digests.push(md5_digest(&user.name, pw)),
             (Challenge::Md5(_), Secret::Scram(_)) => {

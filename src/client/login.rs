@@ -27,6 +27,22 @@ pub(super) async fn authenticate(
     };
     let ok = match challenge {
         Challenge::Trust => true,
+        // As PostgreSQL's `cert` method: a verified certificate whose CN is the user name.
+        Challenge::Cert => match conn.io.peer_common_name() {
+            Some(cn) if cn == name => true,
+            Some(cn) => {
+                tracing::info!(user = name, certificate = %cn, "the client certificate's common name is not the user name");
+                return Err(SessionError::NotAuthorized(format!(
+                    "certificate authentication failed for user \"{name}\": the certificate is for \"{}\"",
+                    cn.escape_debug()
+                )));
+            }
+            None => {
+                return Err(SessionError::NotAuthorized(format!(
+                    "user \"{name}\" logs in with a client certificate: connect with TLS and a certificate signed by tls.client_ca (sslcert and sslkey)"
+                )))
+            }
+        },
         Challenge::Md5(digests) => {
             let salt: [u8; 4] = rand::random();
             MessageBuilder::auth_md5(&mut conn.wbuf, salt);

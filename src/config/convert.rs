@@ -226,6 +226,10 @@ fn tls(raw: RawTls) -> Result<Option<TlsSettings>, ConfigError> {
             cert: path("tls.cert", cert)?,
             key: path("tls.key", key)?,
             mode: mode.unwrap_or_default(),
+            client_ca: raw
+                .client_ca
+                .map(|v| path("tls.client_ca", v))
+                .transpose()?,
         })),
         (None, Some(_)) => Err(ConfigError::invalid(
             "tls.cert",
@@ -494,7 +498,11 @@ fn cross_check(config: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
-    if config.tls.is_none() && config.auth.method == AuthMethod::Cert {
+    let client_certs = config
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.mode != TlsMode::Disable && t.client_ca.is_some());
+    if !client_certs && config.auth.method == AuthMethod::Cert {
         return Err(ConfigError::invalid(
             "auth.method",
             Problem::CertWithoutTls(AuthMethod::Cert.as_str()),
@@ -502,7 +510,7 @@ fn cross_check(config: &Config) -> Result<(), ConfigError> {
     }
     for (i, user) in config.users.iter().enumerate() {
         let method = config.auth_method_for(user);
-        if method == AuthMethod::Cert && config.tls.is_none() {
+        if method == AuthMethod::Cert && !client_certs {
             return Err(ConfigError::invalid(
                 format!("users[{i}].auth_method"),
                 Problem::CertWithoutTls(method.as_str()),

@@ -234,7 +234,7 @@ pub enum Problem {
     #[error("missing{}", parenthesized(.0))]
     Missing(&'static str),
     /// An authentication method that needs `[tls]`, without it.
-    #[error("{0:?} authentication needs a [tls] section: clients present certificates over TLS")]
+    #[error("{0:?} authentication needs [tls] with client_ca (the CA that signs client certificates) and a tls.mode other than \"disable\": clients present certificates over TLS")]
     CertWithoutTls(&'static str),
     /// A user whose method needs a password has none.
     #[error("user {user:?} logs in with {method} and needs a password (or set auth_method = \"trust\" or \"cert\")")]

@@ -301,6 +301,10 @@ pub struct TlsSettings {
     pub key: PathBuf,
     /// Whether clients may, or must, use TLS.
     pub mode: TlsMode,
+    /// PEM CA certificates that sign client certificates: with it, clients are asked for
+    /// one (and may still connect without), and a certificate they present must chain to
+    /// it. Needed by auth method `cert`.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `tls.mode`: what weir offers clients.

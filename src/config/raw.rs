@@ -189,6 +189,8 @@ pub(crate) struct RawTls {
     pub key: Option<Scalar>,
     /// `mode = "allow"`
     pub mode: Option<Scalar>,
+    /// `client_ca = "etc/tls/client-ca.crt"`
+    pub client_ca: Option<Scalar>,
 }
 
 /// `[server_tls]` as written.

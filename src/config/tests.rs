@@ -118,6 +118,7 @@ fn every_value_form_is_understood() {
         [tls]
         cert = "etc/tls/server.crt"
         key = "etc/tls/server.key"
+        client_ca = "etc/tls/client-ca.crt"
         [[users]]
         name = "ops"
         auth_method = "cert"
@@ -452,8 +453,21 @@ fn metrics_and_tls_sections() {
     assert_eq!(e, "tls.key: missing ([tls] needs both cert and key)");
     let e = err("[auth]\nmethod = \"cert\"");
     assert!(
-        e.starts_with("auth.method: \"cert\" authentication needs a [tls] section"),
+        e.starts_with("auth.method: \"cert\" authentication needs [tls] with client_ca"),
         "{e}"
+    );
+    let e = err("[auth]\nmethod = \"cert\"\n[tls]\ncert = \"a.crt\"\nkey = \"a.key\"");
+    assert!(
+        e.contains("client_ca"),
+        "a [tls] without client_ca is not enough: {e}"
+    );
+    let c = from_toml_str(
+        "[auth]\nmethod = \"cert\"\n[tls]\ncert = \"a.crt\"\nkey = \"a.key\"\nclient_ca = \"ca.crt\"",
+    )
+    .unwrap();
+    assert_eq!(
+        c.tls.and_then(|t| t.client_ca),
+        Some(std::path::PathBuf::from("ca.crt"))
     );
     let e = err("[[users]]\nname = \"a\"\nauth_method = \"cert\"");
     assert!(

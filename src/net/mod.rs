@@ -79,6 +79,14 @@ impl Stream {
         }
     }
 
+    /// The common name of the verified certificate the peer presented over TLS, if any.
+    pub(crate) fn peer_common_name(&self) -> Option<String> {
+        match self {
+            Self::Tls(tls) => tls.peer_common_name(),
+            _ => None,
+        }
+    }
+
     /// The ALPN protocol agreed in the TLS handshake, if any.
     pub(crate) fn alpn(&self) -> Option<&[u8]> {
         match self {

@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::config::{ServerTlsMode, ServerTlsSettings, TlsSettings};
@@ -54,9 +55,12 @@ pub(crate) enum TlsConfigError {
     /// rustls refused the pair (a key that does not match the certificate, say).
     #[error("tls: {0}")]
     Refused(String),
-    /// `server_tls.ca` is missing, unreadable or holds no usable CA certificate.
-    #[error("server_tls.ca: cannot use {path}: {reason}")]
+    /// `server_tls.ca` or `tls.client_ca` is missing, unreadable or holds no usable CA
+    /// certificate.
+    #[error("{key}: cannot use {path}: {reason}")]
     Ca {
+        /// The key that names the file.
+        key: &'static str,
         /// The file.
         path: String,
         /// What is wrong.
@@ -99,10 +103,23 @@ pub(crate) fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>,
         path: settings.key.display().to_string(),
         reason: e.to_string(),
     })?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsConfigError::Refused(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsConfigError::Refused(e.to_string()))?;
+    let builder = match &settings.client_ca {
+        // Asked for, checked when given, not required: the auth method decides (`cert`).
+        Some(ca) => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots(ca, "tls.client_ca")?),
+                provider(),
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsConfigError::Refused(e.to_string()))?,
+        ),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsConfigError::Refused(e.to_string()))?;
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
@@ -125,12 +142,16 @@ pub(crate) fn client_config(
     };
     // Validation makes sure the verifying modes have their CA file.
     let ca = || {
-        settings.ca.as_deref().map(roots).unwrap_or_else(|| {
-            Err(TlsConfigError::Refused(format!(
-                "server_tls.mode = \"{}\" needs server_tls.ca",
-                settings.mode.as_str()
-            )))
-        })
+        settings
+            .ca
+            .as_deref()
+            .map(|ca| roots(ca, "server_tls.ca"))
+            .unwrap_or_else(|| {
+                Err(TlsConfigError::Refused(format!(
+                    "server_tls.mode = \"{}\" needs server_tls.ca",
+                    settings.mode.as_str()
+                )))
+            })
     };
     let config = match settings.mode {
         ServerTlsMode::Disable => return Ok(None),
@@ -152,9 +173,10 @@ pub(crate) fn client_config(
     Ok(Some(Arc::new(config)))
 }
 
-/// The CA certificates in `path`.
-fn roots(path: &std::path::Path) -> Result<RootCertStore, TlsConfigError> {
+/// The CA certificates in `path`, named by the configuration key `key`.
+fn roots(path: &std::path::Path, key: &'static str) -> Result<RootCertStore, TlsConfigError> {
     let ca_error = |reason: String| TlsConfigError::Ca {
+        key,
         path: path.display().to_string(),
         reason,
     };
@@ -349,6 +371,12 @@ impl TlsIo {
         self.tls.alpn_protocol()
     }
 
+    /// The common name (CN) of the certificate the peer presented, which the verifier
+    /// (`tls.client_ca`) has accepted; `None` without a certificate or a CN.
+    pub(crate) fn peer_common_name(&self) -> Option<String> {
+        common_name(self.tls.peer_certificates()?.first()?)
+    }
+
     /// Decrypts what `read_tls` took in; a bad record or a handshake failure sends its alert
     /// (best effort) and fails.
     fn process(&mut self) -> io::Result<()> {
@@ -444,4 +472,24 @@ impl TlsIo {
         }
         self.tcp.poll_read_ready(cx)
     }
+}
+
+/// The subject's common name in a DER certificate (the first, if several), when it is a
+/// text string.
+fn common_name(der: &[u8]) -> Option<String> {
+    use x509_cert::der::asn1::ObjectIdentifier;
+    use x509_cert::der::Decode as _;
+    /// id-at-commonName.
+    const CN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let value = cert
+        .tbs_certificate
+        .subject
+        .0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .find(|attr| attr.oid == CN)?
+        .value
+        .clone();
+    String::from_utf8(value.value().to_vec()).ok()
 }
