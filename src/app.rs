@@ -101,7 +101,7 @@ pub(crate) struct Snapshot {
     pub(crate) generation: u64,
     /// What TLS clients are offered (`[tls]` with a mode other than `disable`), with the
     /// certificate as read when this snapshot was built.
-    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) tls: Option<crate::net::tls::Offered>,
     /// TLS toward the servers, for every `ServerTarget` of this snapshot.
     pub(crate) server_tls: ServerTls,
 }

@@ -156,6 +156,9 @@ async fn tokio_postgres_verifies_weir_and_runs_transactions() {
         "host=localhost port={} user={USER} password={PASSWORD} dbname={db} sslmode=require",
         proxy.port
     );
+    // weir offers SCRAM-SHA-256-PLUS; tokio-postgres-rustls 0.13 reads no binding data from
+    // the certificate (it parses it as a TBSCertificate), so the client answers plain
+    // SCRAM-SHA-256 with the GS2 flag `n`, which must be accepted.
     let mut clients = Vec::new();
     for _ in 0..4 {
         let (client, conn) = tokio_postgres::connect(&conninfo, tls.clone())
@@ -525,5 +528,36 @@ async fn client_certificates_log_in_users_whose_method_is_cert() {
         .await
         .expect("an md5 user needs no certificate");
     client.simple_query("SELECT 1").await.expect("query");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn scram_binds_to_weirs_certificate() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = Certs::make(dir.path(), "cb");
+    let proxy = Proxy::start(&config_toml(&db, "", &certs.table("allow"))).await;
+    // libpq picks SCRAM-SHA-256-PLUS when offered; `require` fails unless it was.
+    let out = psql_through(
+        &proxy,
+        &db,
+        "sslmode=require channel_binding=require",
+        &["-c", "SELECT 1"],
+    )
+    .await;
+    assert_eq!(ok_stdout(&out), "1");
+    // Without TLS there is nothing to bind to: SCRAM-SHA-256 alone, as PostgreSQL.
+    let out = psql_through(
+        &proxy,
+        &db,
+        "sslmode=disable channel_binding=require",
+        &["-c", "SELECT 1"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("channel binding"), "{stderr}");
+    let out = psql_through(&proxy, &db, "sslmode=disable", &["-c", "SELECT 2"]).await;
+    assert_eq!(ok_stdout(&out), "2");
     proxy.stop().await;
 }

@@ -6,7 +6,8 @@
 //! Does not: do I/O, frame protocol messages (the caller unwraps
 //! SASLInitialResponse/SASLResponse and wraps AuthenticationSASLContinue/Final),
 //! pick the mechanism, look users up, or log. Channel binding
-//! (SCRAM-SHA-256-PLUS) is not offered yet: a client that insists on it is refused.
+//! (SCRAM-SHA-256-PLUS, `tls-server-end-point`) is checked when the caller gives the
+//! binding data with [`ScramServer::with_binding`].
 //!
 //! As in PostgreSQL, the user name in `n=` is ignored: the user is the one from
 //! the startup packet, whose keys the caller passed to [`ScramServer::new`].
@@ -24,6 +25,9 @@ use crate::auth::verifier::{constant_time_eq, hmac_sha256, sha256, ScramKeys, SC
 /// a few dozen characters, a 44-character proof); the cap keeps a hostile
 /// client from making weir build large AuthMessages.
 pub(crate) const MAX_MESSAGE_LEN: usize = 2048;
+
+/// The GS2 header of a client binding to weir's certificate (RFC 5929).
+const END_POINT_HEADER: &str = "p=tls-server-end-point,,";
 
 /// Random bytes in the server's half of the nonce (PostgreSQL's
 /// `SCRAM_RAW_NONCE_LEN`); base64 makes them 24 printable characters.
@@ -60,6 +64,18 @@ pub(crate) enum ScramError {
     /// The client chose channel binding (`p=` in the GS2 header).
     #[error("the client requires SCRAM channel binding (SCRAM-SHA-256-PLUS), which weir does not offer on this connection; connect with channel_binding=prefer or disable")]
     ChannelBindingNotSupported,
+    /// The client chose SCRAM-SHA-256-PLUS but sent no binding (`n` or `y`).
+    #[error("the client selected SCRAM-SHA-256-PLUS, but its SCRAM message does not include channel binding data")]
+    PlusWithoutBinding,
+    /// The client chose SCRAM-SHA-256 but sent binding (`p=`).
+    #[error("the client selected SCRAM-SHA-256 without channel binding, but its SCRAM message includes channel binding data")]
+    BindingWithoutPlus,
+    /// `y`: the client thinks weir cannot bind, though PLUS was offered (a downgrade).
+    #[error("SCRAM channel binding negotiation error: the client supports channel binding but thinks weir does not, although weir offered SCRAM-SHA-256-PLUS")]
+    BindingDowngrade,
+    /// A binding type other than `tls-server-end-point`.
+    #[error("unsupported SCRAM channel-binding type; weir supports tls-server-end-point")]
+    UnsupportedBindingType,
     /// The GS2 header is not `n,,` or `y,,` (or `p=...,,`).
     #[error("malformed SCRAM client-first-message: it must start with the GS2 header \"n,,\" or \"y,,\"")]
     BadGs2Header,
@@ -107,8 +123,9 @@ enum State {
     },
     /// server-first sent; the SASLResponse payload is next.
     AwaitingClientFinal {
-        /// `n,,` or `y,,` exactly as the client sent it; `c=` must repeat it.
-        gs2_header: &'static str,
+        /// What `c=` must be: base64 of the GS2 header as the client sent it, followed,
+        /// with `p=tls-server-end-point`, by the binding data.
+        expected_binding: String,
         /// client-first-message-bare, verbatim: first part of the AuthMessage.
         client_first_bare: String,
         /// The server-first-message we sent: second part of the AuthMessage.
@@ -143,6 +160,9 @@ pub(crate) struct ScramServer {
     keys: Arc<ScramKeys>,
     /// Progress through the exchange.
     state: State,
+    /// Channel binding: the `tls-server-end-point` data when SCRAM-SHA-256-PLUS was
+    /// offered, and whether the client chose it.
+    binding: Option<(Arc<[u8]>, bool)>,
     /// The ClientKey recovered from a proof that matched the user's current password
     /// (not a previous one): what SCRAM pass-through logs in to servers with.
     client_key: Option<[u8; SCRAM_KEY_LEN]>,
@@ -167,8 +187,17 @@ impl ScramServer {
             state: State::AwaitingClientFirst {
                 server_nonce: STANDARD.encode(raw),
             },
+            binding: None,
             client_key: None,
         }
+    }
+
+    /// On a TLS connection where SCRAM-SHA-256-PLUS was offered with the binding data
+    /// `end_point`: `plus` says whether the client chose it. A client that chose plain
+    /// SCRAM-SHA-256 must not claim (`y`) that weir cannot bind.
+    pub(crate) fn with_binding(mut self, end_point: Arc<[u8]>, plus: bool) -> Self {
+        self.binding = Some((end_point, plus));
+        self
     }
 
     /// Take the client-first-message (SASLInitialResponse data) and return the
@@ -185,6 +214,7 @@ impl ScramServer {
         };
         let text = as_text(msg)?;
         let (gs2_header, bare) = parse_gs2_header(text)?;
+        let expected_binding = self.expected_binding(gs2_header)?;
         let client_nonce = parse_client_first_bare(bare)?;
 
         let nonce = format!("{client_nonce}{server_nonce}");
@@ -194,7 +224,7 @@ impl ScramServer {
             self.keys.iterations()
         );
         self.state = State::AwaitingClientFinal {
-            gs2_header,
+            expected_binding,
             client_first_bare: bare.to_owned(),
             server_first: server_first.clone(),
             nonce,
@@ -208,14 +238,14 @@ impl ScramServer {
     ///
     /// A well-formed message with a wrong proof is [`ScramError::WrongPassword`].
     pub(crate) fn client_final(&mut self, msg: &[u8]) -> Result<String, ScramError> {
-        let (gs2_header, client_first_bare, server_first, nonce) =
+        let (expected_binding, client_first_bare, server_first, nonce) =
             match std::mem::replace(&mut self.state, State::Done) {
                 State::AwaitingClientFinal {
-                    gs2_header,
+                    expected_binding,
                     client_first_bare,
                     server_first,
                     nonce,
-                } => (gs2_header, client_first_bare, server_first, nonce),
+                } => (expected_binding, client_first_bare, server_first, nonce),
                 other => {
                     return Err(ScramError::OutOfOrder {
                         state: other.describe(),
@@ -227,7 +257,10 @@ impl ScramServer {
 
         // "n,," is "biws" and "y,," is "eSws"; compare the encoded forms, as
         // PostgreSQL does, so padding or whitespace variants are refused too.
-        if parsed.channel_binding != STANDARD.encode(gs2_header) {
+        if !constant_time_eq(
+            parsed.channel_binding.as_bytes(),
+            expected_binding.as_bytes(),
+        ) {
             return Err(ScramError::ChannelBindingMismatch);
         }
         if parsed.nonce != nonce {
@@ -257,6 +290,29 @@ impl ScramServer {
         let server_key = matched.ok_or(ScramError::WrongPassword)?;
         let server_signature = hmac_sha256(server_key, &[auth_message.as_bytes()]);
         Ok(format!("v={}", STANDARD.encode(server_signature)))
+    }
+
+    /// What `c=` must hold for the GS2 header the client sent, after checking that header
+    /// against the mechanism it chose and what weir offered.
+    fn expected_binding(&self, gs2_header: &'static str) -> Result<String, ScramError> {
+        let (offered, plus) = match &self.binding {
+            Some((data, plus)) => (Some(data), *plus),
+            None => (None, false),
+        };
+        match gs2_header {
+            END_POINT_HEADER => {
+                let data = offered.ok_or(ScramError::ChannelBindingNotSupported)?;
+                if !plus {
+                    return Err(ScramError::BindingWithoutPlus);
+                }
+                let mut input = gs2_header.as_bytes().to_vec();
+                input.extend_from_slice(data);
+                Ok(STANDARD.encode(input))
+            }
+            _ if plus => Err(ScramError::PlusWithoutBinding),
+            "y,," if offered.is_some() => Err(ScramError::BindingDowngrade),
+            other => Ok(STANDARD.encode(other)),
+        }
     }
 
     /// After a successful [`ScramServer::client_final`] with the user's current password:
@@ -289,15 +345,15 @@ fn as_text(msg: &[u8]) -> Result<&str, ScramError> {
 /// Split `gs2-header client-first-message-bare`, returning the header as one of
 /// two constants.
 ///
-/// `y` ("I could bind, but you did not offer PLUS") is accepted because weir
-/// does not advertise SCRAM-SHA-256-PLUS. Whoever adds PLUS must refuse `y` on
-/// connections where PLUS was offered: that is a downgrade (PostgreSQL does so).
+/// Whether each fits the mechanism and what weir offered is
+/// [`ScramServer::expected_binding`]'s to check.
 fn parse_gs2_header(text: &str) -> Result<(&'static str, &str), ScramError> {
     let (flag, rest) = text.split_once(',').ok_or(ScramError::BadGs2Header)?;
     let header = match flag {
         "n" => "n,,",
         "y" => "y,,",
-        f if f.starts_with("p=") => return Err(ScramError::ChannelBindingNotSupported),
+        "p=tls-server-end-point" => END_POINT_HEADER,
+        f if f.starts_with("p=") => return Err(ScramError::UnsupportedBindingType),
         _ => return Err(ScramError::BadGs2Header),
     };
     let (authzid, bare) = rest.split_once(',').ok_or(ScramError::BadGs2Header)?;
@@ -548,7 +604,7 @@ mod tests {
     }
 
     #[test]
-    fn channel_binding_requests_are_refused() {
+    fn channel_binding_is_refused_where_it_was_not_offered() {
         let keys = keys_from_pg("pw");
         let err = exchange(
             keys.clone(),
@@ -560,8 +616,51 @@ mod tests {
         let mut s = ScramServer::new(keys);
         assert_eq!(
             s.client_first(b"p=tls-unique,,n=,r=abc"),
-            Err(ScramError::ChannelBindingNotSupported)
+            Err(ScramError::UnsupportedBindingType)
         );
+    }
+
+    /// An exchange with a real client on a connection where PLUS was offered with
+    /// `offered`; the client chose PLUS when `plus`, and binds with `cb`.
+    fn bound_exchange(offered: &[u8], plus: bool, cb: ChannelBinding) -> Result<(), ScramError> {
+        let mut server = ScramServer::new(cheap_keys()).with_binding(Arc::from(offered), plus);
+        let mut client = ScramSha256::new(b"pw", cb);
+        let server_first = server.client_first(client.message())?;
+        client
+            .update(server_first.as_bytes())
+            .expect("server-first");
+        let server_final = server.client_final(client.message())?;
+        client
+            .finish(server_final.as_bytes())
+            .expect("server-final");
+        Ok(())
+    }
+
+    #[test]
+    fn channel_binding_to_the_certificate() {
+        let data = [7u8; 32];
+        let bind = |d: &[u8]| ChannelBinding::tls_server_end_point(d.to_vec());
+        bound_exchange(&data, true, bind(&data)).expect("PLUS with the right data");
+        assert_eq!(
+            bound_exchange(&data, true, bind(&[8; 32])),
+            Err(ScramError::ChannelBindingMismatch),
+            "another certificate's hash: a man in the middle"
+        );
+        assert_eq!(
+            bound_exchange(&data, false, bind(&data)),
+            Err(ScramError::BindingWithoutPlus)
+        );
+        assert_eq!(
+            bound_exchange(&data, true, ChannelBinding::unsupported()),
+            Err(ScramError::PlusWithoutBinding)
+        );
+        assert_eq!(
+            bound_exchange(&data, false, ChannelBinding::unrequested()),
+            Err(ScramError::BindingDowngrade),
+            "y after PLUS was offered"
+        );
+        bound_exchange(&data, false, ChannelBinding::unsupported())
+            .expect("a client that cannot bind may use plain SCRAM");
     }
 
     #[test]

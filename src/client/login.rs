@@ -20,6 +20,7 @@ pub(super) async fn authenticate(
     name: &str,
     entry: Option<Arc<UserEntry>>,
     users: &UserTable,
+    binding: Option<Arc<[u8]>>,
 ) -> Result<Arc<UserEntry>, SessionError> {
     let challenge = match &entry {
         Some(e) => e.challenge.clone(),
@@ -55,17 +56,22 @@ pub(super) async fn authenticate(
                 .fold(false, |ok, d| md5_verify(d, salt, response) | ok)
         }
         Challenge::Scram(keys) => {
-            let mut scram = ScramServer::new(keys);
-            MessageBuilder::auth_sasl_scram(&mut conn.wbuf);
+            MessageBuilder::auth_sasl_scram(&mut conn.wbuf, binding.is_some());
             conn.flush().await?;
             let body = read_password_message(conn).await?;
             let (mechanism, first) = LoginMessage::sasl_initial(&body)?;
-            if mechanism != "SCRAM-SHA-256" {
-                return Err(ProtocolError::Malformed {
-                    what: "SASLInitialResponse (client selected an invalid SASL authentication mechanism)",
+            let scram = ScramServer::new(keys);
+            let mut scram = match (mechanism.as_str(), binding) {
+                ("SCRAM-SHA-256", None) => scram,
+                ("SCRAM-SHA-256", Some(data)) => scram.with_binding(data, false),
+                ("SCRAM-SHA-256-PLUS", Some(data)) => scram.with_binding(data, true),
+                _ => {
+                    return Err(ProtocolError::Malformed {
+                        what: "SASLInitialResponse (client selected an invalid SASL authentication mechanism)",
+                    }
+                    .into())
                 }
-                .into());
-            }
+            };
             let server_first = scram.client_first(first).map_err(scram_error)?;
             MessageBuilder::auth_sasl_data(&mut conn.wbuf, false, server_first.as_bytes());
             conn.flush().await?;

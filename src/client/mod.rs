@@ -128,7 +128,14 @@ async fn start(
             None => None,
         },
     };
-    let user = login::authenticate(conn, &request.user, entry, &snap.users).await?;
+    // SCRAM-SHA-256-PLUS binds to the certificate this connection was accepted with,
+    // which is this snapshot's.
+    let binding = snap
+        .tls
+        .as_ref()
+        .filter(|_| conn.io.is_tls())
+        .and_then(|offered| offered.end_point.clone());
+    let user = login::authenticate(conn, &request.user, entry, &snap.users, binding).await?;
     // A RELOAD during the login: the client starts on the new configuration, so it cannot
     // bring back a pool with the old hosts.
     let current;
@@ -252,7 +259,7 @@ async fn first_packets(
     snap: &Snapshot,
     started: &std::sync::atomic::AtomicBool,
 ) -> Result<Option<(u16, Vec<(String, String)>)>, SessionError> {
-    let tls = snap.tls.as_ref();
+    let tls = snap.tls.as_ref().map(|offered| &offered.config);
     if conn.rbuf.is_empty() && conn.read_some().await? == 0 {
         return Ok(None);
     }

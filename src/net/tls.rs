@@ -73,11 +73,20 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// What clients are offered: the server configuration from `[tls]`, or `None` without it
-/// or with `tls.mode = "disable"`.
-pub(crate) fn offered(
-    config: &crate::config::Config,
-) -> Result<Option<Arc<ServerConfig>>, TlsConfigError> {
+/// What TLS clients are offered, built from `[tls]`.
+#[derive(Debug, Clone)]
+pub(crate) struct Offered {
+    /// The rustls server configuration.
+    pub(crate) config: Arc<ServerConfig>,
+    /// The `tls-server-end-point` channel-binding data of weir's certificate (RFC 5929):
+    /// with it, SCRAM-SHA-256-PLUS is offered. `None` when the certificate's signature
+    /// algorithm names no hash to use (Ed25519, RSA-PSS), as PostgreSQL also cannot bind.
+    pub(crate) end_point: Option<Arc<[u8]>>,
+}
+
+/// What clients are offered: built from `[tls]`, or `None` without it or with
+/// `tls.mode = "disable"`.
+pub(crate) fn offered(config: &crate::config::Config) -> Result<Option<Offered>, TlsConfigError> {
     match &config.tls {
         Some(t) if t.mode != crate::config::TlsMode::Disable => server_config(t).map(Some),
         _ => Ok(None),
@@ -87,7 +96,7 @@ pub(crate) fn offered(
 /// The server configuration for `settings`: its certificate chain and key, TLS 1.2 and
 /// 1.3, ALPN `postgresql`. Read again on every RELOAD, so a renewed certificate is used by
 /// the clients that connect after it.
-pub(crate) fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsConfigError> {
+fn server_config(settings: &TlsSettings) -> Result<Offered, TlsConfigError> {
     let cert_error = |reason: String| TlsConfigError::Cert {
         path: settings.cert.display().to_string(),
         reason,
@@ -96,9 +105,10 @@ pub(crate) fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>,
         .map_err(|e| cert_error(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| cert_error(e.to_string()))?;
-    if certs.is_empty() {
+    let Some(leaf) = certs.first() else {
         return Err(cert_error("no PEM certificate in it".to_owned()));
-    }
+    };
+    let end_point = end_point(leaf).map(Arc::from);
     let key = PrivateKeyDer::from_pem_file(&settings.key).map_err(|e| TlsConfigError::Key {
         path: settings.key.display().to_string(),
         reason: e.to_string(),
@@ -123,7 +133,33 @@ pub(crate) fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>,
         .with_single_cert(certs, key)
         .map_err(|e| TlsConfigError::Refused(e.to_string()))?;
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
-    Ok(Arc::new(config))
+    Ok(Offered {
+        config: Arc::new(config),
+        end_point,
+    })
+}
+
+/// The `tls-server-end-point` binding data of a certificate (RFC 5929, section 4.1): its
+/// hash with the hash function of its signature algorithm, SHA-256 for MD5 and SHA-1.
+/// `None` for an algorithm that names no hash, or a certificate that does not parse.
+fn end_point(der: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest as _;
+    use x509_cert::der::Decode as _;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let hash = match cert.signature_algorithm.oid.to_string().as_str() {
+        // md5WithRSA, sha1WithRSA, sha256WithRSA, ecdsa-with-SHA1, ecdsa-with-SHA256
+        "1.2.840.113549.1.1.4"
+        | "1.2.840.113549.1.1.5"
+        | "1.2.840.113549.1.1.11"
+        | "1.2.840.10045.4.1"
+        | "1.2.840.10045.4.3.2" => sha2::Sha256::digest(der).to_vec(),
+        // sha384WithRSA, ecdsa-with-SHA384
+        "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => sha2::Sha384::digest(der).to_vec(),
+        // sha512WithRSA, ecdsa-with-SHA512
+        "1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4" => sha2::Sha512::digest(der).to_vec(),
+        _ => return None,
+    };
+    Some(hash)
 }
 
 /// The client configuration for connections to the servers, or `None` with
@@ -492,4 +528,42 @@ fn common_name(der: &[u8]) -> Option<String> {
         .value
         .clone();
     String::from_utf8(value.value().to_vec()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::Digest as _;
+
+    use super::*;
+
+    /// A self-signed certificate for `alg`, as DER.
+    fn cert(alg: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(alg).expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "weir unit test");
+        params
+            .self_signed(&key)
+            .expect("certificate")
+            .der()
+            .to_vec()
+    }
+
+    #[test]
+    fn end_point_hashes_with_the_signature_hash() {
+        let p256 = cert(&rcgen::PKCS_ECDSA_P256_SHA256);
+        assert_eq!(end_point(&p256), Some(sha2::Sha256::digest(&p256).to_vec()));
+        let p384 = cert(&rcgen::PKCS_ECDSA_P384_SHA384);
+        assert_eq!(end_point(&p384), Some(sha2::Sha384::digest(&p384).to_vec()));
+        assert_eq!(
+            end_point(&cert(&rcgen::PKCS_ED25519)),
+            None,
+            "Ed25519 names no hash"
+        );
+        assert_eq!(end_point(b"not a certificate"), None);
+        assert_eq!(common_name(&p256).as_deref(), Some("weir unit test"));
+        assert_eq!(common_name(b"junk"), None);
+    }
 }

@@ -409,10 +409,14 @@ impl MessageBuilder {
         });
     }
 
-    /// AuthenticationSASL offering SCRAM-SHA-256.
-    pub(crate) fn auth_sasl_scram(buf: &mut BytesMut) {
+    /// AuthenticationSASL offering SCRAM-SHA-256, and with `plus` first
+    /// SCRAM-SHA-256-PLUS (channel binding), as PostgreSQL orders them over TLS.
+    pub(crate) fn auth_sasl_scram(buf: &mut BytesMut, plus: bool) {
         Self::tagged(buf, b'R', |b| {
             b.put_i32(10);
+            if plus {
+                Self::cstr(b, "SCRAM-SHA-256-PLUS");
+            }
             Self::cstr(b, "SCRAM-SHA-256");
             b.put_u8(0);
         });
