@@ -779,3 +779,37 @@ async fn terminate_mid_transaction_rolls_back() {
     assert_eq!(n, "0", "the terminated client's row must be gone");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn messages_over_limits_max_message_size_are_refused() {
+    let db = fresh_database();
+    let proxy = Proxy::start(&config_toml(
+        &db,
+        "",
+        "[limits]\nmax_message_size = \"1kB\"",
+    ))
+    .await;
+    // Under the limit: served, inside and outside a transaction.
+    let mut raw = Raw::login(proxy.port, USER, PASSWORD, &db).await;
+    let fits = format!("SELECT '{}'", "x".repeat(900));
+    let rows = raw.simple_query(&fits).await;
+    assert_eq!(first_column(&rows), vec!["x".repeat(900)]);
+
+    // Over it, as the first message of a transaction, or in the middle of one: refused
+    // from the header, before the body arrives.
+    let too_long = format!("SELECT '{}'", "x".repeat(2000));
+    let head = query_head(too_long.len() as u32 + 5, b"SELECT");
+    raw.send(&head).await;
+    let fields = raw.expect_fatal("08P01").await;
+    assert!(
+        fields[&'M'].contains("limits.max_message_size"),
+        "{fields:?}"
+    );
+
+    let mut raw = Raw::login(proxy.port, USER, PASSWORD, &db).await;
+    raw.simple_query("BEGIN").await;
+    raw.send(&query(&too_long)).await;
+    raw.expect_fatal("08P01").await;
+    assert_serving(&proxy, &db).await;
+    proxy.stop().await;
+}

@@ -115,6 +115,10 @@ const KEYS: &[Key] = &[
         .unwrap_or_default()),
     key!("auth.cache_ttl", true, |c| secs(c.auth.cache_ttl)),
     key!("admin.users", true, |c| list(&c.admin.users)),
+    key!("limits.max_message_size", true, |c| c
+        .limits
+        .max_message_size
+        .to_string()),
     key!("metrics.listen", false, |c| c
         .metrics
         .as_ref()

@@ -106,6 +106,7 @@ fn relay_config(snap: &Snapshot, mode: PoolMode) -> RelayConfig {
         release_when_idle: mode != PoolMode::Session,
         rewrite: mode != PoolMode::Session,
         max_prepared: pool.max_prepared_statements as usize,
+        max_message: snap.config.limits.max_message_size,
         query_timeout: pool.query_timeout,
         idle_in_transaction: pool.idle_transaction_timeout,
         client_idle: pool.client_idle_timeout,
@@ -437,7 +438,8 @@ impl Session {
             }
             // A server is leased only once the first message is complete (when it is of a
             // reasonable size): a client that stalls mid-message must not hold a server.
-            if let Some((tag, total)) = FrontendScanner::default().peek(&self.client.rbuf)? {
+            let scanner = FrontendScanner::with_max(self.relay.max_message);
+            if let Some((tag, total)) = scanner.peek(&self.client.rbuf)? {
                 let needed = if total <= FIRST_MESSAGE_WHOLE {
                     total
                 } else {

@@ -14,13 +14,13 @@ use super::duration::{self, DurationError};
 use super::error::{ConfigError, Problem};
 use super::model::{
     AdminSettings, AuthMethod, AuthSettings, ClusterSettings, Config, DatabaseConfig, HostAddr,
-    ListenSettings, MetricsSettings, PoolMode, PoolSettings, PrimaryReads, Routing,
+    LimitsSettings, ListenSettings, MetricsSettings, PoolMode, PoolSettings, PrimaryReads, Routing,
     RoutingSettings, ServerTlsMode, ServerTlsSettings, TlsMode, TlsSettings, TransactionRouting,
-    UserConfig, DEFAULT_AUTH_CACHE_TTL, DEFAULT_AUTH_QUERY,
+    UserConfig, DEFAULT_AUTH_CACHE_TTL, DEFAULT_AUTH_QUERY, MAX_MESSAGE_SIZE,
 };
 use super::raw::{
-    RawAdmin, RawAuth, RawCluster, RawConfig, RawDatabase, RawListen, RawMetrics, RawPool,
-    RawRouting, RawServerTls, RawTls, RawUser, Scalar, StringList,
+    RawAdmin, RawAuth, RawCluster, RawConfig, RawDatabase, RawLimits, RawListen, RawMetrics,
+    RawPool, RawRouting, RawServerTls, RawTls, RawUser, Scalar, StringList,
 };
 
 /// Database names that open the admin console instead of a pool.
@@ -51,6 +51,7 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, ConfigError> {
         server_tls: server_tls(raw.server_tls.unwrap_or_default())?,
         cluster: cluster(raw.cluster.unwrap_or_default())?,
         routing: routing(raw.routing.unwrap_or_default())?,
+        limits: limits(raw.limits.unwrap_or_default())?,
         users: users(raw.users.unwrap_or_default().0)?,
         databases: databases(raw.databases.unwrap_or_default().0)?,
     };
@@ -184,6 +185,47 @@ fn auth(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
 
 /// Longest `auth.failure_delay`.
 const MAX_FAILURE_DELAY: Duration = Duration::from_secs(10);
+
+/// `[limits]`.
+fn limits(raw: RawLimits) -> Result<LimitsSettings, ConfigError> {
+    Ok(LimitsSettings {
+        max_message_size: or(raw.max_message_size, MAX_MESSAGE_SIZE, |v| {
+            size("limits.max_message_size", v)
+        })?,
+    })
+}
+
+/// A size: bytes, or a number with a unit as PostgreSQL writes them (`kB`, `MB`, `GB`,
+/// powers of 1024), from 1kB to PostgreSQL's own limit of a message.
+fn size(key: &str, value: Scalar) -> Result<usize, ConfigError> {
+    const RULE: &str =
+        "a size in bytes, or with a unit (\"512kB\", \"64MB\", \"1GB\"), from 1kB to 1GB";
+    let bytes = match value {
+        Scalar::Int(n) => usize::try_from(n).ok(),
+        Scalar::Str(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (number, unit) = s.split_at(split);
+            let scale: usize = match unit.trim() {
+                "" | "B" => 1,
+                "kB" => 1 << 10,
+                "MB" => 1 << 20,
+                "GB" => 1 << 30,
+                _ => 0,
+            };
+            number
+                .parse::<usize>()
+                .ok()
+                .filter(|_| scale > 0)
+                .and_then(|n| n.checked_mul(scale))
+        }
+        _ => None,
+    };
+    bytes
+        .filter(|n| (1 << 10..=MAX_MESSAGE_SIZE + 1).contains(n))
+        .map(|n| n.min(MAX_MESSAGE_SIZE))
+        .ok_or_else(|| ConfigError::invalid(key, Problem::Rule(RULE)))
+}
 
 /// `[admin]`.
 fn admin(raw: RawAdmin) -> Result<AdminSettings, ConfigError> {

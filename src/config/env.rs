@@ -26,7 +26,7 @@ pub const NOT_CONFIGURATION: &[&str] = &["WEIR_LOG", "WEIR_LOG_FORMAT"];
 /// The configuration's tables (`RawConfig`'s fields). A `WEIR_*` name without `__` that
 /// starts with one of them (`WEIR_POOL_SIZE`) is a misspelt override and refused; any
 /// other (`WEIR_DIR`) belongs to someone else and is skipped.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "listen",
     "pool",
     "auth",
@@ -36,6 +36,7 @@ const TABLES: [&str; 11] = [
     "server_tls",
     "cluster",
     "routing",
+    "limits",
     "users",
     "databases",
 ];

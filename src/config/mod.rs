@@ -29,7 +29,7 @@ pub use env::NOT_CONFIGURATION;
 pub use error::{ConfigError, EnvProblem, Problem};
 pub use model::{
     AdminSettings, AuthMethod, AuthSettings, ClusterSettings, Config, DatabaseConfig, HostAddr,
-    ListenSettings, MetricsSettings, PoolMode, PoolSettings, PrimaryReads, Routing,
+    LimitsSettings, ListenSettings, MetricsSettings, PoolMode, PoolSettings, PrimaryReads, Routing,
     RoutingSettings, ServerTlsMode, ServerTlsSettings, TlsMode, TlsSettings, TransactionRouting,
     UserConfig,
 };

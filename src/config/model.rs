@@ -38,6 +38,8 @@ pub struct Config {
     pub cluster: ClusterSettings,
     /// How statements are split between the primary and the replicas; `[routing]`.
     pub routing: RoutingSettings,
+    /// `[limits]`: bounds on what one client may send.
+    pub limits: LimitsSettings,
     /// The users clients may log in as (`[[users]]`), in file order, names unique.
     pub users: Vec<UserConfig>,
     /// The databases clients may connect to (`[[databases]]`), in file order, names unique.
@@ -183,6 +185,26 @@ impl PoolMode {
 impl fmt::Display for PoolMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// `[limits]`: bounds on what one client may send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitsSettings {
+    /// Largest message a client may send, in bytes (type byte and length word aside, as
+    /// PostgreSQL counts). Larger ones end the connection with `08P01`. Messages are
+    /// relayed as they arrive, never buffered whole, whatever this is.
+    pub max_message_size: usize,
+}
+
+/// PostgreSQL's own limit on a message (MaxAllocSize - 1): the default.
+pub const MAX_MESSAGE_SIZE: usize = 0x3fff_ffff;
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        Self {
+            max_message_size: MAX_MESSAGE_SIZE,
+        }
     }
 }
 

@@ -35,6 +35,8 @@ pub(crate) struct RawConfig {
     pub cluster: Option<RawCluster>,
     /// `[routing]`
     pub routing: Option<RawRouting>,
+    /// `[limits]`
+    pub limits: Option<RawLimits>,
     /// `[[users]]`
     pub users: Option<Entries<RawUser>>,
     /// `[[databases]]`
@@ -161,6 +163,14 @@ pub(crate) struct RawAuth {
     pub dbname: Option<Scalar>,
     /// `cache_ttl = "30s"`
     pub cache_ttl: Option<Scalar>,
+}
+
+/// `[limits]` as written.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [limits] table")]
+pub(crate) struct RawLimits {
+    /// `max_message_size = "64MB"`
+    pub max_message_size: Option<Scalar>,
 }
 
 /// `[admin]` as written.

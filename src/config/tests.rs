@@ -689,3 +689,27 @@ fn auth_query_settings() {
     let e = err("[auth]\ncache_ttl = \"soon\"");
     assert!(e.starts_with("auth.cache_ttl"), "{e}");
 }
+
+#[test]
+fn message_size_limit() {
+    let size = |v: &str| {
+        from_toml_str(&format!("[limits]\nmax_message_size = {v}"))
+            .map(|c| c.limits.max_message_size)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        from_toml_str("").unwrap().limits.max_message_size,
+        0x3fff_ffff
+    );
+    assert_eq!(size("\"64MB\""), Ok(64 << 20));
+    assert_eq!(size("\"512kB\""), Ok(512 << 10));
+    assert_eq!(size("\"1GB\""), Ok(0x3fff_ffff), "PostgreSQL's own limit");
+    assert_eq!(size("4096"), Ok(4096));
+    for bad in ["\"10\"", "\"2GB\"", "\"64 mb\"", "\"lots\"", "-1", "true"] {
+        let e = size(bad).unwrap_err();
+        assert!(
+            e.starts_with("limits.max_message_size: a size in bytes"),
+            "{bad}: {e}"
+        );
+    }
+}

@@ -12,6 +12,16 @@ pub(crate) enum ProtocolError {
         /// The announced length.
         len: usize,
     },
+    /// A client message longer than `limits.max_message_size`.
+    #[error("message of type {tag:?} is {len} bytes, more than limits.max_message_size ({max})")]
+    TooLarge {
+        /// The message type byte as received.
+        tag: char,
+        /// The announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The startup packet length is out of range.
     #[error("invalid startup packet length {0}")]
     BadStartupLength(usize),

@@ -38,13 +38,34 @@ pub(crate) enum FrontendEvent {
 
 /// Walks the client→server byte stream. At a message boundary the caller may `peek` at the
 /// next header and then either `pass` the message through or edit it in its buffer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FrontendScanner {
     /// Bytes of the current message not yet passed.
     remaining: usize,
+    /// Longest message body accepted (`limits.max_message_size`).
+    max: usize,
+}
+
+/// PostgreSQL's limit.
+impl Default for FrontendScanner {
+    fn default() -> Self {
+        Self {
+            remaining: 0,
+            max: MAX_MESSAGE_LEN,
+        }
+    }
 }
 
 impl FrontendScanner {
+    /// A scanner that refuses messages whose body (length word included, as PostgreSQL
+    /// counts) is longer than `max` bytes.
+    pub(crate) fn with_max(max: usize) -> Self {
+        Self {
+            remaining: 0,
+            max: max.min(MAX_MESSAGE_LEN),
+        }
+    }
+
     /// The next message's type and total length (tag byte included), if its header is
     /// in `buf` and the scanner is between messages.
     pub(crate) fn peek(&self, buf: &[u8]) -> Result<Option<(FrontendTag, usize)>, ProtocolError> {
@@ -54,6 +75,13 @@ impl FrontendScanner {
         let Some((tag, total)) = header(buf)? else {
             return Ok(None);
         };
+        if total - 1 > self.max {
+            return Err(ProtocolError::TooLarge {
+                tag: char::from(tag),
+                len: total - 1,
+                max: self.max,
+            });
+        }
         Ok(Some((FrontendTag::try_from(tag)?, total)))
     }
 

@@ -59,6 +59,8 @@ pub(super) struct RelayConfig {
     pub(super) rewrite: bool,
     /// `pool.max_prepared_statements` per server.
     pub(super) max_prepared: usize,
+    /// `limits.max_message_size`: a longer client message ends the session (`08P01`).
+    pub(super) max_message: usize,
     /// A request unanswered this long is cancelled on the server (zero = off).
     pub(super) query_timeout: Duration,
     /// A client idle this long inside a transaction is disconnected (zero = off).
@@ -185,7 +187,7 @@ impl Relay {
             replies.push(Expect::Hidden(Hidden::Begin));
         }
         let mut relay = Self {
-            cscan: FrontendScanner::default(),
+            cscan: FrontendScanner::with_max(config.max_message),
             cfwd: 0,
             sscan: BackendScanner::default(),
             sfwd: 0,
