@@ -45,6 +45,8 @@ impl SqlState {
     pub(crate) const UNDEFINED_OBJECT: Self = Self("42704");
     /// 55000: the database does not accept connections now (DISABLE).
     pub(crate) const OBJECT_NOT_IN_PREREQUISITE_STATE: Self = Self("55000");
+    /// 01000: a warning with no more specific class.
+    pub(crate) const WARNING: Self = Self("01000");
     /// F0000: the configuration is not valid (RELOAD, SET).
     pub(crate) const CONFIG_FILE_ERROR: Self = Self("F0000");
 

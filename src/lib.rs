@@ -25,6 +25,8 @@ pub mod config;
 mod control;
 pub mod demo;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod limits;
 mod metrics;

@@ -118,3 +118,92 @@ async fn require_never_falls_back_to_plaintext() {
     assert!(message.contains("TLS to server"), "{message}");
     proxy.stop().await;
 }
+
+/// A fake server that reads weir's startup (declining TLS) and answers it with `reply`,
+/// then holds the connection until weir closes it. Returns its port.
+async fn scripted_server(reply: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                if read_packet(&mut stream, false).await? == [0x04, 0xd2, 0x16, 0x2f] {
+                    stream.write_all(b"N").await.ok()?;
+                    read_packet(&mut stream, false).await?;
+                }
+                stream.write_all(&reply).await.ok()?;
+                let mut sink = [0u8; 1024];
+                while stream.read(&mut sink).await.ok()? > 0 {}
+                Some(())
+            });
+        }
+    });
+    port
+}
+
+/// A message with `tag` and `body`, its length word as announced by `len` (or the true
+/// length when `None`).
+fn message(tag: u8, body: &[u8], len: Option<u32>) -> Vec<u8> {
+    let mut out = vec![tag];
+    let true_len = u32::try_from(body.len() + 4).expect("small");
+    out.extend_from_slice(&len.unwrap_or(true_len).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_server_messages_are_errors_for_that_login_only() {
+    let db = fresh_database();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "an ErrorResponse without a SQLSTATE",
+            message(b'E', b"SFATAL\0Mno code in this error\0\0", None),
+        ),
+        (
+            "a length of two gigabytes",
+            message(b'R', &[0, 0, 0, 0], Some(0x7fff_fff0)),
+        ),
+        (
+            "a message longer than its type allows",
+            message(b'R', &[0, 0, 0, 0, 1, 2, 3, 4], None),
+        ),
+        ("an unknown message type", message(b'~', b"junk", None)),
+        (
+            "a SCRAM nonce that is not weir's",
+            [
+                auth(10, b"SCRAM-SHA-256\0\0"),
+                auth(11, b"r=someone-else,s=c2FsdA==,i=4096"),
+            ]
+            .concat(),
+        ),
+        ("a huge SASL mechanism list", auth(10, &[b'x'; 100_000])),
+    ];
+    let mut tail = String::new();
+    for (i, (_, reply)) in cases.iter().enumerate() {
+        let port = scripted_server(reply.clone()).await;
+        tail.push_str(&format!(
+            "[[databases]]\nname = \"evil{i}\"\nhosts = [\"127.0.0.1:{port}\"]\n"
+        ));
+    }
+    let proxy = Proxy::start(&config_toml(&db, "", &tail)).await;
+    for (i, (what, _)) in cases.iter().enumerate() {
+        let name = format!("evil{i}");
+        let attempt = proxy.try_client(USER, PASSWORD, &name);
+        let e = match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) => panic!("{what}: the login must fail"),
+            Err(_) => panic!("{what}: no answer within 10 s"),
+        };
+        let db_error = e.as_db_error().unwrap_or_else(|| panic!("{what}: {e:?}"));
+        let code = db_error.code().code();
+        assert!(
+            code.len() == 5 && code.starts_with("08"),
+            "{what}: SQLSTATE {code:?}, message {:?}",
+            db_error.message()
+        );
+        assert!(!db_error.message().is_empty(), "{what}");
+        assert_serving(&proxy, &db).await;
+    }
+    proxy.stop().await;
+}

@@ -132,7 +132,10 @@ impl SessionError {
             Self::Pool(PoolError::Connect {
                 cause: BackendError::Refused(fields),
                 ..
-            }) => (fields.code.clone(), fields.message.clone()),
+            }) => (
+                fields.code_or(SqlState::UNABLE_TO_CONNECT.code()).to_owned(),
+                fields.message.clone(),
+            ),
             Self::Pool(PoolError::Closed(_)) => (state(SqlState::CANNOT_CONNECT_NOW), self.to_string()),
             Self::InvalidValue(_) => (state(SqlState::INVALID_PARAMETER_VALUE), self.to_string()),
             Self::Pool(_) | Self::Cluster(_) | Self::NoReplica(_) | Self::AuthQuery(_) => {

@@ -30,7 +30,7 @@ use crate::server::ServerTarget;
 pub(crate) use auth_query::AuthCache;
 pub(crate) use error::{Deadline, SessionError};
 pub(crate) use route::Reason;
-use startup::StartupRequest;
+pub(crate) use startup::StartupRequest;
 
 /// How long a cancel request may take to reach its server.
 const CANCEL_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);

@@ -73,6 +73,21 @@ pub(crate) struct ErrorFields {
 }
 
 impl ErrorFields {
+    /// The SQLSTATE, or `fallback` when the server sent none that is well formed (five
+    /// digits or capital letters): weir never passes an empty or odd code on.
+    pub(crate) fn code_or<'a>(&'a self, fallback: &'a str) -> &'a str {
+        let valid = self.code.len() == 5
+            && self
+                .code
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+        if valid {
+            &self.code
+        } else {
+            fallback
+        }
+    }
+
     /// Decodes the fields of an ErrorResponse/NoticeResponse body.
     pub(crate) fn parse(mut body: &[u8]) -> Result<Self, ProtocolError> {
         let mut out = Self::default();
@@ -652,5 +667,26 @@ mod tests {
             ErrorFields::parse(b"\0").expect("ok"),
             ErrorFields::default()
         );
+    }
+
+    #[test]
+    fn a_missing_or_odd_sqlstate_is_replaced() {
+        let code = |body: &[u8]| {
+            ErrorFields::parse(body)
+                .expect("parses")
+                .code_or("08001")
+                .to_owned()
+        };
+        assert_eq!(code(b"C28P01\0\0"), "28P01");
+        assert_eq!(code(b"Mno code\0\0"), "08001");
+        for odd in [
+            &b"C\0\0"[..],
+            b"C28P0\0\0",
+            b"C28p01\0\0",
+            b"C28P01X\0\0",
+            b"C'; --\0\0",
+        ] {
+            assert_eq!(code(odd), "08001", "{odd:?}");
+        }
     }
 }

@@ -624,7 +624,7 @@ impl Relay {
                 MessageBuilder::error(
                     &mut client.wbuf,
                     ErrorSeverity::Warning,
-                    &fields.code,
+                    fields.code_or(crate::error::SqlState::WARNING.code()),
                     &format!(
                         "weir could not apply your session parameters on the server: {}",
                         fields.message

@@ -1,0 +1,4 @@
+//! Fuzz target: `weir::fuzzing::startup`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| weir::fuzzing::startup(data));
