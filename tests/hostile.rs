@@ -13,7 +13,8 @@ use common::raw::{
     PROTOCOL_3_0, SSL_REQUEST,
 };
 use common::{
-    assert_serving, config_toml, fresh_database, simple_value, sqlstate, Proxy, PASSWORD, USER,
+    assert_serving, config_toml, fresh_database, psql, simple_value, sqlstate, Proxy, PASSWORD,
+    USER,
 };
 use tokio_postgres::types::Type;
 
@@ -810,6 +811,125 @@ async fn messages_over_limits_max_message_size_are_refused() {
     raw.simple_query("BEGIN").await;
     raw.send(&query(&too_long)).await;
     raw.expect_fatal("08P01").await;
+    assert_serving(&proxy, &db).await;
+    proxy.stop().await;
+}
+
+/// Starts a SCRAM login and returns the client's final message and the server-first-message
+/// it answers, so a test can tamper with the former.
+async fn scram_until_final(raw: &mut Raw, db: &str, password: &str) -> String {
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+    raw.send(&startup_for(db)).await;
+    assert_eq!(raw.expect_message().await.auth_code(), 10);
+    let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+    let mut body = b"SCRAM-SHA-256\0".to_vec();
+    body.extend_from_slice(&(scram.message().len() as i32).to_be_bytes());
+    body.extend_from_slice(scram.message());
+    raw.send(&message(b'p', &body)).await;
+    let m = raw.expect_message().await;
+    assert_eq!(m.auth_code(), 11);
+    scram.update(&m.body[4..]).expect("server-first");
+    String::from_utf8(scram.message().to_vec()).expect("ASCII")
+}
+
+#[tokio::test]
+async fn wrong_scram_proof_and_tampered_nonce() {
+    let (proxy, db) = setup().await;
+    // A proof made with the wrong password: 28P01.
+    let mut raw = Raw::connect(proxy.port).await;
+    let last = scram_until_final(&mut raw, &db, "not-the-password").await;
+    raw.send(&message(b'p', last.as_bytes())).await;
+    raw.expect_fatal("28P01").await;
+    // The right proof with a nonce that is not the one agreed: a protocol violation.
+    let mut raw = Raw::connect(proxy.port).await;
+    let last = scram_until_final(&mut raw, &db, PASSWORD).await;
+    let tampered = last.replacen(",r=", ",r=X", 1);
+    raw.send(&message(b'p', tampered.as_bytes())).await;
+    raw.expect_fatal("08P01").await;
+    // A proof flipped in one bit.
+    let mut raw = Raw::connect(proxy.port).await;
+    let last = scram_until_final(&mut raw, &db, PASSWORD).await;
+    let (head, proof) = last.rsplit_once(",p=").expect("proof");
+    let flipped = if proof.starts_with('A') { "B" } else { "A" };
+    let tampered = format!("{head},p={flipped}{}", &proof[1..]);
+    raw.send(&message(b'p', tampered.as_bytes())).await;
+    raw.expect_fatal("28P01").await;
+    assert_serving(&proxy, &db).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_startup_parameters() {
+    let (proxy, db) = setup().await;
+    // Custom settings (a dot in the name), which PostgreSQL accepts from anyone: each is
+    // the client's, to be made true on whichever server serves it.
+    let names: Vec<String> = (0..1000).map(|i| format!("x.p{i}")).collect();
+    let mut params: Vec<(&str, &str)> = vec![("user", USER), ("database", &db)];
+    params.extend(names.iter().map(|n| (n.as_str(), "1")));
+    let mut raw = Raw::connect(proxy.port).await;
+    raw.send(&startup(PROTOCOL_3_0, &params)).await;
+    assert_eq!(raw.expect_message().await.auth_code(), 10);
+    raw.scram(PASSWORD).await;
+    raw.finish_login().await;
+    let rows = raw
+        .simple_query("SELECT current_setting('x.p999') || current_setting('x.p0')")
+        .await;
+    assert_eq!(first_column(&rows), vec!["11"]);
+    // Past the 10,000-byte limit of a startup packet: refused before the login.
+    let names: Vec<String> = (0..3000).map(|i| format!("x.p{i}")).collect();
+    let mut params: Vec<(&str, &str)> = vec![("user", USER), ("database", &db)];
+    params.extend(names.iter().map(|n| (n.as_str(), "1")));
+    let mut raw = Raw::connect(proxy.port).await;
+    raw.send(&startup(PROTOCOL_3_0, &params)).await;
+    raw.expect_fatal("08P01").await;
+    assert_serving(&proxy, &db).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_that_closes_mid_result() {
+    use futures_util::StreamExt as _;
+    let (proxy, db) = setup().await;
+    let client = proxy.client(&db).await;
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    // A result far larger than the socket buffers, read slowly; the server dies after the
+    // first rows have arrived.
+    let rows = client
+        .query_raw(
+            "SELECT repeat('x', 1000) FROM generate_series(1, 1000000)",
+            std::iter::empty::<i32>(),
+        )
+        .await
+        .expect("the result starts");
+    futures_util::pin_mut!(rows);
+    for _ in 0..10 {
+        rows.next().await.expect("a row").expect("row");
+    }
+    psql(&db, &format!("SELECT pg_terminate_backend({pid})"));
+    let mut ended = None;
+    while let Some(row) = rows.next().await {
+        if let Err(e) = row {
+            ended = Some(e);
+            break;
+        }
+    }
+    let e = ended.expect("the result cannot end normally");
+    match sqlstate(&e).as_deref() {
+        // The server died between two messages: the client hears why, and keeps its
+        // connection for the next transaction (transaction mode).
+        Some("57P01" | "08006") => {
+            assert_eq!(simple_value(&client, "SELECT 41 + 1").await, "42");
+        }
+        // It died in the middle of one, part of which the client already had: no message
+        // can follow that, so the connection closes, as PostgreSQL's own would. What the
+        // client has is never followed by bytes it would misread.
+        None => assert!(e.is_closed(), "{e:?}"),
+        Some(other) => panic!("unexpected SQLSTATE {other}: {e:?}"),
+    }
     assert_serving(&proxy, &db).await;
     proxy.stop().await;
 }

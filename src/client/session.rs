@@ -291,6 +291,13 @@ impl Session {
                 Ok(Outcome::ServerLost { fatal }) => {
                     lease.poison();
                     drop(lease);
+                    if !relay.server_at_boundary() {
+                        // Part of a message went to the client: it can only be told by the
+                        // connection closing, as it would be by the server itself.
+                        let err = SessionError::ServerLostMidMessage;
+                        tracing::warn!(pool = %self.attach.pool.label, "{err}");
+                        return Err(err);
+                    }
                     if routing::host_going_away(fatal.as_ref()) {
                         // The host may be down: it is checked at once. A FATAL about this
                         // session alone (an idle timeout) says nothing of the host.

@@ -236,6 +236,12 @@ pub(crate) struct BackendScanner {
 }
 
 impl BackendScanner {
+    /// Whether the scanner is between messages: no message has been started and not
+    /// finished (an uninspected message is passed on piece by piece).
+    pub(crate) fn at_boundary(&self) -> bool {
+        self.remaining == 0
+    }
+
     /// Looks at the unscanned bytes `buf`. Inspected messages are returned only when whole.
     pub(crate) fn next(&mut self, buf: &[u8]) -> Result<BackendEvent, ProtocolError> {
         if self.remaining > 0 {

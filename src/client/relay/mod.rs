@@ -223,6 +223,13 @@ impl Relay {
         self.cscan.at_boundary()
     }
 
+    /// Whether the server's stream stopped between messages. If not, the start of a
+    /// message may already be with the client, and nothing weir sends after it can be
+    /// read as a message of its own.
+    pub(super) fn server_at_boundary(&self) -> bool {
+        self.sscan.at_boundary()
+    }
+
     /// Whether extended-protocol messages were sent since the last Sync.
     pub(super) fn unsynced(&self) -> bool {
         self.unsynced
