@@ -561,3 +561,30 @@ async fn scram_binds_to_weirs_certificate() {
     assert_eq!(ok_stdout(&out), "2");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn weir_ends_tls_connections_with_close_notify() {
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = Certs::make(dir.path(), "close");
+    let proxy = Proxy::start(&config_toml(&db, "", &certs.table("allow"))).await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .expect("connect");
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(certs.client_config(&[b"postgresql"])));
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("direct TLS");
+    // Protocol 2.0, which weir refuses at once: the FATAL, then the end.
+    tls.write_all(&[0, 0, 0, 8, 0, 2, 0, 0])
+        .await
+        .expect("send startup");
+    let mut all = Vec::new();
+    // rustls reports a close without close_notify as UnexpectedEof; with it, the end of
+    // the stream.
+    tls.read_to_end(&mut all)
+        .await
+        .expect("the stream ends with close_notify, not a cut");
+    assert_eq!(all.first(), Some(&b'E'), "an error came first: {all:?}");
+    proxy.stop().await;
+}

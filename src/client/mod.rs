@@ -62,12 +62,14 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
                 tracing::debug!("client session ended: {err}");
                 send_fatal(&mut session.client, &err).await;
             }
+            session.client.close(FINAL_WRITE_TIMEOUT).await;
         }
         Ok(Some(Attach::Admin(cancel))) => {
             if let Err(err) = crate::admin::serve(&mut conn, &shared, &cancel).await {
                 tracing::debug!("admin session ended: {err}");
                 send_fatal(&mut conn, &err).await;
             }
+            conn.close(FINAL_WRITE_TIMEOUT).await;
         }
         Ok(None) => {}
         // Before a whole startup packet arrived there is no protocol to speak yet (shutdown).
@@ -85,6 +87,7 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
                 }
             }
             send_fatal(&mut conn, &err).await;
+            conn.close(FINAL_WRITE_TIMEOUT).await;
         }
     }
 }

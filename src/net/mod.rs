@@ -318,6 +318,23 @@ impl Conn {
         }
     }
 
+    /// Ends a TLS connection cleanly, within `limit`: what is queued goes out, then a
+    /// close_notify alert, so the peer can tell the end from a cut. Nothing to do for a
+    /// plaintext connection (the socket closes when the `Conn` is dropped).
+    pub(crate) async fn close(&mut self, limit: std::time::Duration) {
+        if !self.io.is_tls() {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, async {
+            self.flush().await?;
+            if let Stream::Tls(tls) = &mut self.io {
+                tls.send_close_notify();
+            }
+            self.flush().await
+        })
+        .await;
+    }
+
     /// Gives back buffer memory of an idle connection (thousands of idle clients must be cheap).
     pub(crate) fn shrink_idle(&mut self) {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {

@@ -402,6 +402,11 @@ impl TlsIo {
         format!("{version}/{suite}")
     }
 
+    /// Queues a close_notify alert; `Conn::close` sends it.
+    pub(crate) fn send_close_notify(&mut self) {
+        self.tls.send_close_notify();
+    }
+
     /// The ALPN protocol the client and weir agreed on, if any.
     pub(crate) fn alpn(&self) -> Option<&[u8]> {
         self.tls.alpn_protocol()

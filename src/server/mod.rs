@@ -417,5 +417,6 @@ impl ServerConn {
         MessageBuilder::terminate(&mut buf);
         self.conn.wbuf = buf;
         let _ = tokio::time::timeout(Duration::from_secs(1), self.conn.flush()).await;
+        self.conn.close(Duration::from_secs(1)).await;
     }
 }
