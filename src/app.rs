@@ -332,6 +332,8 @@ pub(crate) struct Shared {
     settings: Mutex<Vec<(String, String)>>,
     /// Totals per database, sampled by the janitor, for SHOW STATS_AVERAGES.
     pub(crate) history: crate::stats::StatsHistory,
+    /// Failed logins by client address, for `auth.failure_delay`.
+    pub(crate) failures: crate::limits::Failures,
     /// Users learned through `auth.query`.
     pub(crate) auth_cache: crate::client::AuthCache,
 }
@@ -471,6 +473,7 @@ impl Weir {
             settings: Mutex::new(Vec::new()),
             history: Default::default(),
             auth_cache: Default::default(),
+            failures: Default::default(),
         });
         let metrics_addr = match metrics {
             Some(m) => Some(crate::http::start(m.listen, shared.clone()).await.map_err(

@@ -1,12 +1,51 @@
-//! How many clients each user and each database has, for their `max_client_conn`.
+//! How many clients each user and each database has, for their `max_client_conn`, and
+//! how many failed logins each client address had lately, for `auth.failure_delay`.
 //!
 //! Owns: the counts, and the guard that holds one client's place until it leaves. They
 //! live in `Shared`, so a RELOAD that changes a limit counts the clients already in.
 //! Does not: count all clients (`Shared::clients` does, for `pool.max_client_conn`).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Failures older than this are forgotten.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Addresses tracked at most; past it, addresses without a recent failure are dropped,
+/// and a new one that still finds no room counts as a first failure.
+const MAX_ADDRESSES: usize = 10_000;
+
+/// Failed logins by client address over the last minute.
+#[derive(Debug, Default)]
+pub(crate) struct Failures {
+    /// Failures since the first one in the window, and when that one was.
+    by_addr: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl Failures {
+    /// Counts a failed login from `addr`; returns how many it has had within the last
+    /// minute, this one included.
+    pub(crate) fn record(&self, addr: IpAddr) -> u32 {
+        let now = Instant::now();
+        let mut by_addr = self.by_addr.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = |since: &Instant| now.duration_since(*since) < FAILURE_WINDOW;
+        if by_addr.len() >= MAX_ADDRESSES && !by_addr.contains_key(&addr) {
+            by_addr.retain(|_, (_, since)| fresh(since));
+            if by_addr.len() >= MAX_ADDRESSES {
+                return 1;
+            }
+        }
+        let entry = by_addr.entry(addr).or_insert((0, now));
+        if !fresh(&entry.1) {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+        entry.0
+    }
+}
 
 /// What a limit is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,5 +165,25 @@ mod tests {
         let c = limits.admit(want("u")).expect("a place came back");
         drop((b, c));
         assert!(limits.counts.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn failures_are_counted_per_address_and_bounded() {
+        let failures = Failures::default();
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        assert_eq!(failures.record(a), 1);
+        assert_eq!(failures.record(a), 2);
+        assert_eq!(failures.record(b), 1, "another address has its own count");
+        // An old first failure starts the count again.
+        failures.by_addr.lock().unwrap().insert(
+            a,
+            (5, Instant::now() - FAILURE_WINDOW - Duration::from_secs(1)),
+        );
+        assert_eq!(failures.record(a), 1);
+        for i in 0..MAX_ADDRESSES as u32 {
+            failures.record(IpAddr::from(i.to_be_bytes()));
+        }
+        assert!(failures.by_addr.lock().unwrap().len() <= MAX_ADDRESSES);
+        assert_eq!(failures.record(IpAddr::from([192, 0, 2, 1])), 1);
     }
 }

@@ -307,6 +307,13 @@ async fn max_client_conn_per_user_and_per_database() {
         .await;
     assert_eq!(sqlstate(&err).as_deref(), Some("28P01"));
     assert!(started.elapsed() >= Duration::from_millis(300));
+    // The second failure from the same address within a minute waits twice as long.
+    let started = std::time::Instant::now();
+    let err = proxy
+        .login_error(common::USER, "wrong again", &db, "wrong password")
+        .await;
+    assert_eq!(sqlstate(&err).as_deref(), Some("28P01"));
+    assert!(started.elapsed() >= Duration::from_millis(600));
     proxy.stop().await;
 }
 

@@ -78,9 +78,13 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
             tracing::debug!("client login failed: {err}");
             if matches!(err, SessionError::AuthFailed(_)) {
                 metrics::counter!(crate::metrics::names::AUTH_FAILURES_TOTAL).increment(1);
-                // auth.failure_delay: a password guesser waits for each answer (not past
-                // the start of a shutdown).
-                let delay = tokio::time::sleep(snap.config.auth.failure_delay);
+                // auth.failure_delay, once more for each failure from the same address in
+                // the last minute (up to 10 s): a password guesser waits longer for each
+                // answer (not past the start of a shutdown).
+                let peer = conn.io.tcp().and_then(|t| t.peer_addr().ok());
+                let count = peer.map_or(1, |p| shared.failures.record(p.ip()));
+                let delay =
+                    tokio::time::sleep(failure_delay(snap.config.auth.failure_delay, count));
                 tokio::select! {
                     _ = delay => {}
                     _ = shutdown.wait_for(|down| *down) => {}
@@ -90,6 +94,15 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
             conn.close(FINAL_WRITE_TIMEOUT).await;
         }
     }
+}
+
+/// Longest wait before a failed login's error.
+const MAX_FAILURE_DELAY: Duration = Duration::from_secs(10);
+
+/// How long the `count`th recent failure from one address waits: `base` times `count`,
+/// at most `MAX_FAILURE_DELAY`.
+fn failure_delay(base: Duration, count: u32) -> Duration {
+    base.saturating_mul(count).min(MAX_FAILURE_DELAY)
 }
 
 /// Writes a FATAL error and gives up on the connection.
