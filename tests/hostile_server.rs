@@ -178,6 +178,16 @@ async fn broken_server_messages_are_errors_for_that_login_only() {
             .concat(),
         ),
         ("a huge SASL mechanism list", auth(10, &[b'x'; 100_000])),
+        (
+            "AuthenticationOk before the server's SCRAM signature",
+            [
+                auth(10, b"SCRAM-SHA-256\0\0"),
+                auth(0, b""),
+                message(b'K', &[0, 0, 0, 1, 0, 0, 0, 2], None),
+                message(b'Z', b"I", None),
+            ]
+            .concat(),
+        ),
     ];
     let mut tail = String::new();
     for (i, (_, reply)) in cases.iter().enumerate() {
@@ -205,5 +215,86 @@ async fn broken_server_messages_are_errors_for_that_login_only() {
         assert!(!db_error.message().is_empty(), "{what}");
         assert_serving(&proxy, &db).await;
     }
+    proxy.stop().await;
+}
+
+/// A fake server that lets weir in without a password, answers every query with an empty
+/// result, except one containing `boom`, which gets half a DataRow before the connection
+/// closes. Returns its port.
+async fn mid_message_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if read_packet(&mut stream, false).await? == [0x04, 0xd2, 0x16, 0x2f] {
+                    stream.write_all(b"N").await.ok()?;
+                    read_packet(&mut stream, false).await?;
+                }
+                let mut login = auth(0, b"");
+                for (name, value) in [
+                    ("server_version", "15.0"),
+                    ("server_encoding", "UTF8"),
+                    ("client_encoding", "UTF8"),
+                    ("DateStyle", "ISO, MDY"),
+                    ("TimeZone", "UTC"),
+                    ("integer_datetimes", "on"),
+                    ("standard_conforming_strings", "on"),
+                ] {
+                    login.extend(message(b'S', format!("{name}\0{value}\0").as_bytes(), None));
+                }
+                login.extend(message(b'K', &[0, 0, 0, 1, 0, 0, 0, 2], None));
+                login.extend(message(b'Z', b"I", None));
+                stream.write_all(&login).await.ok()?;
+                loop {
+                    let tag = stream.read_u8().await.ok()?;
+                    let len = stream.read_u32().await.ok()? as usize;
+                    let mut body = vec![0u8; len.checked_sub(4)?];
+                    stream.read_exact(&mut body).await.ok()?;
+                    if tag != b'Q' {
+                        continue;
+                    }
+                    if String::from_utf8_lossy(&body).contains("boom") {
+                        let mut reply = message(
+                            b'T',
+                            b"\0\x01v\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0",
+                            None,
+                        );
+                        // A DataRow announced at 1,000 bytes, of which 20 arrive.
+                        reply.extend(message(b'D', &[0; 20], Some(1000)));
+                        stream.write_all(&reply).await.ok()?;
+                        return Some(());
+                    }
+                    let mut reply = message(b'C', b"SET\0", None);
+                    reply.extend(message(b'Z', b"I", None));
+                    stream.write_all(&reply).await.ok()?;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_server_that_dies_mid_message_closes_its_client_without_more_bytes() {
+    let db = fresh_database();
+    let port = mid_message_server().await;
+    let tail = format!("[[databases]]\nname = \"halfway\"\nhosts = [\"127.0.0.1:{port}\"]\n");
+    let proxy = Proxy::start(&config_toml(&db, "", &tail)).await;
+    let client = proxy
+        .try_client(USER, PASSWORD, "halfway")
+        .await
+        .expect("the fake server lets weir in");
+    let e = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.simple_query("SELECT 'boom'"),
+    )
+    .await
+    .expect("the client is not left waiting for the rest of the row")
+    .expect_err("the row never ends");
+    // Closed, not an ErrorResponse read as the rest of the row (which would leave the
+    // client waiting, or hand it garbage).
+    assert!(e.is_closed() || sqlstate(&e).is_none(), "{e:?}");
+    assert_serving(&proxy, &db).await;
     proxy.stop().await;
 }

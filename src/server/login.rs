@@ -220,6 +220,11 @@ fn answer<'a>(
         reason,
     };
     match request {
+        // A server that ends a SCRAM exchange before proving it holds the verifier (its
+        // signature, in SASLFinal) could be anyone.
+        AuthRequest::Ok if scram.is_some() => Err(BackendError::Scram(
+            "the server accepted the login without proving it knows the password (AuthenticationOk before SASLFinal)".into(),
+        )),
         AuthRequest::Ok => Ok(()),
         AuthRequest::Cleartext => match &target.password {
             ServerPassword::Plain(pw) => {
