@@ -41,7 +41,7 @@ async fn a_scram_verifier_from_pg_authid_is_enough_to_reach_the_server() {
     let db = fresh_database();
     let proxy = Proxy::start(&passthrough_toml(&db, "")).await;
 
-    // Wrong password first: refused, and nothing learned from it.
+    // Wrong password first: refused.
     let e = proxy
         .login_error(USER, "not-the-password", &db, "wrong password")
         .await;
@@ -321,9 +321,42 @@ async fn auth_query_runs_the_default_query_and_reports_a_broken_one() {
         .as_db_error()
         .map(|d| d.message().to_owned())
         .unwrap_or_default();
-    assert!(
-        message.contains("auth.query") && message.contains("no_such_table"),
-        "{message}"
+    // The client, not logged in, hears that the lookup failed; the log has the server's
+    // words.
+    assert!(message.contains("auth.query"), "{message}");
+    assert!(!message.contains("no_such_table"), "{message}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn auth_query_keeps_a_verifier_for_its_ttl_and_runs_in_auth_dbname() {
+    let db = fresh_database();
+    // The lookup function lives in another database, named by auth.dbname.
+    let lookups = fresh_database();
+    let auth_role = role("lookup", "lookup-secret");
+    lookup_function(&lookups, &auth_role);
+    let user = role("cached", "first-secret");
+    let extra = format!(
+        "query = \"SELECT usename, passwd FROM public.weir_lookup($1)\"\ndbname = \"{lookups}\"\ncache_ttl = \"1h\""
     );
+    let proxy = auth_query_proxy(&db, &auth_role, &extra).await;
+    let client = proxy
+        .try_client(&user, "first-secret", &db)
+        .await
+        .expect("first");
+    assert_eq!(simple_value(&client, "SELECT current_user").await, user);
+    // Changed on the server: within the hour weir still checks the verifier it has.
+    psql(
+        "postgres",
+        &format!("ALTER ROLE {user} PASSWORD 'second-secret'"),
+    );
+    proxy
+        .try_client(&user, "first-secret", &db)
+        .await
+        .expect("the cached verifier still accepts the old password");
+    let e = proxy
+        .login_error(&user, "second-secret", &db, "not looked up again yet")
+        .await;
+    assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e}");
     proxy.stop().await;
 }

@@ -815,8 +815,8 @@ async fn messages_over_limits_max_message_size_are_refused() {
     proxy.stop().await;
 }
 
-/// Starts a SCRAM login and returns the client's final message and the server-first-message
-/// it answers, so a test can tamper with the former.
+/// Starts a SCRAM login with `password` up to the client's final message, which it returns
+/// unsent, so a test can tamper with it.
 async fn scram_until_final(raw: &mut Raw, db: &str, password: &str) -> String {
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
     raw.send(&startup_for(db)).await;

@@ -528,6 +528,12 @@ async fn client_certificates_log_in_users_whose_method_is_cert() {
         .await
         .expect("an md5 user needs no certificate");
     client.simple_query("SELECT 1").await.expect("query");
+    let md5_over_tls = format!(
+        "sslmode=verify-full sslrootcert={} user={MD5_USER} password={MD5_PASSWORD}",
+        certs.ca.display()
+    );
+    let out = psql_through(&proxy, &db, &md5_over_tls, &["-c", "SELECT current_user"]).await;
+    assert_eq!(ok_stdout(&out), MD5_USER, "over TLS, without a certificate");
     proxy.stop().await;
 }
 

@@ -105,9 +105,12 @@ impl fmt::Debug for PassThrough {
 /// Why a pass-through login to a server failed. Messages carry no key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum KeyedError {
-    /// The server-first-message does not parse.
-    #[error("malformed SCRAM server-first-message: {0}")]
+    /// A server message does not parse.
+    #[error("malformed SCRAM message from the server: {0}")]
     Malformed(&'static str),
+    /// A server message longer than any real one.
+    #[error("SCRAM message from the server of {0} bytes; at most {MAX_SERVER_MESSAGE} are read")]
+    TooLong(usize),
     /// The server's nonce does not extend ours.
     #[error("the server's SCRAM nonce does not start with weir's")]
     Nonce,
@@ -126,6 +129,7 @@ pub(crate) enum KeyedError {
 }
 
 /// The client side of one SCRAM-SHA-256 login, run from a learned ClientKey.
+#[must_use = "a KeyedClient does nothing until fed the server's messages"]
 pub(crate) struct KeyedClient<'a> {
     /// The verifier and its learned key.
     keys: &'a PassThrough,
@@ -208,7 +212,7 @@ impl KeyedClient<'_> {
 /// Length cap, then UTF-8.
 fn text(msg: &[u8]) -> Result<&str, KeyedError> {
     if msg.len() > MAX_SERVER_MESSAGE {
-        return Err(KeyedError::Malformed("longer than 2048 bytes"));
+        return Err(KeyedError::TooLong(msg.len()));
     }
     std::str::from_utf8(msg).map_err(|_| KeyedError::Malformed("not UTF-8"))
 }

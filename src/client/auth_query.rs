@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::app::{Database, Snapshot};
 use crate::auth::UserEntry;
@@ -21,19 +21,38 @@ use super::SessionError;
 /// no room is used for its login and not kept.
 const MAX_ENTRIES: usize = 10_000;
 
+/// Lookups running at once: each is a server connection, opened before any password is
+/// checked, so a stream of made-up names must not turn into a stream of connections.
+const MAX_LOOKUPS: usize = 4;
+
+/// How long a name the query did not find stays "not found" (or `auth.cache_ttl`, if
+/// shorter): long enough to absorb a burst of guesses, short enough for a new role.
+const NOT_FOUND_TTL: Duration = Duration::from_secs(5);
+
 /// One looked-up user.
 struct Cached {
-    /// What the user is checked against, and logs in to servers with.
-    entry: Arc<UserEntry>,
+    /// What the user is checked against and logs in to servers with; `None` when the
+    /// query found no password for the name.
+    entry: Option<Arc<UserEntry>>,
     /// When the query returned it.
     fetched: Instant,
 }
 
 /// Users learned through `auth.query`, by (database as clients name it, user).
-#[derive(Default)]
 pub(crate) struct AuthCache {
     /// The entries.
     entries: Mutex<HashMap<(String, String), Cached>>,
+    /// Permits for `MAX_LOOKUPS` lookups at once.
+    lookups: tokio::sync::Semaphore,
+}
+
+impl Default for AuthCache {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::default(),
+            lookups: tokio::sync::Semaphore::new(MAX_LOOKUPS),
+        }
+    }
 }
 
 impl std::fmt::Debug for AuthCache {
@@ -47,11 +66,20 @@ impl std::fmt::Debug for AuthCache {
     }
 }
 
+/// What the cache holds for a key.
+enum Hit {
+    /// Fresh: use it (`None`: the name is not a user).
+    Fresh(Option<Arc<UserEntry>>),
+    /// Stale or absent; the previous entry, if any, keeps what pass-through learned.
+    Stale(Option<Arc<UserEntry>>),
+}
+
 impl AuthCache {
     /// The entry of `user`, who is not in `[[users]]`, for a login to `db`: from the cache
     /// while fresh, else from `auth.query` on the primary. `Ok(None)` when `auth_query` is
     /// off or the query finds no password for the user: the login then fails like a
-    /// wrong password.
+    /// wrong password. Details of a failure go to the log, not to the client, who has not
+    /// logged in yet.
     pub(crate) async fn lookup(
         &self,
         snap: &Snapshot,
@@ -63,21 +91,22 @@ impl AuthCache {
             return Ok(None);
         };
         let key = (db.config.name.clone(), user.to_owned());
-        let previous = {
-            let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            match entries.get(&key) {
-                Some(c) if c.fetched.elapsed() < auth.cache_ttl => {
-                    return Ok(Some(c.entry.clone()))
-                }
-                Some(c) => Some(c.entry.clone()),
-                None => None,
-            }
-        };
+        if let Hit::Fresh(entry) = self.hit(&key, auth.cache_ttl) {
+            return Ok(entry);
+        }
         let failed = |reason: String| {
             tracing::warn!(user, database = %db.config.name, "auth_query failed: {reason}");
-            SessionError::AuthQuery(format!(
-                "cannot look up user \"{user}\" with auth.query: {reason}"
-            ))
+            SessionError::AuthQuery(user.to_owned())
+        };
+        let _permit = self
+            .lookups
+            .acquire()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        // Another login may have looked the same name up while this one waited.
+        let previous = match self.hit(&key, auth.cache_ttl) {
+            Hit::Fresh(entry) => return Ok(entry),
+            Hit::Stale(previous) => previous,
         };
         let mut targets = snap.targets(&db.config, &auth_user);
         if let Some(dbname) = &auth.dbname {
@@ -94,15 +123,22 @@ impl AuthCache {
         let mut conn = ServerConn::connect(target, limit)
             .await
             .map_err(|e| failed(e.to_string()))?;
-        let rows = conn.query_with_param(&auth.query, user).await;
+        let rows = tokio::time::timeout(limit, conn.query_with_param(&auth.query, user)).await;
         conn.terminate().await;
-        let rows = rows.map_err(|e| failed(e.to_string()))?;
+        let rows = rows
+            .map_err(|_| {
+                failed(format!(
+                    "no answer within server_connect_timeout ({limit:?})"
+                ))
+            })?
+            .map_err(|e| failed(e.to_string()))?;
         // PgBouncer's convention: the password is the last column of the first row.
         let Some(password) = rows
             .into_iter()
             .next()
             .and_then(|row| row.into_iter().last().flatten())
         else {
+            self.keep(key, None, auth.cache_ttl);
             return Ok(None);
         };
         let config = UserConfig {
@@ -122,28 +158,42 @@ impl AuthCache {
         let entry = match built {
             Ok(entry) => Arc::new(entry),
             Err(e) => {
+                // Refused like a wrong password: a stranger learns nothing about the name.
                 tracing::warn!(user, "auth_query returned a password weir cannot use: {e}");
-                return Err(SessionError::NotAuthorized(format!(
-                    "the password auth.query returned for user \"{user}\" cannot be used to log in"
-                )));
+                return Ok(None);
             }
         };
-        self.keep(key, entry.clone(), auth.cache_ttl);
+        self.keep(key, Some(entry.clone()), auth.cache_ttl);
         Ok(Some(entry))
     }
 
-    /// The entry a client of `database` logged in with as `user`, fresh or not: what its
-    /// session keeps using (and its pool is built for) until it leaves.
+    /// What the cache holds for `key` under `ttl` (a shorter one for names not found).
+    fn hit(&self, key: &(String, String), ttl: Duration) -> Hit {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        match entries.get(key) {
+            Some(c) if c.entry.is_some() && c.fetched.elapsed() < ttl => {
+                Hit::Fresh(c.entry.clone())
+            }
+            Some(c) if c.entry.is_none() && c.fetched.elapsed() < ttl.min(NOT_FOUND_TTL) => {
+                Hit::Fresh(None)
+            }
+            Some(c) => Hit::Stale(c.entry.clone()),
+            None => Hit::Stale(None),
+        }
+    }
+
+    /// The entry a client of `database` last logged in with as `user`, fresh or not: what
+    /// a RELOAD keeps the user's pool for.
     pub(crate) fn known(&self, database: &str, user: &str) -> Option<Arc<UserEntry>> {
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&(database.to_owned(), user.to_owned()))
-            .map(|c| c.entry.clone())
+            .and_then(|c| c.entry.clone())
     }
 
-    /// Stores a fresh entry, making room by dropping expired ones.
-    fn keep(&self, key: (String, String), entry: Arc<UserEntry>, ttl: std::time::Duration) {
+    /// Stores what a lookup found, making room by dropping expired entries.
+    fn keep(&self, key: (String, String), entry: Option<Arc<UserEntry>>, ttl: Duration) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
             entries.retain(|_, c| c.fetched.elapsed() < ttl);

@@ -91,8 +91,8 @@ pub(crate) enum SessionError {
     /// RELOAD removed the client's database or user.
     #[error("terminating connection: {0} was removed from the configuration (RELOAD)")]
     Removed(String),
-    /// `auth.query` could not be run for a user that is not listed.
-    #[error("{0}")]
+    /// `auth.query` could not be run for this user, who is not listed (why is logged).
+    #[error("cannot check the password of user \"{0}\": looking it up with auth.query failed (weir's log says why)")]
     AuthQuery(String),
     /// Something weir does not offer.
     #[error("{0}")]

@@ -1,4 +1,9 @@
-//! The client-facing password exchange: md5 or SCRAM-SHA-256 against the user table.
+//! The client-facing login exchange: md5, SCRAM-SHA-256 (with channel binding over TLS),
+//! or a client certificate, against the user's entry.
+//!
+//! Owns: the order of the authentication messages and what a failure is reported as.
+//! Teaches SCRAM pass-through the ClientKey a successful proof reveals.
+//! Does not: find the entry (the caller does, listed or from `auth_query`), or derive keys.
 
 use std::sync::Arc;
 

@@ -21,6 +21,7 @@ use bytes::BufMut;
 use tokio::net::TcpStream;
 
 use crate::app::{Shared, Snapshot};
+use crate::auth::UserEntry;
 use crate::cancel::ClientInfo;
 use crate::config::{TlsMode, RESERVED_DATABASES};
 use crate::limits::Scope;
@@ -96,6 +97,20 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
     }
 }
 
+/// `name`'s entry under `snap`: its `[[users]]` entry, else, while `auth.user` is set,
+/// `looked_up`, the entry `auth.query` gave it at login.
+fn entry_under(
+    snap: &Snapshot,
+    name: &str,
+    looked_up: Option<&Arc<UserEntry>>,
+) -> Option<Arc<UserEntry>> {
+    snap.users.get(name).or_else(|| {
+        looked_up
+            .filter(|_| snap.config.auth.user.is_some())
+            .cloned()
+    })
+}
+
 /// Longest wait before a failed login's error.
 const MAX_FAILURE_DELAY: Duration = Duration::from_secs(10);
 
@@ -137,12 +152,12 @@ async fn start(
     if *shared.shutdown.borrow() {
         return Err(SessionError::ShuttingDown);
     }
-    let entry = match snap.users.get(&request.user) {
-        Some(listed) => Some(listed),
-        None => match snap.databases.get(&request.database) {
-            Some(db) => shared.auth_cache.lookup(snap, db, &request.user).await?,
-            None => None,
-        },
+    let listed = snap.users.get(&request.user);
+    let from_query = listed.is_none();
+    let entry = match (listed, snap.databases.get(&request.database)) {
+        (Some(listed), _) => Some(listed),
+        (None, Some(db)) => shared.auth_cache.lookup(snap, db, &request.user).await?,
+        (None, None) => None,
     };
     // SCRAM-SHA-256-PLUS binds to the certificate this connection was accepted with,
     // which is this snapshot's.
@@ -172,7 +187,9 @@ async fn start(
         }
         &current
     };
-    let Some(user) = shared.user_entry(snap, &request.database, &user.name) else {
+    // The entry the password was checked against is the one the session keeps.
+    let looked_up = from_query.then(|| user.clone());
+    let Some(user) = entry_under(snap, &user.name, looked_up.as_ref()) else {
         return Err(SessionError::Removed(format!("user \"{}\"", user.name)));
     };
     let tcp = conn.io.tcp();
@@ -262,6 +279,7 @@ async fn start(
         cancel,
         shutdown: shared.shutdown.subscribe(),
         shared: shared.clone(),
+        looked_up,
         _admitted: admitted,
     }))))
 }

@@ -77,6 +77,9 @@ pub(crate) struct Attach {
     pub(super) shutdown: watch::Receiver<bool>,
     /// Pools and the current snapshot.
     pub(super) shared: Arc<Shared>,
+    /// The entry `auth.query` gave the client at login (`None` for a listed user): its
+    /// user across RELOADs while `auth.user` stays set.
+    pub(super) looked_up: Option<Arc<crate::auth::UserEntry>>,
     /// Its place under its user's and its database's `max_client_conn`, until it leaves.
     pub(super) _admitted: crate::limits::Admitted,
 }
@@ -505,8 +508,7 @@ impl Session {
             .get(&name)
             .cloned()
             .ok_or_else(|| SessionError::Removed(format!("database \"{name}\"")))?;
-        let user = shared
-            .user_entry(&snap, &self.attach.pool.database, &user_name)
+        let user = super::entry_under(&snap, &user_name, self.attach.looked_up.as_ref())
             .ok_or_else(|| SessionError::Removed(format!("user \"{user_name}\"")))?;
         let targets = Arc::new(snap.targets(&db.config, &user));
         self.attach.pool = snap.pool(&shared.pools, &db.config, &user);

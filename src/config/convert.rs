@@ -528,15 +528,24 @@ fn cross_check(config: &Config) -> Result<(), ConfigError> {
             }
         }
     }
-    if let Some(user) = config.auth.user.as_deref().and_then(|n| config.user(n)) {
+    // Users weir logs in as on its own, before any client has: a SCRAM verifier alone is
+    // not enough for them (pass-through needs a client's login first).
+    for (key, name) in [
+        ("auth.user", &config.auth.user),
+        (
+            "cluster.health_check_user",
+            &config.cluster.health_check_user,
+        ),
+        ("cluster.promote_user", &config.cluster.promote_user),
+    ] {
+        let user = name.as_deref().and_then(|n| config.user(n));
         if user
-            .password
-            .as_deref()
+            .and_then(|u| u.password.as_deref())
             .is_some_and(|p| p.starts_with("SCRAM-SHA-256$"))
         {
             return Err(ConfigError::invalid(
-                "auth.user",
-                Problem::Rule("weir logs in as auth.user before any client does, so its password must be plaintext or an md5 verifier, not a SCRAM verifier"),
+                key,
+                Problem::Rule("weir logs in as this user before any client does, so its password must be plaintext or an md5 verifier, not a SCRAM verifier"),
             ));
         }
     }

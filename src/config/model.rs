@@ -191,8 +191,9 @@ impl fmt::Display for PoolMode {
 /// `[limits]`: bounds on what one client may send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LimitsSettings {
-    /// Largest message a client may send, in bytes (type byte and length word aside, as
-    /// PostgreSQL counts). Larger ones end the connection with `08P01`. Messages are
+    /// Largest message a client may send, in bytes: its length word and body, as the
+    /// length word counts them (the type byte aside). Larger ones end the connection
+    /// with `08P01`. Messages are
     /// relayed as they arrive, never buffered whole, whatever this is.
     pub max_message_size: usize,
 }
@@ -222,8 +223,8 @@ pub struct AuthSettings {
     pub query: String,
     /// The database on the servers `query` runs in (`None`: the client's database's).
     pub dbname: Option<String>,
-    /// How long a verifier `query` returned is used before it is asked again (zero: never
-    /// kept).
+    /// How long a verifier `query` returned is used before it is asked again (zero: asked
+    /// on every login).
     pub cache_ttl: Duration,
 }
 

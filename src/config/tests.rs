@@ -678,7 +678,12 @@ fn auth_query_settings() {
     );
     let e = err("[auth]\nuser = \"a\"\n[[users]]\nname = \"a\"\npassword = \"SCRAM-SHA-256$4096:c2FsdA==$a:b\"");
     assert!(
-        e.starts_with("auth.user: weir logs in as auth.user before any client"),
+        e.starts_with("auth.user: weir logs in as this user before any client"),
+        "{e}"
+    );
+    let e = err("[cluster]\nhealth_check_user = \"a\"\n[[users]]\nname = \"a\"\npassword = \"SCRAM-SHA-256$4096:c2FsdA==$a:b\"");
+    assert!(
+        e.starts_with("cluster.health_check_user: weir logs in as this user"),
         "{e}"
     );
     let e = err("[auth]\nquery = \"SELECT usename, passwd FROM pg_shadow\"");

@@ -587,6 +587,33 @@ impl MessageBuilder {
         })
     }
 
+    /// Parse, Bind, Execute and Sync of the unnamed statement `sql` with one text
+    /// parameter, toward a server: the parameter is bound, never spliced into the text.
+    pub(crate) fn query_with_param(
+        buf: &mut BytesMut,
+        sql: &str,
+        param: &str,
+    ) -> Result<(), ProtocolError> {
+        let malformed = |what| ProtocolError::Malformed { what };
+        frontend::parse("", sql, std::iter::empty(), buf).map_err(|_| malformed("Parse"))?;
+        frontend::bind(
+            "",
+            "",
+            std::iter::once(0),
+            std::iter::once(param),
+            |p, out| {
+                out.extend_from_slice(p.as_bytes());
+                Ok(postgres_protocol::IsNull::No)
+            },
+            std::iter::once(0),
+            buf,
+        )
+        .map_err(|_| malformed("Bind"))?;
+        frontend::execute("", 0, buf).map_err(|_| malformed("Execute"))?;
+        frontend::sync(buf);
+        Ok(())
+    }
+
     /// SASLResponse toward a server.
     pub(crate) fn sasl_response(buf: &mut BytesMut, data: &[u8]) -> Result<(), ProtocolError> {
         frontend::sasl_response(data, buf).map_err(|_| ProtocolError::Malformed {

@@ -177,6 +177,9 @@ pub(crate) struct ServerConn {
     pub(crate) generation: u64,
 }
 
+/// How long a Terminate, and a TLS close_notify after it, may take to go out.
+const TERMINATE_LIMIT: Duration = Duration::from_secs(1);
+
 impl ServerConn {
     /// Connects and logs in, all within `limit`.
     pub(crate) async fn connect(
@@ -299,28 +302,7 @@ impl ServerConn {
         sql: &str,
         param: &str,
     ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
-        use postgres_protocol::message::frontend;
-        use postgres_protocol::IsNull;
-        let buf = &mut self.conn.wbuf;
-        frontend::parse("", sql, std::iter::empty(), buf).map_err(BackendError::from)?;
-        frontend::bind(
-            "",
-            "",
-            std::iter::once(0),
-            std::iter::once(param),
-            |p, out| {
-                out.extend_from_slice(p.as_bytes());
-                Ok(IsNull::No)
-            },
-            std::iter::once(0),
-            buf,
-        )
-        .map_err(|e| match e {
-            frontend::BindError::Conversion(e) => BackendError::from(std::io::Error::other(e)),
-            frontend::BindError::Serialization(e) => BackendError::from(e),
-        })?;
-        frontend::execute("", 0, buf).map_err(BackendError::from)?;
-        frontend::sync(buf);
+        MessageBuilder::query_with_param(&mut self.conn.wbuf, sql, param)?;
         self.rows_until_ready(&mut BytesMut::new()).await
     }
 
@@ -416,7 +398,7 @@ impl ServerConn {
         let mut buf = BytesMut::new();
         MessageBuilder::terminate(&mut buf);
         self.conn.wbuf = buf;
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.conn.flush()).await;
-        self.conn.close(Duration::from_secs(1)).await;
+        let _ = tokio::time::timeout(TERMINATE_LIMIT, self.conn.flush()).await;
+        self.conn.close(TERMINATE_LIMIT).await;
     }
 }
