@@ -182,6 +182,9 @@ fn lookup_function(db: &str, auth_role: &str) {
     );
 }
 
+/// `auth.query` through the function `lookup_function` makes.
+const LOOKUP_QUERY: &str = "query = \"SELECT usename, passwd FROM public.weir_lookup($1)\"";
+
 /// weir with only `auth_role` listed (plaintext), and `[auth]` set up for auth_query.
 async fn auth_query_proxy(db: &str, auth_role: &str, auth_extra: &str) -> Proxy {
     let users = format!("[[users]]\nname = \"{auth_role}\"\npassword = \"lookup-secret\"\n");
@@ -205,12 +208,7 @@ async fn auth_query_lets_unlisted_users_in_with_the_servers_own_verifiers() {
     let auth_role = role("lookup", "lookup-secret");
     lookup_function(&db, &auth_role);
     let scram_user = role("unlisted", "unlisted-secret");
-    let proxy = auth_query_proxy(
-        &db,
-        &auth_role,
-        "query = \"SELECT usename, passwd FROM public.weir_lookup($1)\"",
-    )
-    .await;
+    let proxy = auth_query_proxy(&db, &auth_role, LOOKUP_QUERY).await;
 
     // A SCRAM user: challenged with its verifier, and logged in to the server by
     // pass-through.
@@ -263,7 +261,7 @@ async fn auth_query_sees_a_changed_password_once_the_cache_expires() {
     let proxy = auth_query_proxy(
         &db,
         &auth_role,
-        "query = \"SELECT usename, passwd FROM public.weir_lookup($1)\"\ncache_ttl = \"0s\"",
+        &format!("{LOOKUP_QUERY}\ncache_ttl = \"0s\""),
     )
     .await;
     let client = proxy
@@ -336,9 +334,7 @@ async fn auth_query_keeps_a_verifier_for_its_ttl_and_runs_in_auth_dbname() {
     let auth_role = role("lookup", "lookup-secret");
     lookup_function(&lookups, &auth_role);
     let user = role("cached", "first-secret");
-    let extra = format!(
-        "query = \"SELECT usename, passwd FROM public.weir_lookup($1)\"\ndbname = \"{lookups}\"\ncache_ttl = \"1h\""
-    );
+    let extra = format!("{LOOKUP_QUERY}\ndbname = \"{lookups}\"\ncache_ttl = \"1h\"");
     let proxy = auth_query_proxy(&db, &auth_role, &extra).await;
     let client = proxy
         .try_client(&user, "first-secret", &db)
