@@ -8,7 +8,8 @@
 //!
 //! Layers: `raw` (the file's shape, unknown keys refused) -> `convert` (every check and
 //! default) -> `model` (what the rest of weir sees). `env` turns variables into key paths;
-//! `duration` parses `"30s"`; `error` holds the messages.
+//! `duration` parses `"30s"`; `values` checks each value's form; `error` holds the
+//! messages.
 
 mod convert;
 mod duration;
@@ -18,6 +19,7 @@ mod model;
 mod raw;
 #[cfg(test)]
 mod tests;
+mod values;
 
 use std::ffi::OsString;
 use std::path::Path;
