@@ -339,20 +339,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The entry of `user` for a client of `database` under `snap`: its `[[users]]` entry,
-    /// or, with `auth.user` set, the one `auth.query` returned when it logged in.
+    /// The entry of `user` for a client of `database` under `snap`: its `[[users]]` entry;
+    /// else, while `auth.user` is set, what `auth.query` last returned for it (so every
+    /// session of the user follows a changed verifier to the same pool), or, if the cache
+    /// no longer has it, `looked_up`, the entry the client's own login used.
     pub(crate) fn user_entry(
         &self,
         snap: &Snapshot,
         database: &str,
         user: &str,
+        looked_up: Option<&Arc<UserEntry>>,
     ) -> Option<Arc<UserEntry>> {
         snap.users.get(user).or_else(|| {
-            snap.config
-                .auth
-                .user
-                .as_ref()
-                .and_then(|_| self.auth_cache.known(database, user))
+            snap.config.auth.user.as_ref()?;
+            self.auth_cache
+                .known(database, user)
+                .or_else(|| looked_up.cloned())
         })
     }
 

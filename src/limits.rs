@@ -1,8 +1,9 @@
 //! How many clients each user and each database has, for their `max_client_conn`, and
 //! how many failed logins each client address had lately, for `auth.failure_delay`.
 //!
-//! Owns: the counts, and the guard that holds one client's place until it leaves. They
-//! live in `Shared`, so a RELOAD that changes a limit counts the clients already in.
+//! Owns: the counts, the guard that holds one client's place until it leaves, and the
+//! failed logins per address (`Failures`). They live in `Shared`, so a RELOAD that
+//! changes a limit counts the clients already in.
 //! Does not: count all clients (`Shared::clients` does, for `pool.max_client_conn`).
 
 use std::collections::HashMap;
@@ -11,39 +12,65 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Failures older than this are forgotten.
+/// A first failure older than this starts the count again.
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
-/// Addresses tracked at most; past it, addresses without a recent failure are dropped,
-/// and a new one that still finds no room counts as a first failure.
+/// Addresses tracked at most; past it, those without a failure in the window go, then
+/// the one whose window started first.
 const MAX_ADDRESSES: usize = 10_000;
 
-/// Failed logins by client address over the last minute.
+/// One address's failures.
+#[derive(Debug, Clone, Copy)]
+struct Strikes {
+    /// Failed logins since `since`.
+    count: u32,
+    /// When the first of them was.
+    since: Instant,
+}
+
+/// Failed logins by client address (IPv6 by /64, the block one host usually has), within
+/// a minute of the first.
 #[derive(Debug, Default)]
 pub(crate) struct Failures {
-    /// Failures since the first one in the window, and when that one was.
-    by_addr: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// By address.
+    by_addr: Mutex<HashMap<IpAddr, Strikes>>,
 }
 
 impl Failures {
-    /// Counts a failed login from `addr`; returns how many it has had within the last
-    /// minute, this one included.
+    /// Counts a failed login from `addr`; returns how many it has had within a minute of
+    /// the first, this one included.
     pub(crate) fn record(&self, addr: IpAddr) -> u32 {
+        let addr = match addr {
+            IpAddr::V6(v6) => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::from([a, b, c, d, 0, 0, 0, 0])
+            }
+            v4 => v4,
+        };
         let now = Instant::now();
+        let fresh = |s: &Strikes| now.duration_since(s.since) < FAILURE_WINDOW;
         let mut by_addr = self.by_addr.lock().unwrap_or_else(PoisonError::into_inner);
-        let fresh = |since: &Instant| now.duration_since(*since) < FAILURE_WINDOW;
         if by_addr.len() >= MAX_ADDRESSES && !by_addr.contains_key(&addr) {
-            by_addr.retain(|_, (_, since)| fresh(since));
+            by_addr.retain(|_, s| fresh(s));
             if by_addr.len() >= MAX_ADDRESSES {
-                return 1;
+                let oldest = by_addr.iter().min_by_key(|(_, s)| s.since).map(|(a, _)| *a);
+                if let Some(oldest) = oldest {
+                    by_addr.remove(&oldest);
+                }
             }
         }
-        let entry = by_addr.entry(addr).or_insert((0, now));
-        if !fresh(&entry.1) {
-            *entry = (0, now);
+        let strikes = by_addr.entry(addr).or_insert(Strikes {
+            count: 0,
+            since: now,
+        });
+        if !fresh(strikes) {
+            *strikes = Strikes {
+                count: 0,
+                since: now,
+            };
         }
-        entry.0 = entry.0.saturating_add(1);
-        entry.0
+        strikes.count = strikes.count.saturating_add(1);
+        strikes.count
     }
 }
 
@@ -174,16 +201,29 @@ mod tests {
         assert_eq!(failures.record(a), 1);
         assert_eq!(failures.record(a), 2);
         assert_eq!(failures.record(b), 1, "another address has its own count");
+        // One IPv6 host's /64 counts as one address.
+        let v6 = |last: u16| IpAddr::from([0x2001, 0xdb8, 1, 2, 0, 0, 0, last]);
+        assert_eq!(failures.record(v6(1)), 1);
+        assert_eq!(failures.record(v6(2)), 2);
         // An old first failure starts the count again.
         failures.by_addr.lock().unwrap().insert(
             a,
-            (5, Instant::now() - FAILURE_WINDOW - Duration::from_secs(1)),
+            Strikes {
+                count: 5,
+                since: Instant::now() - FAILURE_WINDOW - Duration::from_secs(1),
+            },
         );
         assert_eq!(failures.record(a), 1);
+        // Full: the address whose window started first makes room, and the newcomer is
+        // counted.
         for i in 0..MAX_ADDRESSES as u32 {
-            failures.record(IpAddr::from(i.to_be_bytes()));
+            failures.record(IpAddr::from(((i + 1) << 8).to_be_bytes()));
         }
-        assert!(failures.by_addr.lock().unwrap().len() <= MAX_ADDRESSES);
-        assert_eq!(failures.record(IpAddr::from([192, 0, 2, 1])), 1);
+        let newcomer = IpAddr::from([192, 0, 2, 1]);
+        assert_eq!(failures.record(newcomer), 1);
+        assert_eq!(failures.record(newcomer), 2, "kept, not dropped");
+        let map = failures.by_addr.lock().unwrap();
+        assert!(map.len() <= MAX_ADDRESSES);
+        assert!(!map.contains_key(&b), "the oldest window went first");
     }
 }

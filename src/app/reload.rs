@@ -114,6 +114,10 @@ impl Shared {
         }
         let snap = Arc::new(Snapshot::build(config, Some(&old))?);
         snap.watch_hosts(Some(&old));
+        if snap.config.auth != old.config.auth || snap.config.databases != old.config.databases {
+            // What auth_query found under the old query, user or hosts is asked again.
+            self.auth_cache.clear();
+        }
         // The snapshot first, then its generation: a client that sees the new generation
         // finds the new snapshot.
         *self
@@ -124,7 +128,7 @@ impl Shared {
         self.pools.publish(snap.generation);
         for pool in self.pools.all() {
             let db = snap.databases.get(&pool.database);
-            let user = self.user_entry(&snap, &pool.database, &pool.user);
+            let user = self.user_entry(&snap, &pool.database, &pool.user, None);
             let (Some(db), Some(user)) = (db, user) else {
                 self.pools.remove(&pool);
                 continue;

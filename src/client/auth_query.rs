@@ -38,6 +38,18 @@ struct Cached {
     fetched: Instant,
 }
 
+impl Cached {
+    /// Still usable under `ttl`; a name not found for at most `NOT_FOUND_TTL`.
+    fn fresh(&self, ttl: Duration) -> bool {
+        let ttl = if self.entry.is_some() {
+            ttl
+        } else {
+            ttl.min(NOT_FOUND_TTL)
+        };
+        self.fetched.elapsed() < ttl
+    }
+}
+
 /// Users learned through `auth.query`, by (database as clients name it, user).
 pub(crate) struct AuthCache {
     /// The entries.
@@ -98,16 +110,6 @@ impl AuthCache {
             tracing::warn!(user, database = %db.config.name, "auth_query failed: {reason}");
             SessionError::AuthQuery(user.to_owned())
         };
-        let _permit = self
-            .lookups
-            .acquire()
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        // Another login may have looked the same name up while this one waited.
-        let previous = match self.hit(&key, auth.cache_ttl) {
-            Hit::Fresh(entry) => return Ok(entry),
-            Hit::Stale(previous) => previous,
-        };
         let mut targets = snap.targets(&db.config, &auth_user);
         if let Some(dbname) = &auth.dbname {
             for t in &mut targets {
@@ -116,15 +118,35 @@ impl AuthCache {
         }
         let limit = snap.config.pool.server_connect_timeout;
         let deadline = tokio::time::Instant::now() + snap.config.cluster.failover_timeout;
-        let host = db.cluster.primary(&targets, limit, deadline).await?;
+        // The primary first, without a permit: a database waiting out a failover must not
+        // hold back lookups for the others.
+        let host = db
+            .cluster
+            .primary(&targets, limit, deadline)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         let target = targets
             .get(host)
             .ok_or_else(|| failed("the database has no such host".to_owned()))?;
+        let _permit = tokio::time::timeout(limit, self.lookups.acquire())
+            .await
+            .map_err(|_| {
+                failed(format!(
+                    "{MAX_LOOKUPS} lookups already running for {limit:?}"
+                ))
+            })?
+            .map_err(|e| failed(e.to_string()))?;
+        // Another login may have looked the same name up while this one waited.
+        let previous = match self.hit(&key, auth.cache_ttl) {
+            Hit::Fresh(entry) => return Ok(entry),
+            Hit::Stale(previous) => previous,
+        };
         let mut conn = ServerConn::connect(target, limit)
             .await
             .map_err(|e| failed(e.to_string()))?;
         let rows = tokio::time::timeout(limit, conn.query_with_param(&auth.query, user)).await;
-        conn.terminate().await;
+        // The Terminate goes out on its own time, not the next lookup's.
+        tokio::spawn(conn.terminate());
         let rows = rows
             .map_err(|_| {
                 failed(format!(
@@ -160,6 +182,7 @@ impl AuthCache {
             Err(e) => {
                 // Refused like a wrong password: a stranger learns nothing about the name.
                 tracing::warn!(user, "auth_query returned a password weir cannot use: {e}");
+                self.keep(key, None, auth.cache_ttl);
                 return Ok(None);
             }
         };
@@ -167,19 +190,23 @@ impl AuthCache {
         Ok(Some(entry))
     }
 
-    /// What the cache holds for `key` under `ttl` (a shorter one for names not found).
+    /// What the cache holds for `key` under `ttl`.
     fn hit(&self, key: &(String, String), ttl: Duration) -> Hit {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         match entries.get(key) {
-            Some(c) if c.entry.is_some() && c.fetched.elapsed() < ttl => {
-                Hit::Fresh(c.entry.clone())
-            }
-            Some(c) if c.entry.is_none() && c.fetched.elapsed() < ttl.min(NOT_FOUND_TTL) => {
-                Hit::Fresh(None)
-            }
+            Some(c) if c.fresh(ttl) => Hit::Fresh(c.entry.clone()),
             Some(c) => Hit::Stale(c.entry.clone()),
             None => Hit::Stale(None),
         }
+    }
+
+    /// Forgets every entry: a RELOAD changed `[auth]` or a database, so what a lookup
+    /// found may no longer be what it would find. Sessions keep the entries they hold.
+    pub(crate) fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// The entry a client of `database` last logged in with as `user`, fresh or not: what
@@ -196,7 +223,7 @@ impl AuthCache {
     fn keep(&self, key: (String, String), entry: Option<Arc<UserEntry>>, ttl: Duration) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
-            entries.retain(|_, c| c.fetched.elapsed() < ttl);
+            entries.retain(|_, c| c.fresh(ttl));
             if entries.len() >= MAX_ENTRIES {
                 return;
             }

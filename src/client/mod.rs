@@ -21,7 +21,6 @@ use bytes::BufMut;
 use tokio::net::TcpStream;
 
 use crate::app::{Shared, Snapshot};
-use crate::auth::UserEntry;
 use crate::cancel::ClientInfo;
 use crate::config::{TlsMode, RESERVED_DATABASES};
 use crate::limits::Scope;
@@ -97,27 +96,11 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-/// `name`'s entry under `snap`: its `[[users]]` entry, else, while `auth.user` is set,
-/// `looked_up`, the entry `auth.query` gave it at login.
-fn entry_under(
-    snap: &Snapshot,
-    name: &str,
-    looked_up: Option<&Arc<UserEntry>>,
-) -> Option<Arc<UserEntry>> {
-    snap.users.get(name).or_else(|| {
-        looked_up
-            .filter(|_| snap.config.auth.user.is_some())
-            .cloned()
-    })
-}
-
-/// Longest wait before a failed login's error.
-const MAX_FAILURE_DELAY: Duration = Duration::from_secs(10);
-
 /// How long the `count`th recent failure from one address waits: `base` times `count`,
 /// at most `MAX_FAILURE_DELAY`.
 fn failure_delay(base: Duration, count: u32) -> Duration {
-    base.saturating_mul(count).min(MAX_FAILURE_DELAY)
+    base.saturating_mul(count)
+        .min(crate::config::MAX_FAILURE_DELAY)
 }
 
 /// Writes a FATAL error and gives up on the connection.
@@ -189,7 +172,8 @@ async fn start(
     };
     // The entry the password was checked against is the one the session keeps.
     let looked_up = from_query.then(|| user.clone());
-    let Some(user) = entry_under(snap, &user.name, looked_up.as_ref()) else {
+    let Some(user) = shared.user_entry(snap, &request.database, &user.name, looked_up.as_ref())
+    else {
         return Err(SessionError::Removed(format!("user \"{}\"", user.name)));
     };
     let tcp = conn.io.tcp();

@@ -508,7 +508,13 @@ impl Session {
             .get(&name)
             .cloned()
             .ok_or_else(|| SessionError::Removed(format!("database \"{name}\"")))?;
-        let user = super::entry_under(&snap, &user_name, self.attach.looked_up.as_ref())
+        let user = shared
+            .user_entry(
+                &snap,
+                &self.attach.pool.database,
+                &user_name,
+                self.attach.looked_up.as_ref(),
+            )
             .ok_or_else(|| SessionError::Removed(format!("user \"{user_name}\"")))?;
         let targets = Arc::new(snap.targets(&db.config, &user));
         self.attach.pool = snap.pool(&shared.pools, &db.config, &user);

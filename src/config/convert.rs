@@ -12,7 +12,7 @@ use super::model::{
     AdminSettings, AuthMethod, AuthSettings, ClusterSettings, Config, DatabaseConfig, HostAddr,
     LimitsSettings, ListenSettings, MetricsSettings, PoolMode, PoolSettings, PrimaryReads, Routing,
     RoutingSettings, ServerTlsMode, ServerTlsSettings, TlsMode, TlsSettings, TransactionRouting,
-    UserConfig, DEFAULT_AUTH_CACHE_TTL, DEFAULT_AUTH_QUERY, MAX_MESSAGE_SIZE,
+    UserConfig, DEFAULT_AUTH_CACHE_TTL, DEFAULT_AUTH_QUERY, MAX_FAILURE_DELAY, MAX_MESSAGE_SIZE,
 };
 use super::raw::{
     RawAdmin, RawAuth, RawCluster, RawConfig, RawDatabase, RawLimits, RawListen, RawMetrics,
@@ -169,9 +169,6 @@ fn auth(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
         })?,
     })
 }
-
-/// Longest `auth.failure_delay`.
-const MAX_FAILURE_DELAY: Duration = Duration::from_secs(10);
 
 /// `[limits]`.
 fn limits(raw: RawLimits) -> Result<LimitsSettings, ConfigError> {

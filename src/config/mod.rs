@@ -29,6 +29,7 @@ use ::config::{File, FileFormat};
 pub use convert::RESERVED_DATABASES;
 pub use env::NOT_CONFIGURATION;
 pub use error::{ConfigError, EnvProblem, Problem};
+pub use model::MAX_FAILURE_DELAY;
 pub use model::{
     AdminSettings, AuthMethod, AuthSettings, ClusterSettings, Config, DatabaseConfig, HostAddr,
     LimitsSettings, ListenSettings, MetricsSettings, PoolMode, PoolSettings, PrimaryReads, Routing,

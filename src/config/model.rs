@@ -232,6 +232,10 @@ pub struct AuthSettings {
 pub const DEFAULT_AUTH_QUERY: &str =
     "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1";
 
+/// The longest `auth.failure_delay`, and the longest wait it grows to for repeated
+/// failures from one address.
+pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(10);
+
 /// The default `auth.cache_ttl`.
 pub const DEFAULT_AUTH_CACHE_TTL: Duration = Duration::from_secs(30);
 

@@ -398,7 +398,9 @@ impl ServerConn {
         let mut buf = BytesMut::new();
         MessageBuilder::terminate(&mut buf);
         self.conn.wbuf = buf;
-        let _ = tokio::time::timeout(TERMINATE_LIMIT, self.conn.flush()).await;
-        self.conn.close(TERMINATE_LIMIT).await;
+        // A server that did not take the Terminate in time gets no close_notify either.
+        if let Ok(Ok(())) = tokio::time::timeout(TERMINATE_LIMIT, self.conn.flush()).await {
+            self.conn.close(TERMINATE_LIMIT).await;
+        }
     }
 }
