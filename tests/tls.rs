@@ -594,3 +594,84 @@ async fn weir_ends_tls_connections_with_close_notify() {
     assert_eq!(all.first(), Some(&b'E'), "an error came first: {all:?}");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn weir_shows_its_own_certificate_to_servers_that_ask() {
+    use std::os::unix::fs::MetadataExt;
+    let db = fresh_database();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = Certs::make(dir.path(), "pg-client");
+    server_ssl_on(&certs);
+    let pg = common::pg();
+    let role = format!("certrole_{}", std::process::id());
+    pg.psql(
+        pg.primary().port,
+        "postgres",
+        &format!("CREATE ROLE {role} LOGIN; GRANT ALL ON DATABASE {db} TO {role}"),
+    )
+    .expect("role");
+    // The server trusts certificates of this test's CA, and wants one from this role.
+    let data = pg.data_dir().to_path_buf();
+    let owner = std::fs::metadata(&data).expect("data directory");
+    let ca = data.join(format!("weir-client-ca-{role}.crt"));
+    std::fs::copy(&certs.ca, &ca).expect("copy CA");
+    std::os::unix::fs::chown(&ca, Some(owner.uid()), Some(owner.gid())).expect("chown");
+    let hba = pg.primary().data_dir().join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+    std::fs::write(&hba, format!("hostssl all {role} 127.0.0.1/32 cert\n{old}"))
+        .expect("pg_hba.conf");
+    pg.psql(
+        pg.primary().port,
+        "postgres",
+        &format!(
+            "ALTER SYSTEM SET ssl_ca_file = '{}'; SELECT pg_reload_conf();",
+            ca.display()
+        ),
+    )
+    .expect("ssl_ca_file");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let (cert, key) = certs.client(dir.path(), &role);
+    let users = format!("[[users]]\nname = \"{role}\"\nauth_method = \"trust\"\n");
+    let with = |client_cert: &str| {
+        config_toml_with(
+            &db,
+            Settings {
+                users: Some(&users),
+                auth_method: "trust",
+                tail: &format!("[server_tls]\nmode = \"require\"\n{client_cert}"),
+                ..Settings::default()
+            },
+        )
+    };
+    let proxy = Proxy::start(&with(&format!(
+        "cert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    )))
+    .await;
+    let client = proxy
+        .try_client(&role, "", &db)
+        .await
+        .expect("weir's certificate lets it in");
+    let row = client
+        .query_one("SELECT current_user::text, (SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid())", &[])
+        .await
+        .expect("query");
+    assert_eq!(row.get::<_, String>(0), role);
+    assert_eq!(row.get::<_, String>(1), format!("/CN={role}"));
+    proxy.stop().await;
+
+    // Without one, the server's refusal reaches the client.
+    let proxy = Proxy::start(&with("")).await;
+    let e = proxy
+        .try_client(&role, "", &db)
+        .await
+        .expect_err("no certificate, no login");
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.contains("certificate"), "{e:?}");
+    proxy.stop().await;
+}

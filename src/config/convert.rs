@@ -252,7 +252,25 @@ fn server_tls(raw: RawServerTls) -> Result<ServerTlsSettings, ConfigError> {
             ),
         ));
     }
-    Ok(ServerTlsSettings { mode, ca })
+    let cert = match (raw.cert, raw.key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            Some((path("server_tls.cert", cert)?, path("server_tls.key", key)?))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                "server_tls.cert",
+                Problem::Missing("a client certificate needs both cert and key"),
+            ))
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                "server_tls.key",
+                Problem::Missing("a client certificate needs both cert and key"),
+            ))
+        }
+    };
+    Ok(ServerTlsSettings { mode, ca, cert })
 }
 
 /// `[cluster]`.

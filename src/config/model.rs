@@ -372,6 +372,9 @@ pub struct ServerTlsSettings {
     /// PEM file of the CA certificates that sign the servers' certificates (`verify-ca`,
     /// `verify-full`).
     pub ca: Option<PathBuf>,
+    /// weir's own certificate chain and key, shown to servers that ask for a client
+    /// certificate (PostgreSQL's `cert` authentication, `clientcert=verify-*`).
+    pub cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// `server_tls.mode`, as libpq's `sslmode`.

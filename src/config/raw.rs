@@ -211,6 +211,10 @@ pub(crate) struct RawServerTls {
     pub mode: Option<Scalar>,
     /// `ca = "etc/tls/ca.crt"`
     pub ca: Option<Scalar>,
+    /// `cert = "etc/tls/weir-client.crt"`
+    pub cert: Option<Scalar>,
+    /// `key = "etc/tls/weir-client.key"`
+    pub key: Option<Scalar>,
 }
 
 /// `[cluster]` as written.

@@ -718,3 +718,23 @@ fn message_size_limit() {
         );
     }
 }
+
+#[test]
+fn server_tls_client_certificate() {
+    let c = from_toml_str("[server_tls]\ncert = \"w.crt\"\nkey = \"w.key\"").unwrap();
+    assert_eq!(
+        c.server_tls.cert,
+        Some((
+            std::path::PathBuf::from("w.crt"),
+            std::path::PathBuf::from("w.key")
+        ))
+    );
+    assert_eq!(
+        err("[server_tls]\ncert = \"w.crt\""),
+        "server_tls.key: missing (a client certificate needs both cert and key)"
+    );
+    assert_eq!(
+        err("[server_tls]\nkey = \"w.key\""),
+        "server_tls.cert: missing (a client certificate needs both cert and key)"
+    );
+}

@@ -36,17 +36,21 @@ pub(crate) const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 /// Why `[tls]` could not be turned into a TLS configuration.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TlsConfigError {
-    /// The certificate file is missing, unreadable or holds no certificate.
-    #[error("tls.cert: cannot use {path}: {reason}")]
+    /// A certificate file is missing, unreadable or holds no certificate.
+    #[error("{key}: cannot use {path}: {reason}")]
     Cert {
+        /// The key that names the file (`tls.cert`, `server_tls.cert`).
+        key: &'static str,
         /// The file.
         path: String,
         /// What is wrong.
         reason: String,
     },
-    /// The key file is missing, unreadable or holds no private key.
-    #[error("tls.key: cannot use {path}: {reason}")]
+    /// A key file is missing, unreadable or holds no private key.
+    #[error("{key}: cannot use {path}: {reason}")]
     Key {
+        /// The configuration key that names the file (`tls.key`, `server_tls.key`).
+        key: &'static str,
         /// The file.
         path: String,
         /// What is wrong.
@@ -97,22 +101,11 @@ pub(crate) fn offered(config: &crate::config::Config) -> Result<Option<Offered>,
 /// 1.3, ALPN `postgresql`. Read again on every RELOAD, so a renewed certificate is used by
 /// the clients that connect after it.
 fn server_config(settings: &TlsSettings) -> Result<Offered, TlsConfigError> {
-    let cert_error = |reason: String| TlsConfigError::Cert {
-        path: settings.cert.display().to_string(),
-        reason,
-    };
-    let certs = CertificateDer::pem_file_iter(&settings.cert)
-        .map_err(|e| cert_error(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| cert_error(e.to_string()))?;
-    let Some(leaf) = certs.first() else {
-        return Err(cert_error("no PEM certificate in it".to_owned()));
-    };
-    let end_point = end_point(leaf).map(Arc::from);
-    let key = PrivateKeyDer::from_pem_file(&settings.key).map_err(|e| TlsConfigError::Key {
-        path: settings.key.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let (certs, key) = cert_and_key((&settings.cert, "tls.cert"), (&settings.key, "tls.key"))?;
+    let end_point = certs
+        .first()
+        .and_then(|leaf| end_point(leaf))
+        .map(Arc::from);
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsConfigError::Refused(e.to_string()))?;
@@ -162,6 +155,32 @@ fn end_point(der: &[u8]) -> Option<Vec<u8>> {
     Some(hash)
 }
 
+/// A certificate chain (leaf first) and its private key from PEM files, each named by
+/// its configuration key in errors.
+fn cert_and_key(
+    (cert_path, cert_key): (&std::path::Path, &'static str),
+    (key_path, key_key): (&std::path::Path, &'static str),
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsConfigError> {
+    let cert_error = |reason: String| TlsConfigError::Cert {
+        key: cert_key,
+        path: cert_path.display().to_string(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(cert_path)
+        .map_err(|e| cert_error(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cert_error(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(cert_error("no PEM certificate in it".to_owned()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsConfigError::Key {
+        key: key_key,
+        path: key_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok((certs, key))
+}
+
 /// The client configuration for connections to the servers, or `None` with
 /// `server_tls.mode = "disable"`. `verify-ca` and `verify-full` trust the certificates in
 /// `server_tls.ca`; `prefer` and `require` encrypt without checking who answers, as libpq
@@ -189,12 +208,11 @@ pub(crate) fn client_config(
                 )))
             })
     };
-    let config = match settings.mode {
+    let verified = match settings.mode {
         ServerTlsMode::Disable => return Ok(None),
         ServerTlsMode::Prefer | ServerTlsMode::Require => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(lenient(None)))
-            .with_no_client_auth(),
+            .with_custom_certificate_verifier(Arc::new(lenient(None))),
         ServerTlsMode::VerifyCa => {
             let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(ca()?), provider())
                 .build()
@@ -202,9 +220,17 @@ pub(crate) fn client_config(
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(lenient(Some(chain))))
-                .with_no_client_auth()
         }
-        ServerTlsMode::VerifyFull => builder.with_root_certificates(ca()?).with_no_client_auth(),
+        ServerTlsMode::VerifyFull => builder.with_root_certificates(ca()?),
+    };
+    let config = match &settings.cert {
+        Some((cert, key)) => {
+            let (certs, key) = cert_and_key((cert, "server_tls.cert"), (key, "server_tls.key"))?;
+            verified
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| TlsConfigError::Refused(e.to_string()))?
+        }
+        None => verified.with_no_client_auth(),
     };
     Ok(Some(Arc::new(config)))
 }
