@@ -108,7 +108,9 @@ impl AuthCache {
         }
         let failed = |reason: String| {
             tracing::warn!(user, database = %db.config.name, "auth_query failed: {reason}");
-            SessionError::AuthQuery(user.to_owned())
+            SessionError::AuthQuery {
+                user: user.to_owned(),
+            }
         };
         let mut targets = snap.targets(&db.config, &auth_user);
         if let Some(dbname) = &auth.dbname {

@@ -92,8 +92,11 @@ pub(crate) enum SessionError {
     #[error("terminating connection: {0} was removed from the configuration (RELOAD)")]
     Removed(String),
     /// `auth.query` could not be run for this user, who is not listed (why is logged).
-    #[error("cannot check the password of user \"{0}\": looking it up with auth.query failed (weir's log says why)")]
-    AuthQuery(String),
+    #[error("cannot check the password of user \"{user}\": looking it up with auth.query failed (weir's log says why)")]
+    AuthQuery {
+        /// The user being looked up.
+        user: String,
+    },
     /// Something weir does not offer.
     #[error("{0}")]
     Unsupported(String),
@@ -142,7 +145,7 @@ impl SessionError {
             ),
             Self::Pool(PoolError::Closed(_)) => (state(SqlState::CANNOT_CONNECT_NOW), self.to_string()),
             Self::InvalidValue(_) => (state(SqlState::INVALID_PARAMETER_VALUE), self.to_string()),
-            Self::Pool(_) | Self::Cluster(_) | Self::NoReplica(_) | Self::AuthQuery(_) => {
+            Self::Pool(_) | Self::Cluster(_) | Self::NoReplica(_) | Self::AuthQuery { .. } => {
                 (state(SqlState::UNABLE_TO_CONNECT), self.to_string())
             }
             Self::ServerLost(_) | Self::PinnedServerLost { .. } => (state(SqlState::CONNECTION_FAILURE), self.to_string()),
