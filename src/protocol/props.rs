@@ -5,9 +5,15 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 
 use super::{
-    decode, decode_startup, BackendEvent, BackendMessage, BackendScanner, FrontendEvent,
-    FrontendScanner, FrontendTag, Request,
+    decode, decode_data_row, decode_startup, BackendEvent, BackendMessage, BackendScanner,
+    ErrorSeverity, FrontendEvent, FrontendScanner, FrontendTag, MessageBuilder, Request,
+    StartupPacket,
 };
+
+/// Text without NUL, as every C string in the protocol is.
+fn text() -> impl Strategy<Value = String> {
+    "[^\\x00]{0,40}"
+}
 
 /// Client message type bytes weir accepts after login.
 const FRONTEND_TAGS: &[u8] = b"QPBDESHCXdcfF";
@@ -93,5 +99,43 @@ proptest! {
                 FrontendEvent::NeedMore => break,
             }
         }
+    }
+
+    #[test]
+    fn startup_packets_round_trip(
+        params in prop::collection::vec(("[a-z_]{1,20}", text()), 0..20),
+    ) {
+        let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut buf = BytesMut::new();
+        MessageBuilder::startup(&mut buf, &pairs).expect("builds");
+        let decoded = decode_startup(&mut buf).expect("decodes").expect("whole");
+        let StartupPacket::Startup { minor, params: got } = decoded else {
+            panic!("not a StartupMessage: {decoded:?}");
+        };
+        prop_assert_eq!(minor, 0);
+        prop_assert_eq!(got, params);
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn data_rows_round_trip(values in prop::collection::vec(prop::option::of(text()), 0..30)) {
+        let refs: Vec<Option<&str>> = values.iter().map(|v| v.as_deref()).collect();
+        let mut buf = BytesMut::new();
+        MessageBuilder::data_row(&mut buf, &refs);
+        let row = decode_data_row(&mut buf).expect("decodes").expect("whole");
+        prop_assert_eq!(row, values);
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn errors_round_trip(code in "[0-9A-Z]{5}", message in text()) {
+        let mut buf = BytesMut::new();
+        MessageBuilder::error(&mut buf, ErrorSeverity::Fatal, &code, &message);
+        let Some(BackendMessage::Error(fields)) = BackendMessage::decode(&mut buf).expect("decodes") else {
+            panic!("not an ErrorResponse");
+        };
+        prop_assert_eq!(fields.code_or("XX000"), code.as_str());
+        prop_assert_eq!(&fields.message, &message);
+        prop_assert!(fields.is_fatal());
     }
 }
