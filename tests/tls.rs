@@ -356,12 +356,22 @@ async fn plaintext_is_never_read_as_tls() {
     proxy.stop().await;
 }
 
-/// Turns TLS on in this test binary's PostgreSQL, with `certs`' certificate (once: the
-/// first caller's certificate stays).
+/// The certificates the shared server presents, made and installed once for every test
+/// of this binary (the server has one certificate at a time).
+fn server_certs() -> &'static Certs {
+    static CERTS: std::sync::OnceLock<Certs> = std::sync::OnceLock::new();
+    CERTS.get_or_init(|| {
+        let certs = Certs::make(common::pg().data_dir(), "shared-server");
+        server_ssl_on(&certs);
+        certs
+    })
+}
+
+/// Turns TLS on in this test binary's PostgreSQL, with `certs`' certificate; called once,
+/// by `server_certs`.
 fn server_ssl_on(certs: &Certs) {
     use std::os::unix::fs::MetadataExt;
-    static DONE: std::sync::Once = std::sync::Once::new();
-    DONE.call_once(|| {
+    {
         let pg = common::pg();
         let data = pg.data_dir().to_path_buf();
         let owner = std::fs::metadata(&data).expect("data directory");
@@ -392,15 +402,14 @@ fn server_ssl_on(certs: &Certs) {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         panic!("PostgreSQL did not turn TLS on");
-    });
+    }
 }
 
 #[tokio::test]
 async fn weir_reaches_servers_over_tls_and_checks_their_certificate() {
     let db = fresh_database();
     let dir = tempfile::tempdir().expect("temp dir");
-    let certs = Certs::make(dir.path(), "pg");
-    server_ssl_on(&certs);
+    let certs = server_certs();
     let on_tls = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
     let table = |mode: &str, ca: &Path| {
         format!(
@@ -600,8 +609,8 @@ async fn weir_shows_its_own_certificate_to_servers_that_ask() {
     use std::os::unix::fs::MetadataExt;
     let db = fresh_database();
     let dir = tempfile::tempdir().expect("temp dir");
-    let certs = Certs::make(dir.path(), "pg-client");
-    server_ssl_on(&certs);
+    // The server's own CA signs weir's client certificate too.
+    let certs = server_certs();
     let pg = common::pg();
     let role = format!("certrole_{}", std::process::id());
     pg.psql(
