@@ -638,7 +638,13 @@ async fn weir_shows_its_own_certificate_to_servers_that_ask() {
         ),
     )
     .expect("ssl_ca_file");
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The reload is asynchronous: a new session seeing the new file has the new hba too.
+    let reloaded = common::eventually(std::time::Duration::from_secs(10), || {
+        pg.psql(pg.primary().port, "postgres", "SHOW ssl_ca_file")
+            .is_ok_and(|v| v.trim() == ca.display().to_string())
+    })
+    .await;
+    assert!(reloaded, "PostgreSQL did not reload its configuration");
 
     let (cert, key) = certs.client(dir.path(), &role);
     let users = format!("[[users]]\nname = \"{role}\"\nauth_method = \"trust\"\n");
