@@ -61,10 +61,6 @@ pub(crate) enum SessionError {
     /// The server went away mid-transaction.
     #[error("server connection lost{}", .0.as_ref().map(|f| format!(": {}", f.message)).unwrap_or_default())]
     ServerLost(Option<ErrorFields>),
-    /// The server went away in the middle of a message part of which the client already
-    /// has: no error can follow it, so the connection is closed.
-    #[error("server connection lost in the middle of a message; the client connection is closed, as the server's would be")]
-    ServerLostMidMessage,
     /// The server a pinned client's session state lived on is gone, and that state with it.
     #[error("server connection lost, and with it this session's {pins}: {cause}")]
     PinnedServerLost {
@@ -117,7 +113,7 @@ impl SessionError {
     pub(crate) fn client_report(&self) -> Option<(String, String)> {
         let state = |s: SqlState| s.code().to_owned();
         Some(match self {
-            Self::Io(_) | Self::ServerLostMidMessage => return None,
+            Self::Io(_) => return None,
             Self::Protocol(_) => (state(SqlState::PROTOCOL_VIOLATION), self.to_string()),
             Self::Timeout(Deadline::Login, _) => (state(SqlState::PROTOCOL_VIOLATION), "login timed out (client_login_timeout)".into()),
             Self::Timeout(Deadline::ClientIdle, _) => (state(SqlState::IDLE_SESSION_TIMEOUT), "terminating connection due to idle timeout (client_idle_timeout)".into()),

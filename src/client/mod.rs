@@ -60,7 +60,9 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
             let mut session = attach.into_session(conn);
             if let Err(err) = session.run().await {
                 tracing::debug!("client session ended: {err}");
-                send_fatal(&mut session.client, &err).await;
+                if session.may_report() {
+                    send_fatal(&mut session.client, &err).await;
+                }
             }
             session.client.close(FINAL_WRITE_TIMEOUT).await;
         }

@@ -97,6 +97,7 @@ impl Attach {
             lost: None,
             pinned: None,
             deferred_begin: None,
+            mid_message: false,
         }
     }
 }
@@ -155,6 +156,9 @@ pub(crate) struct Session {
     /// A BEGIN weir answered itself, to be sent with the transaction's first statement
     /// (`routing.transactions = "first_statement"`).
     deferred_begin: Option<String>,
+    /// The last relay stopped in the middle of a server message, part of which the client
+    /// has: nothing weir writes after it could be read as a message of its own.
+    mid_message: bool,
     /// The pool mode the client logged in under.
     mode: PoolMode,
     /// The relay's behaviour under the client's snapshot.
@@ -162,6 +166,12 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// Whether an error may still be written to the client: not after part of a server
+    /// message (a shutdown, a KILL or a lost server in the middle of a result).
+    pub(super) fn may_report(&self) -> bool {
+        !self.mid_message
+    }
+
     /// Serves transactions until the client leaves or an error ends the session.
     pub(crate) async fn run(&mut self) -> Result<(), SessionError> {
         let mode = self.mode;
@@ -245,6 +255,7 @@ impl Session {
                     signals,
                 )
                 .await;
+            self.mid_message = !relay.server_at_boundary();
             self.attach.cancel.slot.set(None);
             if let Some(hp) = self.attach.pool.hosts.get(host) {
                 let mut totals = relay.totals();
@@ -294,11 +305,11 @@ impl Session {
                 Ok(Outcome::ServerLost { fatal }) => {
                     lease.poison();
                     drop(lease);
-                    if !relay.server_at_boundary() {
-                        // Part of a message went to the client: it can only be told by the
-                        // connection closing, as it would be by the server itself.
-                        let err = SessionError::ServerLostMidMessage;
-                        tracing::warn!(pool = %self.attach.pool.label, "{err}");
+                    if self.mid_message {
+                        // The client can only be told by the connection closing, as it
+                        // would be by the server itself.
+                        let err = SessionError::ServerLost(fatal);
+                        tracing::warn!(pool = %self.attach.pool.label, "{err}, in the middle of a message: the client connection is closed");
                         return Err(err);
                     }
                     if routing::host_going_away(fatal.as_ref()) {
