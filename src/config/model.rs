@@ -199,7 +199,7 @@ pub struct LimitsSettings {
 }
 
 /// PostgreSQL's own limit on a message (MaxAllocSize - 1): the default.
-pub const MAX_MESSAGE_SIZE: usize = 0x3fff_ffff;
+pub const MAX_MESSAGE_SIZE: usize = crate::protocol::MAX_MESSAGE_LEN;
 
 impl Default for LimitsSettings {
     fn default() -> Self {

@@ -23,6 +23,10 @@ pub(crate) use frontend::{Extended, FrontendTag, LoginMessage, Request, Target};
 pub(crate) use scan::{BackendEvent, BackendScanner, BackendTag, FrontendEvent, FrontendScanner};
 pub(crate) use startup::{decode_startup, StartupPacket, SSL_REQUEST};
 
+/// PostgreSQL never accepts a message larger than this (MaxAllocSize - 1), and neither
+/// does weir; `limits.max_message_size` may lower it.
+pub(crate) const MAX_MESSAGE_LEN: usize = 0x3fff_ffff;
+
 /// Largest message weir accepts whole (login messages, error responses, ...).
 /// Larger messages are only ever streamed through, never buffered.
 pub(crate) const MAX_INSPECTED_LEN: usize = 1 << 20;

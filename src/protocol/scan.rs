@@ -5,10 +5,9 @@
 //! straight from its read buffer. A message weir does not inspect may be larger than any
 //! buffer; it is passed through piece by piece.
 
-use super::{ErrorFields, FrontendTag, ProtocolError, TxStatus, MAX_INSPECTED_LEN};
-
-/// PostgreSQL never accepts a message larger than this (MaxAllocSize).
-const MAX_MESSAGE_LEN: usize = 0x3fff_ffff;
+use super::{
+    ErrorFields, FrontendTag, ProtocolError, TxStatus, MAX_INSPECTED_LEN, MAX_MESSAGE_LEN,
+};
 
 /// Reads a message header (tag, total length including the tag byte) if 5 bytes are there.
 fn header(buf: &[u8]) -> Result<Option<(u8, usize)>, ProtocolError> {
