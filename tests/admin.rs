@@ -11,7 +11,7 @@ use common::admin::{
 };
 use common::pgbouncer::PgBouncer;
 use common::raw::{startup, Raw, PROTOCOL_3_0};
-use common::{fresh_database, pg, psql, simple_value, sqlstate, Proxy, PASSWORD, USER};
+use common::{db_message, fresh_database, pg, psql, simple_value, sqlstate, Proxy, PASSWORD, USER};
 
 /// Every SHOW both weir and PgBouncer 1.18 have.
 const SHARED_SHOWS: &[&str] = &[
@@ -58,10 +58,7 @@ async fn only_admins_get_in_and_unknown_commands_point_to_show_help() {
         .await
         .expect_err("not a command");
     assert_eq!(sqlstate(&e).as_deref(), Some("42601"));
-    let message = e
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
+    let message = db_message(&e);
     assert!(message.contains("SHOW HELP"), "{message}");
     // The session goes on after an error, as on PgBouncer.
     let version = show(&console, "show version;").await;
@@ -277,10 +274,7 @@ async fn reload_grows_the_pool_and_a_broken_file_changes_nothing() {
     std::fs::write(&path, small.replace("size = 1", "size = \"lots\"")).expect("break it");
     let e = console.simple_query("RELOAD").await.expect_err("refused");
     assert_eq!(sqlstate(&e).as_deref(), Some("F0000"));
-    let message = e
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
+    let message = db_message(&e);
     assert!(
         message.contains("pool.size"),
         "the reason names the key: {message}"

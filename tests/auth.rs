@@ -6,8 +6,8 @@ mod common;
 use common::admin::{ADMIN, ADMIN_PASSWORD};
 use common::tools::{ok_stdout, psql_through};
 use common::{
-    config_toml_with, default_users, fresh_database, pg, psql, simple_value, sqlstate, Proxy,
-    Settings, PASSWORD, USER,
+    config_toml_with, db_message, default_users, fresh_database, pg, psql, simple_value, sqlstate,
+    Proxy, Settings, PASSWORD, USER,
 };
 
 /// The role's verifier as the server stores it.
@@ -126,10 +126,7 @@ async fn a_server_holding_another_verifier_is_named_in_the_error() {
         .login_error(USER, PASSWORD, &db, "the server's verifier differs")
         .await;
     assert_eq!(sqlstate(&e).as_deref(), Some("08001"), "{e}");
-    let message = e
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
+    let message = db_message(&e);
     assert!(message.contains("pg_authid"), "{e:?}");
     proxy.stop().await;
 }
@@ -315,10 +312,7 @@ async fn auth_query_runs_the_default_query_and_reports_a_broken_one() {
         .login_error(&user, "plain-secret", &db, "the query fails")
         .await;
     assert_eq!(sqlstate(&e).as_deref(), Some("08001"), "{e}");
-    let message = e
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
+    let message = db_message(&e);
     // The client, not logged in, hears that the lookup failed; the log has the server's
     // words.
     assert!(message.contains("auth.query"), "{message}");

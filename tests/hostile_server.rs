@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_serving, config_toml, fresh_database, sqlstate, Proxy, PASSWORD, USER};
+use common::{
+    assert_serving, config_toml, db_message, fresh_database, sqlstate, Proxy, PASSWORD, USER,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -86,10 +88,7 @@ async fn absurd_iterations(knows_tls: bool) {
         Err(_) => panic!("weir was still deriving keys after 10 s"),
     };
     assert_eq!(sqlstate(&e).as_deref(), Some("08001"), "{e}");
-    let message = e
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
+    let message = db_message(&e);
     assert!(message.contains("iterations"), "{message}");
     assert_serving(&proxy, &db).await;
     proxy.stop().await;
@@ -111,10 +110,7 @@ async fn require_never_falls_back_to_plaintext() {
         .await
         .expect_err("no TLS, no connection");
     assert_eq!(sqlstate(&e).as_deref(), Some("08001"), "{e}");
-    let message = e
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
+    let message = db_message(&e);
     assert!(message.contains("TLS to server"), "{message}");
     proxy.stop().await;
 }

@@ -11,8 +11,8 @@ use bytes::{BufMut, BytesMut};
 use common::admin::{admin_toml, ADMIN, ADMIN_PASSWORD};
 use common::tools::{ok_stdout, psql_through};
 use common::{
-    config_toml, config_toml_with, fresh_database, sqlstate, Proxy, Settings, MD5_PASSWORD,
-    MD5_USER, PASSWORD, USER,
+    config_toml, config_toml_with, db_message, fresh_database, sqlstate, Proxy, Settings,
+    MD5_PASSWORD, MD5_USER, PASSWORD, USER,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -683,10 +683,6 @@ async fn weir_shows_its_own_certificate_to_servers_that_ask() {
         .try_client(&role, "", &db)
         .await
         .expect_err("no certificate, no login");
-    let message = e
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
-    assert!(message.contains("certificate"), "{e:?}");
+    assert!(db_message(&e).contains("certificate"), "{e:?}");
     proxy.stop().await;
 }

@@ -276,6 +276,13 @@ pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
     e.as_db_error().map(|d| d.code().code().to_owned())
 }
 
+/// The message of the ErrorResponse behind a tokio-postgres error (empty if there was none).
+pub fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default()
+}
+
 /// Polls `f` until it returns true or `limit` passes.
 pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = tokio::time::Instant::now() + limit;
