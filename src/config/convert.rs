@@ -481,6 +481,8 @@ fn cross_check(config: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
+    // Users weir logs in as on its own, before any client has: they must exist, and a
+    // SCRAM verifier alone is not enough for them (pass-through needs a client's login).
     for (key, name) in [
         (
             "cluster.health_check_user",
@@ -489,28 +491,16 @@ fn cross_check(config: &Config) -> Result<(), ConfigError> {
         ("cluster.promote_user", &config.cluster.promote_user),
         ("auth.user", &config.auth.user),
     ] {
-        if let Some(name) = name {
-            if config.user(name).is_none() {
-                return Err(ConfigError::invalid(
-                    key,
-                    Problem::UnknownUser(name.clone()),
-                ));
-            }
-        }
-    }
-    // Users weir logs in as on its own, before any client has: a SCRAM verifier alone is
-    // not enough for them (pass-through needs a client's login first).
-    for (key, name) in [
-        ("auth.user", &config.auth.user),
-        (
-            "cluster.health_check_user",
-            &config.cluster.health_check_user,
-        ),
-        ("cluster.promote_user", &config.cluster.promote_user),
-    ] {
-        let user = name.as_deref().and_then(|n| config.user(n));
+        let Some(name) = name else { continue };
+        let Some(user) = config.user(name) else {
+            return Err(ConfigError::invalid(
+                key,
+                Problem::UnknownUser(name.clone()),
+            ));
+        };
         if user
-            .and_then(|u| u.password.as_deref())
+            .password
+            .as_deref()
             .is_some_and(|p| p.starts_with("SCRAM-SHA-256$"))
         {
             return Err(ConfigError::invalid(
