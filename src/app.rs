@@ -26,6 +26,7 @@ use crate::router::WriteFunctions;
 use crate::server::{ServerTarget, ServerTls};
 
 mod reload;
+mod socket;
 
 /// How often idle-timeout, lifetime and warm-connection upkeep runs.
 const JANITOR_INTERVAL: Duration = Duration::from_secs(1);
@@ -390,6 +391,18 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// Another socket holds the client address: another program, or another weir when
+    /// not every process on the port sets `listen.reuse_port`.
+    #[error(
+        "cannot listen on {addr}: {source}: another process listens there (to run several weir processes on one port, set listen.reuse_port = true in every one of them)"
+    )]
+    AddrInUse {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// One backend host as [`Weir::hosts`] reports it.
@@ -440,12 +453,7 @@ impl Weir {
         source: Option<PathBuf>,
     ) -> Result<Weir, StartError> {
         let listen = config.listen.addr;
-        let socket = TcpListener::bind(listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: listen,
-                source,
-            })?;
+        let socket = socket::bind(&config.listen)?;
         let addr = socket.local_addr().map_err(|source| StartError::Listen {
             addr: listen,
             source,

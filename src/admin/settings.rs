@@ -70,6 +70,10 @@ const KEYS: &[Key] = &[
         c.listen.shutdown_timeout
     )),
     key!("listen.workers", false, |c| c.listen.workers.to_string()),
+    key!("listen.reuse_port", false, |c| c
+        .listen
+        .reuse_port
+        .to_string()),
     key!("pool.mode", false, |c| c.pool.mode.as_str().to_owned()),
     key!("pool.size", true, |c| c.pool.size.to_string()),
     key!("pool.min_size", true, |c| c.pool.min_size.to_string()),

@@ -109,6 +109,9 @@ impl Shared {
         if config.listen.workers != old.config.listen.workers {
             ignored.push("listen.workers".to_owned());
         }
+        if config.listen.reuse_port != old.config.listen.reuse_port {
+            ignored.push("listen.reuse_port".to_owned());
+        }
         if config.metrics != old.config.metrics {
             ignored.push("metrics.listen".to_owned());
         }

@@ -74,6 +74,9 @@ fn listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
             }
             Ok(n)
         })?,
+        reuse_port: or(raw.reuse_port, d.reuse_port, |v| {
+            boolean("listen.reuse_port", v)
+        })?,
     })
 }
 

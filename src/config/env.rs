@@ -82,7 +82,7 @@ pub(crate) fn collect(
             .iter()
             .any(|skip| skip.eq_ignore_ascii_case(name))
             || !(rest.contains("__") || names_a_table(rest))
-            || kubernetes_service(rest)
+            || (kubernetes_service(rest) && !sets_a_key(rest))
         {
             continue;
         }
@@ -180,6 +180,14 @@ fn kubernetes_service(rest: &str) -> bool {
         || upper.contains("_PORT_")
 }
 
+/// Whether `rest` (a name after `WEIR_`) is `<TABLE>__<KEY>...` for one of the tables:
+/// such a name is configuration even when it ends like a Kubernetes variable
+/// (`WEIR_LISTEN__REUSE_PORT`).
+fn sets_a_key(rest: &str) -> bool {
+    rest.split_once("__")
+        .is_some_and(|(table, _)| TABLES.iter().any(|t| t.eq_ignore_ascii_case(table)))
+}
+
 /// Whether `rest` (a name after `WEIR_`) starts with a table's name and `_`, or is one.
 fn names_a_table(rest: &str) -> bool {
     TABLES.iter().any(|table| {
@@ -224,16 +232,26 @@ mod tests {
             ("WEIR_POOL__SIZE", "50"),
             ("WEIR_DATABASES__1__HOSTS", "a:1,b:2"),
             ("weir_listen__addr", "0.0.0.0:6432"),
+            // Ends like `<X>_PORT`, but names a table and a key: ours.
+            ("WEIR_LISTEN__REUSE_PORT", "true"),
         ]))
         .unwrap();
         let keys: Vec<&str> = found.iter().map(|o| o.key.as_str()).collect();
-        assert_eq!(keys, ["databases[1].hosts", "pool.size", "listen.addr"]);
+        assert_eq!(
+            keys,
+            [
+                "databases[1].hosts",
+                "listen.reuse_port",
+                "pool.size",
+                "listen.addr"
+            ]
+        );
         let entry = Entry {
             table: "databases",
             index: 1,
         };
         assert_eq!(found[0].entry, Some(entry));
-        assert_eq!(found[1].value, "50");
+        assert_eq!(found[2].value, "50");
     }
 
     #[test]

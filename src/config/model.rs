@@ -76,6 +76,10 @@ pub struct ListenSettings {
     pub shutdown_timeout: Duration,
     /// Threads serving clients; 0 = one per CPU core. Read at start only.
     pub workers: u32,
+    /// Bind `addr` with `SO_REUSEPORT`, so several weir processes on one host can share
+    /// the port and the kernel spreads new connections over them (PgBouncer's
+    /// `so_reuseport`). Every process on the port must set it. Read at start only.
+    pub reuse_port: bool,
 }
 
 impl ListenSettings {
@@ -92,6 +96,7 @@ impl Default for ListenSettings {
             client_login_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
             workers: 0,
+            reuse_port: false,
         }
     }
 }

@@ -115,6 +115,8 @@ pub(crate) struct RawListen {
     pub shutdown_timeout: Option<Scalar>,
     /// `workers = 0`
     pub workers: Option<Scalar>,
+    /// `reuse_port = false`
+    pub reuse_port: Option<Scalar>,
 }
 
 /// `[pool]` as written.

@@ -738,3 +738,17 @@ fn server_tls_client_certificate() {
         "server_tls.cert: missing (a client certificate needs both cert and key)"
     );
 }
+
+#[test]
+fn reuse_port_is_off_unless_asked_for() {
+    assert!(!from_toml_str("").unwrap().listen.reuse_port);
+    assert!(!from_toml_str(EXAMPLE).unwrap().listen.reuse_port);
+    let c = from_toml_str("[listen]\nreuse_port = true").unwrap();
+    assert!(c.listen.reuse_port);
+    let c = load_env("", &[("WEIR_LISTEN__REUSE_PORT", "on")]).unwrap();
+    assert!(c.listen.reuse_port);
+    assert_eq!(
+        err("[listen]\nreuse_port = \"sometimes\""),
+        "listen.reuse_port: unknown value \"sometimes\" (expected one of: true, false)"
+    );
+}
