@@ -173,13 +173,13 @@ impl ClientInfo {
         }
     }
 
-    /// The client sent a request at `at` and waits for a server. Sequentially consistent
-    /// with the PAUSE switch: the client stores this, then reads the switch; PAUSE sets the
-    /// switch, then reads the states. So either the client sees the pause, or PAUSE sees
-    /// the client and waits for its transaction.
-    pub(crate) fn waiting(&self, at: std::time::Instant) {
-        self.request_at
-            .store(crate::stats::wall_micros(at), Ordering::Relaxed);
+    /// The client sent a request at `at_wall_micros` (see `stats::wall_micros`) and waits
+    /// for a server. Sequentially consistent with the PAUSE switch: the client stores
+    /// this, then reads the switch; PAUSE sets the switch, then reads the states. So
+    /// either the client sees the pause, or PAUSE sees the client and waits for its
+    /// transaction.
+    pub(crate) fn waiting(&self, at_wall_micros: u64) {
+        self.request_at.store(at_wall_micros, Ordering::Relaxed);
         self.state
             .store(ClientState::Waiting as u8, Ordering::SeqCst);
     }

@@ -186,10 +186,11 @@ impl ServerInfo {
         self.generation.load(Ordering::Relaxed)
     }
 
-    /// The connection was leased to the client with process id `client` at `at`.
-    pub(crate) fn leased(&self, client: i32, at: std::time::Instant) {
+    /// The connection was leased to the client with process id `client` for a request
+    /// that arrived at `at_wall_micros` (see `wall_micros`).
+    pub(crate) fn leased(&self, client: i32, at_wall_micros: u64) {
         self.link.store(client, Ordering::Relaxed);
-        self.leased_at.store(wall_micros(at), Ordering::Relaxed);
+        self.leased_at.store(at_wall_micros, Ordering::Relaxed);
         self.state
             .store(ServerState::Active as u8, Ordering::Relaxed);
     }

@@ -229,7 +229,8 @@ async fn start(
                 )
                 .await?;
             let wait = snap.config.pool.query_wait_timeout;
-            let mut lease = pool.checkout(host, wait).await?;
+            let asked = std::time::Instant::now();
+            let mut lease = pool.checkout(host, asked, wait).await?;
             let d = lease.params.reported().clone();
             lease.mark_clean();
             drop(lease);

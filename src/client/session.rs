@@ -194,7 +194,8 @@ impl Session {
                 continue;
             }
             let asked = std::time::Instant::now();
-            self.attach.cancel.slot.info.waiting(asked);
+            let asked_wall = crate::stats::wall_micros(asked);
+            self.attach.cancel.slot.info.waiting(asked_wall);
             // After `waiting`: PAUSE either sees this client, or the client sees PAUSE. A
             // held request starts its path again once resumed, so it follows a RELOAD made
             // meanwhile (PAUSE, edit the hosts, RELOAD, RESUME) like any other request.
@@ -206,7 +207,7 @@ impl Session {
             let config = self.relay;
             let (mut lease, host, leg, pins) = match self.pinned.take() {
                 Some(p) => (p.lease, p.host, p.leg.pinned(), p.pins),
-                None => match self.checkout().await {
+                None => match self.checkout(asked).await {
                     Ok((lease, host, leg)) => (lease, host, leg, Pins::default()),
                     Err(e) => {
                         // The transaction weir opened for the client ends with the error.
@@ -218,7 +219,7 @@ impl Session {
             };
             let leased = std::time::Instant::now();
             self.attach.cancel.slot.info.active(host);
-            lease.info.leased(self.attach.cancel.process_id, asked);
+            lease.info.leased(self.attach.cancel.process_id, asked_wall);
             tracing::trace!(?leg, host, "transaction routed");
             let config = RelayConfig {
                 // In session mode a replica serves the whole session: nothing to hold.
@@ -273,6 +274,7 @@ impl Session {
                     totals.xact_us = micros(ended.saturating_duration_since(leased));
                 }
                 hp.record(&totals, true);
+                lease.ended_at(ended);
             }
             match outcome {
                 Ok(Outcome::Done) => {

@@ -29,6 +29,12 @@ impl Lease {
         self.clean = true;
     }
 
+    /// The transaction ended at `at` (its last answer): the server counts as idle from
+    /// then once back in the pool.
+    pub(crate) fn ended_at(&mut self, at: std::time::Instant) {
+        self.claim.idle_since(at);
+    }
+
     /// Marks the connection as not reusable: it will be closed instead of returned.
     pub(crate) fn poison(&mut self) {
         self.clean = false;

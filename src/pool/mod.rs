@@ -126,9 +126,11 @@ impl ServerManager {
     }
 
     /// A free connection if it may serve another client; else closes it.
-    fn recycle(&self, free: Free) -> Option<Box<ServerConn>> {
+    /// `now` may be a little old (when the request arrived, read already): a connection
+    /// reaches its lifetime that much later, and one handed over since counts as just
+    /// returned, which it was.
+    fn recycle(&self, free: Free, now: Instant) -> Option<Box<ServerConn>> {
         let Free { mut conn, since } = free;
-        let now = Instant::now();
         // Also checked by the janitor, but in a busy pool a connection is rarely free when
         // it runs: here is where a connection in constant use meets its lifetime.
         let lifetime = self.live.lifetime();
@@ -139,7 +141,8 @@ impl ServerManager {
             return None;
         }
         // Closed by the server, or dirty: the socket just closes.
-        conn.check_idle(now - since).then_some(conn)
+        conn.check_idle(now.saturating_duration_since(since))
+            .then_some(conn)
     }
 }
 
@@ -391,29 +394,36 @@ impl DbUserPool {
             .sum()
     }
 
-    /// Checks out a server of host `host`, waiting at most `waited` (the caller's
-    /// `pool.query_wait_timeout`).
-    pub(crate) async fn checkout(&self, host: usize, waited: Duration) -> Result<Lease, PoolError> {
+    /// Checks out a server of host `host` for a request that arrived at `asked`, waiting
+    /// until `waited` after it at most (the caller's `pool.query_wait_timeout`).
+    pub(crate) async fn checkout(
+        &self,
+        host: usize,
+        asked: Instant,
+        waited: Duration,
+    ) -> Result<Lease, PoolError> {
         let Some(hp) = self.hosts.get(host) else {
             return Err(PoolError::Closed(self.label.clone()));
         };
-        let mut claim = match hp.slots.take() {
+        let mut claim = match hp.slots.take(asked + waited) {
             Take::Claim(claim) => claim,
             Take::Closed => return Err(PoolError::Closed(self.label.clone())),
-            // Only a waiting checkout needs a timer. Opening a connection has its own
-            // (`server_connect_timeout`).
-            Take::Wait(handed) => match tokio::time::timeout(waited, handed).await {
+            // The pool's sweeper answers at the deadline: no timer per waiting client.
+            // Opening a connection has its own (`server_connect_timeout`).
+            Take::Wait(handed) => match handed.await {
                 Ok(Ok(claim)) => claim,
-                Ok(Err(_)) => return Err(PoolError::Closed(self.label.clone())),
-                Err(_) => {
+                Ok(Err(slots::Expired)) => {
                     return Err(PoolError::CheckoutTimeout {
                         pool: self.label.clone(),
                         waited,
                     })
                 }
+                Err(_) => return Err(PoolError::Closed(self.label.clone())),
             },
         };
-        let reused = claim.take().and_then(|free| hp.manager.recycle(free));
+        let reused = claim
+            .take()
+            .and_then(|free| hp.manager.recycle(free, asked));
         let conn = match reused {
             Some(conn) => conn,
             // An empty place, or a connection that failed its check: open one in it.

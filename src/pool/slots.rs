@@ -2,8 +2,9 @@
 //! a count of places (`size`), with direct hand-off from a returning lease to the first
 //! waiter.
 //!
-//! Owns: the free list, the wait queue, the count of places, `Claim`.
-//! Does not: open or check server connections (`ServerManager`), time anything.
+//! Owns: the free list, the wait queue, the count of places, `Claim`, and the sweeper
+//! that turns waiters away at their deadline.
+//! Does not: open or check server connections (`ServerManager`), time anything else.
 //!
 //! Replaces deadpool (docs/architecture.md, "The pool"): deadpool's semaphore, its second
 //! lock and its per-checkout timestamps cost 1-2 µs per transaction, and a waiter there
@@ -11,9 +12,9 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use crate::server::ServerConn;
 
@@ -44,15 +45,36 @@ pub(crate) struct SlotCounts {
 /// length reaches a power of two (amortised: each sweep halves at most what is left).
 const SWEEP_FROM: usize = 64;
 
+/// The sweeper looks at the queue at most this often: each look walks the whole queue,
+/// so thousands of clients timing out one after another cost a bounded amount of work.
+/// It is also how late, at most, a waiter hears that its time is up.
+const SWEEP_GAP: Duration = Duration::from_millis(10);
+
+/// What a waiting client receives: a claim, or word that its deadline passed.
+pub(crate) type Handed = Result<Claim, Expired>;
+
+/// A waiting client's deadline passed before a place came free (`query_wait_timeout`).
+#[derive(Debug)]
+pub(crate) struct Expired;
+
+/// A client in the wait queue.
+#[derive(Debug)]
+struct Waiter {
+    /// Where its claim (or `Expired`) goes. Closed when the client gave up.
+    handoff: oneshot::Sender<Handed>,
+    /// When it stops waiting.
+    deadline: Instant,
+}
+
 /// What a checkout found without waiting.
 #[derive(Debug)]
 #[must_use = "a claim or a queue place is given back when dropped"]
 pub(crate) enum Take {
     /// A claim: a free connection, or an empty place to open one in.
     Claim(Claim),
-    /// Every place is taken; the claim arrives here when one is given back. `Err` means
-    /// the pool closed meanwhile.
-    Wait(oneshot::Receiver<Claim>),
+    /// Every place is taken; the claim arrives here when one is given back, or `Expired`
+    /// at the deadline. A receive error means the pool closed meanwhile.
+    Wait(oneshot::Receiver<Handed>),
     /// The pool is closed.
     Closed,
 }
@@ -62,6 +84,9 @@ pub(crate) enum Take {
 pub(crate) struct Slots {
     /// Everything, under one lock held only for list and counter updates.
     state: Mutex<State>,
+    /// Wakes the sweeper early: a waiter with an earlier deadline than it planned for (a
+    /// RELOAD shortened `query_wait_timeout`), or the pool closed.
+    sweep: Notify,
 }
 
 /// The free list, the wait queue and the count of places.
@@ -72,7 +97,12 @@ struct State {
     free: Vec<Free>,
     /// Waiting clients, first come first served. A waiter that gave up leaves a closed
     /// sender behind, skipped when met.
-    waiters: VecDeque<oneshot::Sender<Claim>>,
+    waiters: VecDeque<Waiter>,
+    /// When the sweeper next looks at the queue; `None` when no sweeper runs. One task
+    /// per pool, only while clients wait, instead of a timer per waiting client: arming
+    /// and disarming a timer for every checkout was a tenth of weir's work per
+    /// transaction in a busy pool.
+    sweep_at: Option<Instant>,
     /// Places taken, see `SlotCounts::size`.
     size: usize,
     /// Most places (`pool.size`).
@@ -91,6 +121,9 @@ pub(crate) struct Claim {
     slots: Arc<Slots>,
     /// The connection, once there is one.
     free: Option<Free>,
+    /// When the connection's last use ended, if its holder knows (saves reading the
+    /// clock when the place comes back).
+    idle_since: Option<Instant>,
     /// Whether dropping it gives the place back (false once the pool took it back).
     armed: bool,
 }
@@ -107,6 +140,11 @@ impl Claim {
         // `since` is set when the place comes back; until then any time will do.
         let since = conn.created;
         self.free = Some(Free { conn, since });
+    }
+
+    /// Records when the connection's use ended, for `server_idle_timeout`.
+    pub(crate) fn idle_since(&mut self, at: Instant) {
+        self.idle_since = Some(at);
     }
 
     /// Its connection, if it has one.
@@ -138,9 +176,10 @@ impl Drop for Claim {
         if !self.armed {
             return;
         }
+        let since = self.idle_since.take();
         let free = self.free.take().map(|conn| Free {
             conn: conn.conn,
-            since: Instant::now(),
+            since: since.unwrap_or_else(Instant::now),
         });
         self.slots.release(free);
     }
@@ -156,7 +195,9 @@ impl Slots {
                 size: 0,
                 max,
                 closed: false,
+                sweep_at: None,
             }),
+            sweep: Notify::new(),
         })
     }
 
@@ -165,8 +206,9 @@ impl Slots {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A free connection, else an empty place, else a place in the wait queue.
-    pub(crate) fn take(self: &Arc<Self>) -> Take {
+    /// A free connection, else an empty place, else a place in the wait queue until
+    /// `deadline`.
+    pub(crate) fn take(self: &Arc<Self>, deadline: Instant) -> Take {
         let mut s = self.lock();
         if s.closed {
             return Take::Closed;
@@ -178,12 +220,25 @@ impl Slots {
             s.size += 1;
             return Take::Claim(self.claim(None));
         }
-        let (tx, rx) = oneshot::channel();
+        let (handoff, rx) = oneshot::channel();
         if s.waiters.len() >= SWEEP_FROM && s.waiters.len().is_power_of_two() {
-            // Waiters that gave up (timeouts, disconnects) while no place came free.
-            s.waiters.retain(|w| !w.is_closed());
+            // Waiters that gave up (disconnects) while no place came free.
+            s.waiters.retain(|w| !w.handoff.is_closed());
         }
-        s.waiters.push_back(tx);
+        s.waiters.push_back(Waiter { handoff, deadline });
+        match s.sweep_at {
+            None => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    s.sweep_at = Some(deadline);
+                    runtime.spawn(sweep(self.clone()));
+                }
+            }
+            Some(at) if deadline < at => {
+                s.sweep_at = Some(deadline);
+                self.sweep.notify_one();
+            }
+            Some(_) => {}
+        }
         Take::Wait(rx)
     }
 
@@ -201,6 +256,7 @@ impl Slots {
         Claim {
             slots: self.clone(),
             free,
+            idle_since: None,
             armed: true,
         }
     }
@@ -212,10 +268,10 @@ impl Slots {
         let surplus = s.closed || s.size > s.max;
         if !surplus {
             while let Some(waiter) = s.waiters.pop_front() {
-                match waiter.send(self.claim(free)) {
+                match waiter.handoff.send(Ok(self.claim(free))) {
                     Ok(()) => return,
                     // That waiter gave up: on to the next one.
-                    Err(claim) => free = claim.disarm(),
+                    Err(handed) => free = handed.ok().and_then(Claim::disarm),
                 }
             }
             if let Some(free) = free {
@@ -236,7 +292,7 @@ impl Slots {
         SlotCounts {
             size: s.size,
             free: s.free.len(),
-            waiting: s.waiters.iter().filter(|w| !w.is_closed()).count(),
+            waiting: s.waiters.iter().filter(|w| !w.handoff.is_closed()).count(),
             max: s.max,
         }
     }
@@ -278,8 +334,8 @@ impl Slots {
                 break;
             };
             s.size += 1;
-            if let Err(claim) = waiter.send(self.claim(None)) {
-                claim.disarm();
+            if let Err(handed) = waiter.handoff.send(Ok(self.claim(None))) {
+                handed.ok().map(Claim::disarm);
                 s.size -= 1;
             }
         }
@@ -306,8 +362,52 @@ impl Slots {
             (std::mem::take(&mut s.waiters), free)
         };
         drop(waiters);
+        self.sweep.notify_one();
         for free in free {
             terminate(free.conn);
+        }
+    }
+}
+
+impl State {
+    /// Turns away the waiters whose deadline has passed and forgets those that gave up;
+    /// returns the earliest deadline left.
+    fn expire(&mut self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for waiter in std::mem::take(&mut self.waiters) {
+            if waiter.handoff.is_closed() {
+                continue;
+            }
+            if waiter.deadline <= now {
+                // Refused only if it gave up just now: nothing to do either way.
+                let _ = waiter.handoff.send(Err(Expired));
+                continue;
+            }
+            next = Some(next.map_or(waiter.deadline, |n| n.min(waiter.deadline)));
+            self.waiters.push_back(waiter);
+        }
+        next
+    }
+}
+
+/// The pool's sweeper: while clients wait, it sleeps until the earliest deadline and
+/// turns away those whose time is up. Ends when nobody waits or the pool closes.
+async fn sweep(slots: Arc<Slots>) {
+    loop {
+        let now = Instant::now();
+        let next = {
+            let mut s = slots.lock();
+            let next = if s.closed { None } else { s.expire(now) };
+            s.sweep_at = next;
+            next
+        };
+        let Some(next) = next else {
+            return;
+        };
+        let at = next.max(now + SWEEP_GAP);
+        tokio::select! {
+            () = tokio::time::sleep_until(at.into()) => {}
+            () = slots.sweep.notified() => {}
         }
     }
 }
@@ -329,6 +429,11 @@ mod tests {
         (c.size, c.free, c.waiting)
     }
 
+    /// A deadline no test reaches.
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(600)
+    }
+
     fn claim(take: Take) -> Claim {
         match take {
             Take::Claim(claim) => claim,
@@ -339,16 +444,16 @@ mod tests {
     #[tokio::test]
     async fn places_are_counted_handed_over_and_given_back() {
         let slots = Slots::new(2);
-        let a = claim(slots.take());
-        let b = claim(slots.take());
+        let a = claim(slots.take(later()));
+        let b = claim(slots.take(later()));
         assert_eq!(counts(&slots), (2, 0, 0));
         // Full: the third waits, and gets the place `a` gives back, directly.
-        let Take::Wait(rx) = slots.take() else {
+        let Take::Wait(rx) = slots.take(later()) else {
             panic!("a full pool must queue")
         };
         assert_eq!(counts(&slots), (2, 0, 1));
         drop(a);
-        let c = rx.await.expect("handed over");
+        let c = rx.await.expect("handed over").expect("in time");
         assert_eq!(counts(&slots), (2, 0, 0));
         drop((b, c));
         // Empty places come back as nothing: the count drops.
@@ -358,17 +463,20 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_that_gave_up_is_skipped() {
         let slots = Slots::new(1);
-        let a = claim(slots.take());
-        let Take::Wait(gone) = slots.take() else {
+        let a = claim(slots.take(later()));
+        let Take::Wait(gone) = slots.take(later()) else {
             panic!("queued")
         };
-        let Take::Wait(next) = slots.take() else {
+        let Take::Wait(next) = slots.take(later()) else {
             panic!("queued")
         };
         drop(gone);
         assert_eq!(counts(&slots), (1, 0, 1));
         drop(a);
-        let b = next.await.expect("the second waiter gets the place");
+        let b = next
+            .await
+            .expect("the second waiter gets the place")
+            .expect("in time");
         drop(b);
         assert_eq!(counts(&slots), (0, 0, 0));
     }
@@ -376,26 +484,57 @@ mod tests {
     #[tokio::test]
     async fn resize_and_close() {
         let slots = Slots::new(1);
-        let a = claim(slots.take());
-        let Take::Wait(rx) = slots.take() else {
+        let a = claim(slots.take(later()));
+        let Take::Wait(rx) = slots.take(later()) else {
             panic!("queued")
         };
         // Growing hands the new place to the waiter at once.
         slots.resize(2);
-        let b = rx.await.expect("a new place");
+        let b = rx.await.expect("a new place").expect("in time");
         assert_eq!(counts(&slots), (2, 0, 0));
         // Shrinking: places over the new size go as they come back.
         slots.resize(1);
         drop(a);
         assert_eq!(counts(&slots), (1, 0, 0));
-        let Take::Wait(rx) = slots.take() else {
+        let Take::Wait(rx) = slots.take(later()) else {
             panic!("queued")
         };
         slots.close();
         assert!(rx.await.is_err(), "a waiter learns of the close");
-        assert!(matches!(slots.take(), Take::Closed));
+        assert!(matches!(slots.take(later()), Take::Closed));
         drop(b);
         assert_eq!(counts(&slots), (0, 0, 0));
         assert!(slots.take_empty().is_none());
+    }
+
+    #[tokio::test]
+    async fn waiters_are_turned_away_at_their_deadline() {
+        let slots = Slots::new(1);
+        let a = claim(slots.take(later()));
+        let Take::Wait(patient) = slots.take(later()) else {
+            panic!("queued")
+        };
+        // Queued behind a later deadline (a RELOAD shortened the timeout): the sweeper,
+        // asleep until the first deadline, is woken for it.
+        let Take::Wait(hasty) = slots.take(Instant::now() + Duration::from_millis(50)) else {
+            panic!("queued")
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(10), hasty)
+            .await
+            .expect("the sweeper answers");
+        assert!(matches!(answer, Ok(Err(Expired))), "{answer:?}");
+        assert_eq!(counts(&slots), (1, 0, 1));
+        // The patient one still gets the place.
+        drop(a);
+        let b = patient.await.expect("not closed").expect("in time");
+        drop(b);
+        assert_eq!(counts(&slots), (0, 0, 0));
+        // A deadline already past is answered too.
+        let c = claim(slots.take(later()));
+        let Take::Wait(late) = slots.take(Instant::now()) else {
+            panic!("queued")
+        };
+        assert!(matches!(late.await, Ok(Err(Expired))));
+        drop(c);
     }
 }

@@ -32,13 +32,17 @@ const WAL_SEGMENT: u64 = 16 * 1024 * 1024;
 const WAL_SEGMENT_HEADER: u64 = 40;
 
 impl Session {
-    /// Leases a server for the request waiting in the client's buffer: a replica when the
-    /// request only reads and one qualifies, else the primary. Returns it with its host.
-    pub(super) async fn checkout(&mut self) -> Result<(Lease, usize, Leg), SessionError> {
+    /// Leases a server for the request waiting in the client's buffer (there since
+    /// `asked`): a replica when the request only reads and one qualifies, else the
+    /// primary. Returns it with its host.
+    pub(super) async fn checkout(
+        &mut self,
+        asked: std::time::Instant,
+    ) -> Result<(Lease, usize, Leg), SessionError> {
         let (mut leg, mut why) = self.choose_leg()?;
         let wait = self.attach.snap.config.pool.query_wait_timeout;
         if let Leg::Replica(host) = leg {
-            match self.attach.pool.checkout(host, wait).await {
+            match self.attach.pool.checkout(host, asked, wait).await {
                 Ok(lease) => {
                     self.attach.db.counters.routed(true, why);
                     return Ok((lease, host, leg));
@@ -64,7 +68,7 @@ impl Session {
             let host = cluster
                 .primary(&self.attach.targets, limit, deadline)
                 .await?;
-            match self.attach.pool.checkout(host, wait).await {
+            match self.attach.pool.checkout(host, asked, wait).await {
                 Ok(lease) => {
                     self.attach.db.counters.routed(false, why);
                     return Ok((lease, host, leg));
@@ -212,13 +216,18 @@ impl Session {
     /// Answers `SET`/`RESET`/`SHOW weir.route` sent as a simple Query, without a server.
     /// Returns whether the request was one.
     pub(super) fn answer_route_command(&mut self) -> Result<bool, SessionError> {
-        let Some((text, total)) = short_query(&self.client.rbuf)? else {
+        let Some((bytes, total)) = short_query_bytes(&self.client.rbuf)? else {
             return Ok(false);
         };
         // Every client's every short Query passes here: a byte scan without allocating
-        // rules nearly all of them out before any parsing.
-        let named = hints::contains_ignore_case(text.as_bytes(), route::SETTING.as_bytes());
-        let Some(command) = named.then(|| route::route_command(text)).flatten() else {
+        // (or even checking the UTF-8) rules nearly all of them out before any parsing.
+        if !hints::contains_ignore_case(bytes, route::SETTING.as_bytes()) {
+            return Ok(false);
+        }
+        let command = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(route::route_command);
+        let Some(command) = command else {
             return Ok(false);
         };
         self.client.rbuf.advance(total);
@@ -283,17 +292,21 @@ pub(super) fn host_going_away(fatal: Option<&ErrorFields>) -> bool {
 /// `buf`, if that is what is there, whole. Longer texts are never statements weir
 /// answers itself.
 fn short_query(buf: &[u8]) -> Result<Option<(&str, usize)>, SessionError> {
+    let text = short_query_bytes(buf)?
+        .and_then(|(bytes, total)| Some((std::str::from_utf8(bytes).ok()?, total)));
+    Ok(text)
+}
+
+/// `short_query` before the text is checked to be UTF-8.
+fn short_query_bytes(buf: &[u8]) -> Result<Option<(&[u8], usize)>, SessionError> {
     let Some((FrontendTag::Query, total)) = FrontendScanner::default().peek(buf)? else {
         return Ok(None);
     };
     if total > SHORT_QUERY {
         return Ok(None);
     }
-    let text = buf
-        .get(5..total)
-        .and_then(|b| b.strip_suffix(&[0]))
-        .and_then(|b| std::str::from_utf8(b).ok());
-    Ok(text.map(|t| (t, total)))
+    let bytes = buf.get(5..total).and_then(|b| b.strip_suffix(&[0]));
+    Ok(bytes.map(|b| (b, total)))
 }
 
 /// The end of the last commit, from `pg_current_wal_insert_lsn()`. When the last record
