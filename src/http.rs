@@ -1,5 +1,6 @@
 //! The metrics listener (`metrics.listen`): `/metrics` in the Prometheus text format,
-//! `/health` for load balancers and orchestrators, and `/` naming the endpoints.
+//! `/health` for load balancers and orchestrators, and the status page (`/`, refreshed
+//! from `/status.json`).
 //!
 //! Owns: a minimal HTTP/1.1 responder (one request per connection, then close).
 //! Why not the exporter's own listener: it serves only `/metrics`, and weir needs
@@ -95,18 +96,24 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
             respond(&mut stream, if ok { 200 } else { 503 }, "text/plain", &body).await
         }
         "/" => {
-            let body = format!(
-                "{}\n/metrics  Prometheus metrics\n/health   200 when accepting clients with a primary known\n",
-                crate::admin::version()
-            );
-            respond(&mut stream, 200, "text/plain", &body).await
+            respond(
+                &mut stream,
+                200,
+                "text/html; charset=utf-8",
+                crate::admin::STATUS_PAGE,
+            )
+            .await
+        }
+        "/status.json" => {
+            let body = crate::admin::status_json(shared);
+            respond(&mut stream, 200, "application/json", &body).await
         }
         _ => {
             respond(
                 &mut stream,
                 404,
                 "text/plain",
-                "not found: try /metrics or /health\n",
+                "not found: try /, /status.json, /metrics or /health\n",
             )
             .await
         }

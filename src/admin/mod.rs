@@ -12,6 +12,7 @@ mod command;
 mod gauges;
 mod settings;
 mod show;
+mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::net::Conn;
 use crate::protocol::{ErrorSeverity, MessageBuilder, Request, Target, TxStatus};
 pub(crate) use gauges::{health, refresh_gauges};
 pub(crate) use show::{resident_bytes, version};
+pub(crate) use status::{json as status_json, PAGE as STATUS_PAGE};
 
 use command::{Command, ParseError};
 use show::{Column, Show};
