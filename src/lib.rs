@@ -28,6 +28,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
+pub mod import;
 mod limits;
 mod metrics;
 mod net;

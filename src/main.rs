@@ -29,6 +29,15 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:6432")]
         listen: String,
     },
+    /// Print a weir.toml equivalent to a pgbouncer.ini (and its userlist.txt) on stdout, with a
+    /// warning on stderr for every setting that cannot be carried over.
+    #[command(name = "import-pgbouncer")]
+    ImportPgbouncer {
+        /// PgBouncer's configuration file.
+        ini: PathBuf,
+        /// PgBouncer's auth file; default: the ini's auth_file, if it can be read.
+        userlist: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -37,6 +46,9 @@ fn main() -> ExitCode {
     let result = match (&cli.command, &cli.config) {
         (Some(Command::Demo { listen }), _) => {
             runtime(0).and_then(|rt| rt.block_on(weir::demo::run(listen)))
+        }
+        (Some(Command::ImportPgbouncer { ini, userlist }), _) => {
+            weir::import::run(ini, userlist.as_deref())
         }
         (None, Some(path)) => match load(path, cli.check) {
             Ok(Some(config)) => {
