@@ -17,7 +17,7 @@ use crate::config::PoolMode;
 /// One value in use: its own (`Some(entry)`) or the global one (`None`).
 struct InUse<'a, T> {
     value: T,
-    own: Option<&'a Named>,
+    own: Option<(&'static str, &'a Named)>,
 }
 
 /// Sets `pool.mode`, `pool.size` and `pool.min_size` from the globals and the overrides of
@@ -117,7 +117,7 @@ fn in_use<'a, T: Copy>(
         out.push(match db.parsed(key, parse)? {
             Some(value) => InUse {
                 value,
-                own: Some(db),
+                own: Some(("database", db)),
             },
             None => InUse {
                 value: global,
@@ -135,7 +135,7 @@ fn in_use<'a, T: Copy>(
         if let Some(value) = user.parsed(key, parse)? {
             out.push(InUse {
                 value,
-                own: Some(user),
+                own: Some(("user", user)),
             });
         }
     }
@@ -183,10 +183,10 @@ fn warn_lost<T: PartialEq>(
             continue;
         }
         match v.own {
-            Some(entry) => w.at(
+            Some((what, entry)) => w.at(
                 &entry.at,
                 format!(
-                    "{}: {key}={} is carried over as {weir_key} = {}: {why}",
+                    "{what} {}: {key}={} is carried over as {weir_key} = {}: {why}",
                     entry.name,
                     show(&v.value),
                     show(&chosen)

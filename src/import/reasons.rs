@@ -25,7 +25,7 @@ const TCP: &str =
     "weir leaves TCP keepalive, buffer and accept options at the operating system's defaults";
 const TLS_VERSIONS: &str = "weir offers TLS 1.2 and 1.3 only (rustls)";
 const TLS_CIPHERS: &str = "weir uses rustls's own cipher suites and key exchange groups";
-const CHECK: &str = "weir runs no check query before it reuses a server connection";
+const CHECK: &str = "weir runs no check query: before it reuses a free server connection it checks the socket, and replaces one the server closed";
 
 /// `[pgbouncer]` settings weir does without: (key, values that change nothing, reason).
 /// A harmless value of `*` means every value (the setting only names or labels things).
@@ -65,7 +65,7 @@ const GENERAL: &[(&str, &[&str], &str)] = &[
     ("server_check_delay", &[], CHECK),
     ("server_check_query", &[], CHECK),
     ("server_fast_close", &["0"], "weir has no equivalent: in session mode a client keeps its server until it disconnects"),
-    ("server_login_retry", &[], "weir has no equivalent: it tries to connect again at the next client's request"),
+    ("server_login_retry", &[], "weir has no pause between failed server logins"),
     ("autodb_idle_timeout", &["3600"], "weir has no automatically created databases"),
     ("pool_idle_timeout", &["0"], "weir keeps the pools of its configured databases and users"),
     ("dns_max_ttl", &[], DNS),

@@ -247,9 +247,9 @@ fn pool_settings_per_database() {
         c.pool.min_size, 5,
         "capped at the pool size, as PgBouncer does"
     );
-    run.warning("a: pool_size=50 is carried over as pool.size = 5");
+    run.warning("database a: pool_size=50 is carried over as pool.size = 5");
     run.warning("default_pool_size = 10 is carried over as pool.size = 5");
-    run.warning("a: pool_mode=statement is carried over as pool.mode = transaction");
+    run.warning("database a: pool_mode=statement is carried over as pool.mode = transaction");
     run.no_warning("bulk: pool_size");
 }
 
