@@ -44,7 +44,7 @@ impl Sections {
                 "databases" => s.databases.push(e),
                 "users" => s.users.push(e),
                 "peers" => w.at(&e.at, format!(
-                    "[peers] {} is not carried over: weir has no peering; one weir process uses every core, so cancel requests need no forwarding between processes",
+                    "[peers] {} is not carried over: weir has no peering: a cancel request that reaches another weir process sharing the port is lost (docs/scaling.md); one weir process uses every core, so one per host needs none",
                     e.key
                 )),
                 other => w.at(&e.at, format!(

@@ -155,6 +155,13 @@ fn listen(plan: &Plan, l: &ListenSettings) -> Table {
         &d.workers,
         u32::to_string,
     );
+    t.changed(
+        plan,
+        "listen.reuse_port",
+        &l.reuse_port,
+        &d.reuse_port,
+        bool::to_string,
+    );
     t
 }
 

@@ -137,8 +137,9 @@ fn listen(s: &mut Settings, plan: &mut Plan, w: &mut Warnings) -> Result<(), Imp
             )
         }
     };
-    if let Some((true, at)) = s.take_parsed("so_reuseport", switch)? {
-        w.at(&at, "so_reuseport = 1 is not carried over: weir is multi-threaded, so one process uses every core (listen.workers) and processes sharing a port are not needed".to_owned());
+    if let Some((reuse, _)) = s.take_parsed("so_reuseport", switch)? {
+        plan.config.listen.reuse_port = reuse;
+        plan.note("listen.reuse_port", "so_reuseport");
     }
     plan.config.listen.addr = SocketAddr::new(ip, port);
     plan.note("listen.addr", note);

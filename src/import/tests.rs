@@ -476,3 +476,23 @@ fn stats_users_become_admins_with_a_warning() {
     run.warning("stats_users = app, ghost is carried over into admin.users");
     run.warning("console user ghost has no [[users]] entry");
 }
+
+#[test]
+fn so_reuseport_carries_over() {
+    let run = Run::new(
+        "[pgbouncer]\nlisten_addr = *\nso_reuseport = 1\n",
+        Some(USERS),
+    );
+    assert!(run.config().listen.reuse_port);
+    assert!(
+        run.ok().toml.contains("reuse_port = true  # so_reuseport"),
+        "{}",
+        run.ok().toml
+    );
+    assert!(run.warnings().is_empty(), "{:#?}", run.warnings());
+    let run = Run::new(
+        "[pgbouncer]\nlisten_addr = *\nso_reuseport = 0\n",
+        Some(USERS),
+    );
+    assert!(!run.ok().toml.contains("reuse_port"));
+}
