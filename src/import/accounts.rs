@@ -261,9 +261,13 @@ fn limits(
 
 /// `auth_user` with its query and database, agreed on by every database.
 struct AuthQuery {
+    /// `auth_user`: who weir logs in as to run the query.
     user: String,
+    /// `auth_query`, or PgBouncer's default.
     query: String,
+    /// The database on the servers the query runs in (`None`: the client's).
     dbname: Option<String>,
+    /// Where `auth_user` was written, for warnings.
     at: Option<super::Origin>,
 }
 

@@ -283,8 +283,13 @@ fn hosts(
         }
     }
     if let Some(dir) = socket {
+        let socket = if dir.is_empty() {
+            "Unix socket (unix_socket_dir is empty)".to_owned()
+        } else {
+            format!("Unix socket in {dir}")
+        };
         w.at(&db.at, format!(
-            "database {}: the Unix socket in {dir} is carried over as 127.0.0.1:{port}: weir connects to servers over TCP only (the server's listen_addresses and pg_hba.conf must accept TCP from 127.0.0.1)",
+            "database {}: the {socket} is carried over as 127.0.0.1:{port}: weir connects to servers over TCP only (the server's listen_addresses and pg_hba.conf must accept TCP from 127.0.0.1)",
             db.name
         ));
         if hosts.is_empty() {

@@ -19,8 +19,11 @@ use crate::config::{
 
 /// One `key = value` line.
 struct Line {
+    /// The key within its table (`size`).
     key: &'static str,
+    /// The value, already in TOML syntax.
     value: String,
+    /// Where the value came from, printed as a trailing comment.
     note: Option<String>,
 }
 

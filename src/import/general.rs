@@ -39,6 +39,10 @@ pub(crate) fn apply(
     plan: &mut Plan,
     w: &mut Warnings,
 ) -> Result<Globals, ImportError> {
+    // Read before `listen` takes an empty one: it also says where servers without host= were.
+    let unix_socket_dir = s
+        .peek("unix_socket_dir")
+        .map_or_else(|| "/tmp".to_owned(), |d| d.value.clone());
     listen(s, plan, w)?;
     timeouts(s, plan, w)?;
     limits(s, plan, w)?;
@@ -53,9 +57,6 @@ pub(crate) fn apply(
     let min_pool_size = s
         .take_parsed("min_pool_size", whole)?
         .map_or((0, None), |(n, at)| (n, Some(at)));
-    let unix_socket_dir = s
-        .peek("unix_socket_dir")
-        .map_or_else(|| "/tmp".to_owned(), |d| d.value.clone());
     Ok(Globals {
         pool_mode,
         pool_size,
@@ -166,10 +167,15 @@ type Field = fn(&mut Config) -> &mut Duration;
 /// One timeout: PgBouncer's name and default (ms), weir's key, and what a PgBouncer zero
 /// becomes (`None`: zero is "off" in weir too).
 struct Timeout {
+    /// PgBouncer's setting.
     pgbouncer: &'static str,
+    /// PgBouncer's default, in milliseconds, used when the file does not set it.
     default_ms: u64,
+    /// weir's key, for notes and warnings.
     weir: &'static str,
+    /// Where the value goes.
     field: Field,
+    /// What a zero becomes; `None` when zero means "off" in weir too.
     zero: Option<Zero>,
 }
 

@@ -16,7 +16,9 @@ use crate::config::PoolMode;
 
 /// One value in use: its own (`Some(entry)`) or the global one (`None`).
 struct InUse<'a, T> {
+    /// The value.
     value: T,
+    /// The entry that set it, as ("database" or "user", entry); `None`: the global value.
     own: Option<(&'static str, &'a Named)>,
 }
 

@@ -496,3 +496,23 @@ fn so_reuseport_carries_over() {
     );
     assert!(!run.ok().toml.contains("reuse_port"));
 }
+
+#[test]
+fn odd_sizes_are_written_in_bytes() {
+    let run = Run::new(
+        "[pgbouncer]\nlisten_addr = *\nmax_packet_size = 100000\n",
+        Some(USERS),
+    );
+    assert_eq!(run.config().limits.max_message_size, 100_000);
+    assert!(
+        run.ok().toml.contains("max_message_size = 100000"),
+        "{}",
+        run.ok().toml
+    );
+    let run = Run::new(
+        "[pgbouncer]\nlisten_addr = *\nmax_packet_size = 100\n",
+        Some(USERS),
+    );
+    assert_eq!(run.config().limits.max_message_size, 1024);
+    run.warning("max_packet_size = 100 is carried over as limits.max_message_size = 1024");
+}
