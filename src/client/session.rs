@@ -20,7 +20,7 @@ use crate::server::{BackendError, ParamSet, ServerTarget};
 use crate::stats::micros;
 
 use super::prepared::ClientStatements;
-use super::relay::{Outcome, Relay, RelayConfig, Signals};
+use super::relay::{Outcome, Relay, RelayConfig, Signals, Spare};
 use super::route::{Leg, RouteOverride};
 use super::{Deadline, SessionError};
 
@@ -98,6 +98,7 @@ impl Attach {
             pinned: None,
             deferred_begin: None,
             mid_message: false,
+            spare: Spare::default(),
         }
     }
 }
@@ -163,6 +164,8 @@ pub(crate) struct Session {
     mode: PoolMode,
     /// The relay's behaviour under the client's snapshot.
     relay: RelayConfig,
+    /// Left by the last transaction's relay for the next one.
+    spare: Spare,
 }
 
 impl Session {
@@ -240,7 +243,8 @@ impl Session {
                 MessageBuilder::query(&mut lease.conn.wbuf, text);
             }
             self.attach.cancel.slot.set(Some(lease.cancel_target()));
-            let mut relay = Relay::new(config, param_sync, begin.is_some(), leased);
+            let spare = std::mem::take(&mut self.spare);
+            let mut relay = Relay::new(config, param_sync, begin.is_some(), leased, spare);
             let session_mode = mode == PoolMode::Session;
             let signals = Signals {
                 wake: &self.attach.cancel.slot.wake,
@@ -294,6 +298,7 @@ impl Session {
                         advisory: relay.advisory_hint(),
                         reset: relay.settings_reset(),
                     };
+                    self.spare = relay.into_spare();
                     self.after_transaction(pinned, ran).await?;
                 }
                 Ok(Outcome::ClientGone) => {

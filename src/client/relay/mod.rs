@@ -88,6 +88,14 @@ pub(super) struct Signals<'a> {
     pub(super) pool: Option<&'a crate::pool::HostPool>,
 }
 
+/// What one transaction's relay leaves for the next one of the same client: the queue of
+/// replies keeps its allocation (an allocation and a free per transaction otherwise).
+#[derive(Debug, Default)]
+pub(super) struct Spare {
+    /// Empty, with whatever capacity it grew to.
+    replies: Replies,
+}
+
 /// Protocol state of one relay. A new one starts at each checkout.
 #[derive(Debug)]
 pub(super) struct Relay {
@@ -178,8 +186,9 @@ impl Relay {
         param_sync: bool,
         begin: bool,
         leased: std::time::Instant,
+        spare: Spare,
     ) -> Self {
-        let mut replies = Replies::default();
+        let mut replies = spare.replies;
         if param_sync {
             replies.push(Expect::Hidden(Hidden::ParamSync));
         }
@@ -216,6 +225,14 @@ impl Relay {
         };
         relay.touch_client();
         relay
+    }
+
+    /// What the next transaction's relay can reuse.
+    pub(super) fn into_spare(mut self) -> Spare {
+        self.replies.clear();
+        Spare {
+            replies: std::mem::take(&mut self.replies),
+        }
     }
 
     /// Whether the client's byte stream is between messages.

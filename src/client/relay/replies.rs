@@ -96,6 +96,11 @@ impl Replies {
         self.queue.push_back(e);
     }
 
+    /// Forgets everything owed, keeping the allocation.
+    pub(super) fn clear(&mut self) {
+        self.queue.clear();
+    }
+
     /// Whether nothing is owed.
     pub(super) fn is_empty(&self) -> bool {
         self.queue.is_empty()
