@@ -73,6 +73,7 @@ pub(crate) fn apply(
     w: &mut Warnings,
 ) -> Result<(), ImportError> {
     s.take("auth_file");
+    let auth_type_at = s.peek("auth_type").map(|a| a.at.clone());
     let method = method(s, plan, w)?;
     plan.config.auth.method = method;
     let Inputs {
@@ -91,14 +92,35 @@ pub(crate) fn apply(
         w,
     );
     limits(user_sections, globals, plan, w)?;
+    if method == AuthMethod::Trust {
+        trust_listed_only(plan);
+    }
     if let Some(a) = auth {
         carry_auth_query(a, plan, w);
     }
-    admins(s, method, plan, w);
-    if !listed_any && plan.config.auth.user.is_none() && method != AuthMethod::Trust {
+    if method == AuthMethod::Trust && plan.config.auth.user.is_some() {
+        w.maybe_at(auth_type_at.as_ref(), "auth_type = trust is carried over for the users of the auth file only: users found by auth_query are asked for their password (weir's trust would also let in names the query does not find)".to_owned());
+    }
+    admins(s, plan, w);
+    if !listed_any && plan.config.auth.user.is_none() {
         w.file("no users are carried over (no auth file was read): weir lets in only the users it lists; give the auth file as the second argument".to_owned());
     }
     Ok(())
+}
+
+/// PgBouncer's trust lets in the users of the auth file only; weir's `auth.method =
+/// "trust"` lets in any name (and leaves the servers to refuse it). So the listed users
+/// get trust each, and everyone else keeps weir's default, under which unknown names fail.
+fn trust_listed_only(plan: &mut Plan) {
+    plan.config.auth.method = AuthMethod::default();
+    for user in &mut plan.config.users {
+        user.auth_method = Some(AuthMethod::Trust);
+    }
+    plan.note(
+        "auth.method",
+        "auth_type = trust is given to each listed user",
+    );
+    plan.note("users.auth_method", "auth_type = trust");
 }
 
 /// `auth_type` -> `auth.method`. PgBouncer's default is md5.
@@ -138,7 +160,7 @@ fn method(s: &mut Settings, plan: &mut Plan, w: &mut Warnings) -> Result<AuthMet
             }
         }
         "plain" => instead("weir never asks for a cleartext password (users stored as md5 are asked with md5)".to_owned()),
-        "any" => instead("weir always checks the user name; set auth.method = \"trust\" to log listed users in without a password".to_owned()),
+        "any" => instead("weir always checks the user name and password; auth.method = \"trust\" would let any name in without one".to_owned()),
         "hba" => instead(format!(
             "weir has no pg_hba-style rules{}; set users.auth_method per user where the rules differ",
             hba.map(|h| format!(" (auth_hba_file = {})", h.value)).unwrap_or_default()
@@ -353,7 +375,7 @@ fn carry_auth_query(a: AuthQuery, plan: &mut Plan, w: &mut Warnings) {
 }
 
 /// `admin_users` and `stats_users` -> `admin.users`.
-fn admins(s: &mut Settings, method: AuthMethod, plan: &mut Plan, w: &mut Warnings) {
+fn admins(s: &mut Settings, plan: &mut Plan, w: &mut Warnings) {
     let admin = s.take("admin_users");
     let stats = s.take("stats_users");
     let mut names: Vec<String> = Vec::new();
@@ -383,7 +405,8 @@ fn admins(s: &mut Settings, method: AuthMethod, plan: &mut Plan, w: &mut Warning
     }
     for name in &names {
         let listed = plan.config.users.iter().any(|u| &u.name == name);
-        if !listed && method != AuthMethod::Trust {
+        // Only weir's own trust lets a name without an entry in.
+        if !listed && plan.config.auth.method != AuthMethod::Trust {
             let at = admin.as_ref().or(stats.as_ref()).map(|s| s.at.clone());
             w.maybe_at(at.as_ref(), format!(
                 "console user {name} has no [[users]] entry (it is not in the auth file), so it cannot log in to weir's console until one is added"

@@ -135,7 +135,7 @@ fn auth_types_never_weaken_silently() {
     for (auth_type, want, warned) in [
         ("md5", AuthMethod::Md5, false),
         ("scram-sha-256", AuthMethod::ScramSha256, false),
-        ("trust", AuthMethod::Trust, false),
+        ("trust", AuthMethod::ScramSha256, false),
         ("plain", AuthMethod::ScramSha256, true),
         ("any", AuthMethod::ScramSha256, true),
         ("hba", AuthMethod::ScramSha256, true),
@@ -193,9 +193,20 @@ fn users_keep_the_method_pgbouncer_gave_them() {
     let run = Run::new("[pgbouncer]\nauth_type = scram-sha-256\n", Some(&users));
     assert!(run.config().user("admin").is_none());
     run.warning("user admin is not carried over: it is stored as an md5 verifier");
-    // trust: an empty password is fine.
+    // trust: listed users only (weir's own trust would let any name in), and an empty
+    // password is fine.
     let run = Run::new("[pgbouncer]\nauth_type = trust\n", Some(&users));
-    assert_eq!(run.config().user("empty").unwrap().password, None);
+    let c = run.config();
+    assert_eq!(c.auth.method, AuthMethod::ScramSha256);
+    assert!(c
+        .users
+        .iter()
+        .all(|u| u.auth_method == Some(AuthMethod::Trust)));
+    assert_eq!(c.user("empty").unwrap().password, None);
+    assert!(run
+        .ok()
+        .toml
+        .contains("auth_method = \"trust\"  # auth_type = trust"));
 }
 
 #[test]
