@@ -103,7 +103,7 @@ pub(crate) fn apply(
     }
     admins(s, plan, w);
     if !listed_any && plan.config.auth.user.is_none() {
-        w.file("no users are carried over (no auth file was read): weir lets in only the users it lists; give the auth file as the second argument".to_owned());
+        w.file("no users are carried over (no auth file was read, or it lists nobody): weir lets in only the users it lists; give the auth file as the second argument".to_owned());
     }
     Ok(())
 }
