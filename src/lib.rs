@@ -18,6 +18,8 @@
 mod admin;
 mod app;
 mod auth;
+#[doc(hidden)]
+pub mod benching;
 mod cancel;
 mod client;
 mod cluster;

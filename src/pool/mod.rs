@@ -20,6 +20,11 @@ pub(crate) use lease::Lease;
 pub(crate) use registry::{PoolRegistry, Want};
 use slots::{Free, Slots, Take};
 
+/// The pool's places for `benching` (criterion benchmarks of checkout and return).
+pub(crate) mod bench {
+    pub(crate) use super::slots::{Slots, Take};
+}
+
 /// Why a client could not get a server connection.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PoolError {
