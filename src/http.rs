@@ -91,6 +91,10 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
             )
             .await
         }
+        // Liveness: the process is up and serving. Unlike `/health`, not failed by a
+        // failover (no primary known for a while), which a liveness probe must not
+        // answer by restarting weir and dropping every client it holds.
+        "/health/live" => respond(&mut stream, 200, "text/plain", "alive\n").await,
         "/health" => {
             let (ok, body) = crate::admin::health(shared);
             respond(&mut stream, if ok { 200 } else { 503 }, "text/plain", &body).await
@@ -113,7 +117,7 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
                 &mut stream,
                 404,
                 "text/plain",
-                "not found: try /, /status.json, /metrics or /health\n",
+                "not found: try /, /status.json, /metrics, /health or /health/live\n",
             )
             .await
         }

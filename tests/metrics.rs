@@ -118,6 +118,9 @@ async fn health_is_503_while_no_primary_is_known() {
     let (status, body) = get(metrics_addr(&proxy), "/health").await;
     assert_eq!(status, 503);
     assert!(body.contains(&db), "{body}");
+    // Not ready, but alive: a liveness probe must not restart weir for this.
+    let (status, body) = get(metrics_addr(&proxy), "/health/live").await;
+    assert_eq!((status, body.as_str()), (200, "alive\n"));
     proxy.stop().await;
 }
 

@@ -285,6 +285,10 @@ fn kubernetes_manifests_agree_with_each_other_and_the_image() {
         assert_eq!(ports.get(&port), Some(&9930), "{probe} on the metrics port");
     }
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"],
+        "/health/live"
+    );
 
     // Non-root, as the image's user.
     let security = &pod["securityContext"];
