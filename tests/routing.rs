@@ -560,3 +560,36 @@ async fn replicas_past_the_lag_limit_or_down_get_no_reads() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_session_mode_leaves_connected_clients_routing_their_reads() {
+    let cluster = shared();
+    let replica = cluster.replicas()[0].port;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("weir.toml");
+    let toml = routed::toml(cluster, "");
+    std::fs::write(&path, &toml).expect("write config");
+    let proxy = Proxy::start_file(&path).await;
+    routed::wait_for_roles(&proxy).await;
+    let c = connect(&proxy, None).await;
+    assert_eq!(port_of(&c, "SELECT current_setting('port')").await, replica);
+
+    let session = toml.replace("[pool]\n", "[pool]\nmode = \"session\"\n");
+    assert_ne!(session, toml);
+    std::fs::write(&path, &session).expect("rewrite");
+    let (console, conn) = tokio_postgres::connect(
+        &proxy.url(common::admin::ADMIN, common::admin::ADMIN_PASSWORD, "weir"),
+        NoTls,
+    )
+    .await
+    .expect("admin console");
+    tokio::spawn(conn);
+    console.simple_query("RELOAD").await.expect("RELOAD");
+
+    // The client logged in under transaction mode and keeps it: its reads are still
+    // routed, statement by statement, to the replica.
+    for _ in 0..3 {
+        assert_eq!(port_of(&c, "SELECT current_setting('port')").await, replica);
+    }
+    proxy.stop().await;
+}

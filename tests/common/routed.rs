@@ -72,6 +72,12 @@ hosts = ["127.0.0.1:{primary}", "127.0.0.1:{replica}"]
 /// replica of `DB`.
 pub async fn start_proxy(toml: &str) -> Proxy {
     let proxy = Proxy::start(toml).await;
+    wait_for_roles(&proxy).await;
+    proxy
+}
+
+/// Waits until weir's health checks know the primary and the replica of `DB`.
+pub async fn wait_for_roles(proxy: &Proxy) {
     let known = super::eventually_async(Duration::from_secs(10), || async {
         let hosts = proxy.weir.as_ref().expect("running").hosts(DB);
         hosts.iter().any(|h| h.role == "primary" && h.healthy)
@@ -79,5 +85,4 @@ pub async fn start_proxy(toml: &str) -> Proxy {
     })
     .await;
     assert!(known, "weir never saw a healthy primary and replica");
-    proxy
 }

@@ -105,7 +105,8 @@ impl Session {
         let config = &self.attach.snap.config;
         let policy = Policy {
             splits: self.splits(),
-            session_mode: config.pool.mode == PoolMode::Session,
+            // The mode the client logged in under: a RELOAD changes it for new logins only.
+            session_mode: self.mode == PoolMode::Session,
             primary_reads: config.routing.primary_reads,
         };
         let state = &self.attach.state;
@@ -187,7 +188,7 @@ impl Session {
     pub(super) fn defer_begin(&mut self) -> Result<bool, SessionError> {
         let config = &self.attach.snap.config;
         if config.routing.transactions != TransactionRouting::FirstStatement
-            || config.pool.mode != PoolMode::Transaction
+            || self.mode != PoolMode::Transaction
             || self.pinned.is_some()
             || !self.splits()
         {
