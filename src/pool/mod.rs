@@ -139,7 +139,8 @@ impl ServerManager {
         // Also checked by the janitor, but in a busy pool a connection is rarely free when
         // it runs: here is where a connection in constant use meets its lifetime.
         let lifetime = self.live.lifetime();
-        let retired = (!lifetime.is_zero() && now - conn.created >= lifetime)
+        let retired = (!lifetime.is_zero()
+            && now.saturating_duration_since(conn.created) >= lifetime)
             || conn.generation < self.live.generation.load(Ordering::Relaxed);
         if retired {
             slots::terminate(conn);

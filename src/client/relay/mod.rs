@@ -88,6 +88,9 @@ pub(super) struct Signals<'a> {
     pub(super) pool: Option<&'a crate::pool::HostPool>,
 }
 
+/// Owed replies a spare queue keeps room for between transactions.
+const SPARE_REPLIES: usize = 64;
+
 /// What one transaction's relay leaves for the next one of the same client: the queue of
 /// replies keeps its allocation (an allocation and a free per transaction otherwise).
 #[derive(Debug, Default)]
@@ -189,6 +192,7 @@ impl Relay {
         spare: Spare,
     ) -> Self {
         let mut replies = spare.replies;
+        debug_assert!(replies.is_empty(), "a spare reply queue is empty");
         if param_sync {
             replies.push(Expect::Hidden(Hidden::ParamSync));
         }
@@ -230,6 +234,9 @@ impl Relay {
     /// What the next transaction's relay can reuse.
     pub(super) fn into_spare(mut self) -> Spare {
         self.replies.clear();
+        // A client that once pipelined thousands of requests does not keep room for
+        // them while idle: idle clients stay cheap (see `Conn::shrink_idle`).
+        self.replies.shrink_to(SPARE_REPLIES);
         Spare {
             replies: std::mem::take(&mut self.replies),
         }

@@ -101,6 +101,11 @@ impl Replies {
         self.queue.clear();
     }
 
+    /// Gives back room beyond `capacity` entries.
+    pub(super) fn shrink_to(&mut self, capacity: usize) {
+        self.queue.shrink_to(capacity);
+    }
+
     /// Whether nothing is owed.
     pub(super) fn is_empty(&self) -> bool {
         self.queue.is_empty()
