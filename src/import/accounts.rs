@@ -74,7 +74,7 @@ pub(crate) fn apply(
 ) -> Result<(), ImportError> {
     s.take("auth_file");
     let auth_type_at = s.peek("auth_type").map(|a| a.at.clone());
-    let method = method(s, plan, w)?;
+    let (method, substituted) = method(s, plan, w)?;
     plan.config.auth.method = method;
     let Inputs {
         listed,
@@ -86,7 +86,7 @@ pub(crate) fn apply(
     let listed_any = !listed.is_empty();
     users(
         listed,
-        method,
+        (method, substituted),
         auth.as_ref().map(|a| a.user.as_str()),
         plan,
         w,
@@ -124,13 +124,19 @@ fn trust_listed_only(plan: &mut Plan) {
 }
 
 /// `auth_type` -> `auth.method`. PgBouncer's default is md5.
-fn method(s: &mut Settings, plan: &mut Plan, w: &mut Warnings) -> Result<AuthMethod, ImportError> {
+/// The client-facing method, and whether it stands in for one weir lacks (then users
+/// stored as md5 keep md5, as the method they replace would have accepted them).
+fn method(
+    s: &mut Settings,
+    plan: &mut Plan,
+    w: &mut Warnings,
+) -> Result<(AuthMethod, bool), ImportError> {
     let hba = s.take("auth_hba_file");
     s.take("auth_ident_file");
     s.take("auth_ldap_options");
     let Some(written) = s.take("auth_type") else {
         plan.note("auth.method", "PgBouncer's default auth_type");
-        return Ok(AuthMethod::Md5);
+        return Ok((AuthMethod::Md5, false));
     };
     plan.note("auth.method", "auth_type");
     let value = written.value.to_ascii_lowercase();
@@ -138,15 +144,15 @@ fn method(s: &mut Settings, plan: &mut Plan, w: &mut Warnings) -> Result<AuthMet
         w.at(
             &written.at,
             format!(
-                "auth_type = {value} is carried over as auth.method = \"scram-sha-256\": {why}"
+                "auth_type = {value} is carried over as auth.method = \"scram-sha-256\" (users stored as md5 get auth_method = \"md5\"): {why}"
             ),
         );
-        AuthMethod::ScramSha256
+        (AuthMethod::ScramSha256, true)
     };
     Ok(match value.as_str() {
-        "md5" => AuthMethod::Md5,
-        "scram-sha-256" => AuthMethod::ScramSha256,
-        "trust" => AuthMethod::Trust,
+        "md5" => (AuthMethod::Md5, false),
+        "scram-sha-256" => (AuthMethod::ScramSha256, false),
+        "trust" => (AuthMethod::Trust, false),
         "cert" => {
             let checks_certs = plan
                 .config
@@ -154,12 +160,12 @@ fn method(s: &mut Settings, plan: &mut Plan, w: &mut Warnings) -> Result<AuthMet
                 .as_ref()
                 .is_some_and(|t| t.mode != TlsMode::Disable && t.client_ca.is_some());
             if checks_certs {
-                AuthMethod::Cert
+                (AuthMethod::Cert, false)
             } else {
                 instead("weir's cert method needs client TLS with client_tls_ca_file, which this file does not set up".to_owned())
             }
         }
-        "plain" => instead("weir never asks for a cleartext password (users stored as md5 are asked with md5)".to_owned()),
+        "plain" => instead("weir never asks for a cleartext password".to_owned()),
         "any" => instead("weir always checks the user name and password; auth.method = \"trust\" would let any name in without one".to_owned()),
         "hba" => instead(format!(
             "weir has no pg_hba-style rules{}; set users.auth_method per user where the rules differ",
@@ -179,7 +185,7 @@ fn method(s: &mut Settings, plan: &mut Plan, w: &mut Warnings) -> Result<AuthMet
 /// The auth file's users as `[[users]]` entries, with the method each one needs.
 fn users(
     listed: Vec<Listed>,
-    method: AuthMethod,
+    (method, substituted): (AuthMethod, bool),
     auth_user: Option<&str>,
     plan: &mut Plan,
     w: &mut Warnings,
@@ -202,10 +208,12 @@ fn users(
         let mut auth_method = None;
         let password = if l.password.is_empty() {
             if !matches!(method, AuthMethod::Trust | AuthMethod::Cert) {
-                lost(
-                    w,
-                    "its password is empty, and PgBouncer accepted no password for it either",
-                );
+                let why = if substituted {
+                    "its password is empty, and the method weir uses instead of auth_type needs one"
+                } else {
+                    "its password is empty, and PgBouncer accepted no password for it either"
+                };
+                lost(w, why);
                 continue;
             }
             None
@@ -214,6 +222,11 @@ fn users(
                 Err(e) => {
                     lost(w, &format!("its password: {e}"));
                     continue;
+                }
+                // auth_type was one weir lacks, which accepted this password: md5 is
+                // no weaker than what it replaces.
+                Ok(Secret::Md5(_)) if method == AuthMethod::ScramSha256 && substituted => {
+                    auth_method = Some(AuthMethod::Md5)
                 }
                 Ok(Secret::Md5(_)) if method == AuthMethod::ScramSha256 => {
                     if auth_user != Some(l.name.as_str()) {
@@ -379,7 +392,9 @@ fn admins(s: &mut Settings, plan: &mut Plan, w: &mut Warnings) {
     let admin = s.take("admin_users");
     let stats = s.take("stats_users");
     let mut names: Vec<String> = Vec::new();
-    for setting in [&admin, &stats].into_iter().flatten() {
+    // Only admin_users: weir has no read-only console role, and a stats user let in
+    // could PAUSE, KILL, RELOAD and SHUTDOWN.
+    for setting in [&admin].into_iter().flatten() {
         for name in list(&setting.value) {
             if let Some(problem) = name_problem(&name) {
                 w.at(
@@ -398,7 +413,7 @@ fn admins(s: &mut Settings, plan: &mut Plan, w: &mut Warnings) {
             .collect();
         if !only_stats.is_empty() {
             w.at(&stats.at, format!(
-                "stats_users = {} is carried over into admin.users: weir has no read-only console role, so these users may also run PAUSE, KILL, RELOAD and SHUTDOWN",
+                "stats_users = {} is not carried over: weir has no read-only console role, and admin.users may also run PAUSE, KILL, RELOAD and SHUTDOWN; add them to admin.users yourself if they may, or let them read /metrics instead",
                 only_stats.join(", ")
             ));
         }
@@ -407,7 +422,7 @@ fn admins(s: &mut Settings, plan: &mut Plan, w: &mut Warnings) {
         let listed = plan.config.users.iter().any(|u| &u.name == name);
         // Only weir's own trust lets a name without an entry in.
         if !listed && plan.config.auth.method != AuthMethod::Trust {
-            let at = admin.as_ref().or(stats.as_ref()).map(|s| s.at.clone());
+            let at = admin.as_ref().map(|s| s.at.clone());
             w.maybe_at(at.as_ref(), format!(
                 "console user {name} has no [[users]] entry (it is not in the auth file), so it cannot log in to weir's console until one is added"
             ));

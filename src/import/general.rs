@@ -17,6 +17,9 @@ use super::values::{duration_text, seconds, switch, whole};
 use super::{Plan, Warnings};
 use crate::config::{Config, LimitsSettings, PoolMode, ServerTlsMode, TlsMode, TlsSettings};
 
+/// Where Debian, Ubuntu and Alpine keep the system's CA certificates in one file.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// The pool settings `pools.rs` reconciles with per-database and per-user overrides.
 pub(crate) struct Globals {
     /// `pool_mode` (PgBouncer's default: session) and where it was set.
@@ -471,11 +474,13 @@ fn server_tls(s: &mut Settings, config: &mut Config, w: &mut Warnings) -> Result
         }
     };
     if tls.mode.verifies() && tls.ca.is_none() {
+        // PgBouncer then checks against the system's CA store; weir needs the file
+        // named. Never `require` instead: that would stop checking certificates.
         w.at(&sslmode.at, format!(
-            "server_tls_sslmode = {} is carried over as server_tls.mode = \"require\": it has no server_tls_ca_file, and weir checks server certificates only against server_tls.ca (set it, then the mode)",
+            "server_tls_sslmode = {} has no server_tls_ca_file: server_tls.ca is set to the system's CA bundle, {SYSTEM_CA_BUNDLE} (PgBouncer used the system's store); point it at your servers' CA if that file is elsewhere",
             sslmode.value
         ));
-        tls.mode = ServerTlsMode::Require;
+        tls.ca = Some(std::path::PathBuf::from(SYSTEM_CA_BUNDLE));
     }
     Ok(())
 }

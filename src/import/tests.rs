@@ -295,9 +295,15 @@ fn tls_toward_servers() {
     assert_eq!(tls.mode, ServerTlsMode::VerifyFull);
     assert_eq!(tls.ca, Some(PathBuf::from("/tls/ca.crt")));
 
+    // Without a CA file PgBouncer checked against the system's store: the check stays.
     let run = Run::new("[pgbouncer]\nserver_tls_sslmode = verify-ca\n", Some(USERS));
-    assert_eq!(run.config().server_tls.mode, ServerTlsMode::Require);
-    run.warning("server_tls_sslmode = verify-ca is carried over as server_tls.mode = \"require\"");
+    let tls = run.config().server_tls;
+    assert_eq!(tls.mode, ServerTlsMode::VerifyCa);
+    assert_eq!(
+        tls.ca,
+        Some(PathBuf::from("/etc/ssl/certs/ca-certificates.crt"))
+    );
+    run.warning("server_tls_sslmode = verify-ca has no server_tls_ca_file");
 
     let run = Run::new("[pgbouncer]\nclient_tls_sslmode = require\n", Some(USERS));
     assert!(run.config().tls.is_none());
@@ -478,14 +484,33 @@ fn limits_and_prepared_statements() {
 }
 
 #[test]
-fn stats_users_become_admins_with_a_warning() {
+fn stats_users_are_not_made_admins() {
     let run = Run::new(
         "[pgbouncer]\nadmin_users = admin\nstats_users = app, admin, ghost\n",
         Some(USERS),
     );
-    assert_eq!(run.config().admin.users, ["admin", "app", "ghost"]);
-    run.warning("stats_users = app, ghost is carried over into admin.users");
-    run.warning("console user ghost has no [[users]] entry");
+    // weir has no read-only console: a stats user let in could SHUTDOWN.
+    assert_eq!(run.config().admin.users, ["admin"]);
+    run.warning("stats_users = app, ghost is not carried over");
+}
+
+#[test]
+fn md5_users_keep_md5_when_auth_type_is_one_weir_lacks() {
+    for auth_type in ["hba", "plain", "any", "pam"] {
+        let run = Run::new(
+            &format!("[pgbouncer]\nauth_type = {auth_type}\n"),
+            Some(USERS),
+        );
+        let c = run.config();
+        assert_eq!(c.auth.method, AuthMethod::ScramSha256, "{auth_type}");
+        let admin = c
+            .users
+            .iter()
+            .find(|u| u.name == "admin")
+            .unwrap_or_else(|| panic!("{auth_type}: the md5 user is kept"));
+        assert_eq!(admin.auth_method, Some(AuthMethod::Md5), "{auth_type}");
+        assert!(c.users.iter().any(|u| u.name == "app"), "{auth_type}");
+    }
 }
 
 #[test]
