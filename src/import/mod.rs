@@ -188,8 +188,12 @@ pub fn run(ini: &Path, userlist: Option<&Path>) -> Result<(), String> {
     for w in &imported.warnings {
         eprintln!("warning: {w}");
     }
-    print!("{}", imported.toml);
-    Ok(())
+    // Written, not printed: `print!` panics when stdout is a closed pipe (`| head`).
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(imported.toml.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("cannot write the configuration to stdout: {e}"))
 }
 
 #[cfg(test)]
