@@ -61,8 +61,11 @@ pub(crate) fn apply(
     let sizes = in_use(&dbs, users, "pool_size", whole, g.pool_size.0)?;
     let smallest = sizes.iter().map(|s| s.value).min().unwrap_or(g.pool_size.0);
     let size = if smallest == 0 {
+        // Said where the 0 was written: a database's or user's entry, or the global.
+        let zero = sizes.iter().find(|s| s.value == 0).and_then(|s| s.own);
+        let at = zero.map_or(g.pool_size.1.as_ref(), |(_, named)| Some(&named.at));
         w.maybe_at(
-            g.pool_size.1.as_ref(),
+            at,
             "a pool size of 0 is carried over as pool.size = 1: weir's smallest pool".to_owned(),
         );
         1
@@ -75,7 +78,7 @@ pub(crate) fn apply(
         weir_key: "pool.size",
         why: "weir has one pool size for every database and user, and takes the smallest in use so that no database gets more server connections than PgBouncer gave it",
     };
-    warn_lost(&sizes, smallest, u64::to_string, &names, w);
+    warn_lost(&sizes, size, u64::to_string, &names, w);
     plan.config.pool.size = clamp_non_zero(size);
     plan.note(
         "pool.size",

@@ -552,3 +552,16 @@ fn odd_sizes_are_written_in_bytes() {
     assert_eq!(run.config().limits.max_message_size, 1024);
     run.warning("max_packet_size = 100 is carried over as limits.max_message_size = 1024");
 }
+
+#[test]
+fn a_pool_size_of_zero_is_reported_where_it_was_written() {
+    let run = Run::new(
+        "[databases]\na = host=db1 pool_size=0\nb = host=db2 pool_size=10\n",
+        Some(USERS),
+    );
+    assert_eq!(run.config().pool.size.get(), 1);
+    let zero = run.warning("a pool size of 0 is carried over as pool.size = 1");
+    assert!(zero.contains("line 2"), "{zero}");
+    // The others are told the size that is written, not the 0.
+    run.warning("database b: pool_size=10 is carried over as pool.size = 1");
+}
