@@ -235,27 +235,27 @@ impl Slots {
             Some(_) => {}
         }
         s.waiters.push_back(Waiter { handoff, deadline });
-        // Outside a runtime (benchmarks) there is no sweeper: nothing turns waiters away.
-        let runtime = tokio::runtime::Handle::try_current().ok();
-        let wake = match (s.sweep_at, runtime) {
-            (None, Some(runtime)) => {
-                s.sweep_at = Some(deadline);
-                Some(runtime)
-            }
-            (Some(at), _) if deadline < at => {
-                s.sweep_at = Some(deadline);
-                drop(s);
-                self.sweep.notify_one();
-                return Take::Wait(rx);
-            }
-            _ => None,
-        };
+        let running = s.sweep_at;
+        if running.is_none_or(|at| deadline < at) {
+            s.sweep_at = Some(deadline);
+        }
         drop(s);
-        if let Some(runtime) = wake {
-            runtime.spawn(sweep(SweepGuard {
-                slots: self.clone(),
-                done: false,
-            }));
+        match running {
+            // The common case in a busy pool: the sweeper is there, and due before this
+            // waiter's deadline. Nothing to do, not even a look at the runtime.
+            Some(at) if deadline >= at => {}
+            Some(_) => self.sweep.notify_one(),
+            None => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(sweep(SweepGuard {
+                        slots: self.clone(),
+                        done: false,
+                    }));
+                }
+                // Outside a runtime (benchmarks) no sweeper can run: nothing turns
+                // waiters away, and the next waiter inside one starts it.
+                Err(_) => self.lock().sweep_at = None,
+            },
         }
         Take::Wait(rx)
     }
