@@ -59,7 +59,8 @@ pub(crate) fn json(shared: &Shared) -> String {
         routing: routing(shared),
     };
     // Strings and numbers only: serialising cannot fail.
-    serde_json::to_string(&status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    serde_json::to_string(&status)
+        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
 }
 
 fn table(show: Show, shared: &Shared) -> Table {

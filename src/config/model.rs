@@ -198,8 +198,8 @@ impl fmt::Display for PoolMode {
 pub struct LimitsSettings {
     /// Largest message a client may send, in bytes: its length word and body, as the
     /// length word counts them (the type byte aside). Larger ones end the connection
-    /// with `08P01`. Messages are
-    /// relayed as they arrive, never buffered whole, whatever this is.
+    /// with `08P01`. Messages are relayed as they arrive, never buffered whole, whatever
+    /// this is.
     pub max_message_size: usize,
 }
 
