@@ -19,8 +19,8 @@ use super::raw::{
     RawPool, RawRouting, RawServerTls, RawTls, RawUser, Scalar, StringList,
 };
 use super::values::{
-    boolean, check_name, choice, duration, non_zero, or, parse_host_addr, path, required, size,
-    socket_addr, string, unique, whole, Zero,
+    boolean, cert_and_key, check_name, choice, duration, non_zero, or, parse_host_addr, path,
+    required, size, socket_addr, string, unique, whole, Zero,
 };
 
 /// Database names that open the admin console instead of a pool.
@@ -211,31 +211,28 @@ fn tls(raw: RawTls) -> Result<Option<TlsSettings>, ConfigError> {
         .mode
         .map(|v| choice("tls.mode", v, TlsMode::VARIANTS))
         .transpose()?;
-    match (raw.cert, raw.key) {
-        (None, None) => match mode {
+    let pair = cert_and_key(
+        ("tls.cert", raw.cert),
+        ("tls.key", raw.key),
+        "[tls] needs both cert and key",
+    )?;
+    match pair {
+        None => match mode {
             None | Some(TlsMode::Disable) => Ok(None),
             Some(_) => Err(ConfigError::invalid(
                 "tls.mode",
                 Problem::Missing("TLS needs tls.cert and tls.key (or tls.mode = \"disable\")"),
             )),
         },
-        (Some(cert), Some(key)) => Ok(Some(TlsSettings {
-            cert: path("tls.cert", cert)?,
-            key: path("tls.key", key)?,
+        Some((cert, key)) => Ok(Some(TlsSettings {
+            cert,
+            key,
             mode: mode.unwrap_or_default(),
             client_ca: raw
                 .client_ca
                 .map(|v| path("tls.client_ca", v))
                 .transpose()?,
         })),
-        (None, Some(_)) => Err(ConfigError::invalid(
-            "tls.cert",
-            Problem::Missing("[tls] needs both cert and key"),
-        )),
-        (Some(_), None) => Err(ConfigError::invalid(
-            "tls.key",
-            Problem::Missing("[tls] needs both cert and key"),
-        )),
     }
 }
 
@@ -255,24 +252,11 @@ fn server_tls(raw: RawServerTls) -> Result<ServerTlsSettings, ConfigError> {
             ),
         ));
     }
-    let cert = match (raw.cert, raw.key) {
-        (None, None) => None,
-        (Some(cert), Some(key)) => {
-            Some((path("server_tls.cert", cert)?, path("server_tls.key", key)?))
-        }
-        (None, Some(_)) => {
-            return Err(ConfigError::invalid(
-                "server_tls.cert",
-                Problem::Missing("a client certificate needs both cert and key"),
-            ))
-        }
-        (Some(_), None) => {
-            return Err(ConfigError::invalid(
-                "server_tls.key",
-                Problem::Missing("a client certificate needs both cert and key"),
-            ))
-        }
-    };
+    let cert = cert_and_key(
+        ("server_tls.cert", raw.cert),
+        ("server_tls.key", raw.key),
+        "a client certificate needs both cert and key",
+    )?;
     Ok(ServerTlsSettings { mode, ca, cert })
 }
 

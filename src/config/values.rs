@@ -127,6 +127,21 @@ pub(super) fn unique(
     Ok(())
 }
 
+/// A certificate file and its key file (`[tls]`, `[server_tls]`), given together or not
+/// at all; `why` says so when one is missing, under the missing one's key.
+pub(super) fn cert_and_key(
+    (cert_key, cert): (&str, Option<Scalar>),
+    (key_key, key): (&str, Option<Scalar>),
+    why: &'static str,
+) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some((path(cert_key, cert)?, path(key_key, key)?))),
+        (None, Some(_)) => Err(ConfigError::invalid(cert_key, Problem::Missing(why))),
+        (Some(_), None) => Err(ConfigError::invalid(key_key, Problem::Missing(why))),
+    }
+}
+
 /// A file path: a non-empty string, kept as written.
 pub(super) fn path(key: &str, value: Scalar) -> Result<PathBuf, ConfigError> {
     let text = string(key, value)?;
