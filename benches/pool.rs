@@ -1,5 +1,6 @@
 //! The pool's checkout and return without servers: a place found free, and a place
-//! handed from a returning client to a waiting one (the busy pool's path).
+//! handed from a returning client to a waiting one (the busy pool's path). Outside a
+//! runtime no sweeper is started, so the waiting case leaves out the sweeper's share.
 //!
 //!     cargo bench --bench pool
 //!
