@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::backends::{assert_pool_held, ServerConnections};
-use common::external::{install_once, run_installer, run_script_checked, SHORT_WAIT};
+use common::external::{install_once, pip_install_target, run_script_checked, SHORT_WAIT};
 use common::{config_toml, fresh_database, psql, Proxy, PASSWORD, USER};
 use tokio::process::Command;
 
@@ -68,20 +68,7 @@ fn install() -> Result<Python, String> {
         ));
     };
     let deps = install_once(&format!("python{version}"), REQUIREMENTS, |dir| {
-        run_installer(
-            StdCommand::new(exe)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
-                .args(["--no-input", "--target"])
-                .arg(dir)
-                .args(REQUIREMENTS),
-            "PyPI must be reachable",
-        )
+        pip_install_target(exe, dir, REQUIREMENTS, "PyPI must be reachable")
     })?;
     Ok(Python {
         exe: exe.into(),

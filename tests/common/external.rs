@@ -2,6 +2,7 @@
 //! scripts against weir: what `tests/drivers.rs` (Python) and `tests/node_drivers.rs`
 //! (Node.js) share.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Output};
 use std::time::Duration;
@@ -67,6 +68,30 @@ pub fn run_installer(cmd: &mut StdCommand, hint: &str) -> Result<(), String> {
         out.status,
         printed(&out)
     ))
+}
+
+/// Installs the pinned `pins` for the interpreter `python` into `dir` with `pip install
+/// --target` (meant as the `install` of `install_once`); on failure, says why with `hint`.
+pub fn pip_install_target(
+    python: impl AsRef<OsStr>,
+    dir: &Path,
+    pins: &[&str],
+    hint: &str,
+) -> Result<(), String> {
+    run_installer(
+        StdCommand::new(python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(["--no-input", "--target"])
+            .arg(dir)
+            .args(pins),
+        hint,
+    )
 }
 
 /// Runs a driver script (already set up in `cmd`) within `limit`; panics showing

@@ -37,18 +37,10 @@ fn python() -> &'static (String, Option<PathBuf>) {
             return ("python3".to_owned(), None);
         }
         let deps = external::install_once("pyyaml", PYYAML, |dir| {
-            external::run_installer(
-                Command::new("python3")
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--disable-pip-version-check",
-                    ])
-                    .args(["--no-input", "--target"])
-                    .arg(dir)
-                    .args(PYYAML),
+            external::pip_install_target(
+                "python3",
+                dir,
+                PYYAML,
                 "python3 with pip, and PyPI reachable, are needed to read the YAML files",
             )
         })
