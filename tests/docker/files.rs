@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::common::external;
+use crate::common::process::weir_command;
 
 /// PyYAML, pinned for when the system's python3 has none.
 const PYYAML: &[&str] = &["PyYAML==6.0.3"];
@@ -156,17 +157,7 @@ pub fn weir_check(what: &str, toml: &str, env: &BTreeMap<String, String>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("weir.toml");
     std::fs::write(&path, toml).expect("write");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
-    for (name, _) in std::env::vars_os() {
-        if name
-            .to_string_lossy()
-            .to_ascii_uppercase()
-            .starts_with("WEIR_")
-        {
-            cmd.env_remove(name);
-        }
-    }
-    let out = cmd
+    let out = weir_command()
         .arg("--config")
         .arg(&path)
         .arg("--check")
