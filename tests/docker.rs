@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::{weir_command, WeirProcess};
-use common::scrape;
+use common::{free_port, scrape};
 use weir::pgcluster::{ClusterOptions, PgCluster};
 
 use files::{docker, environment, yaml};
@@ -67,12 +67,6 @@ fn pg_bin() -> PathBuf {
 fn path_with_pg() -> String {
     let path = std::env::var("PATH").unwrap_or_default();
     format!("{}:{path}", pg_bin().display())
-}
-
-/// A free loopback port (probed: another process may take it before we bind).
-fn free_port() -> u16 {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("probe");
-    probe.local_addr().expect("addr").port()
 }
 
 /// Runs one of the scripts of `docker/` with only `env` (and a PATH with the server

@@ -10,7 +10,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::{strip_ansi, weir_command, WeirProcess};
-use common::{fresh_database, pg, simple_value, MD5_PASSWORD, MD5_USER, PASSWORD, USER};
+use common::{free_port, fresh_database, pg, simple_value, MD5_PASSWORD, MD5_USER, PASSWORD, USER};
 
 /// A file of tests/data/pgbouncer/, as a path relative to the crate (cargo runs tests
 /// there), so warnings name it the way a user would type it.
@@ -336,14 +336,6 @@ fn unreadable_or_malformed_files_exit_1_naming_file_and_line() {
     let (code, _, stderr) = import(&ini, Some(&dir.path().join("nope.txt")));
     assert_eq!(code, 1);
     assert!(stderr.join("\n").contains("cannot read"), "{stderr:?}");
-}
-
-/// A TCP port nothing listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// PostgreSQL's md5 verifier of `password` for `user`.

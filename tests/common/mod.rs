@@ -64,6 +64,15 @@ pub fn fresh_database() -> String {
     name
 }
 
+/// A loopback port nothing listens on right now (probed: another process may take it
+/// before the caller binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|probe| probe.local_addr())
+        .expect("bind a probe socket on 127.0.0.1:0")
+        .port()
+}
+
 /// Runs SQL on the primary directly (as superuser), returning psql's unaligned output.
 pub fn psql(db: &str, sql: &str) -> String {
     pg().psql(pg().primary().port, db, sql).expect("psql")

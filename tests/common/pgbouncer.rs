@@ -1,7 +1,6 @@
 //! A real PgBouncer for tests that compare weir's admin console with it (installed by the
 //! CI set-up: `apt-get install pgbouncer`). Runs in the foreground, killed on drop.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,10 +24,7 @@ impl PgBouncer {
             "no PgBouncer at {BIN}: install it with `apt-get install pgbouncer` (.ci/run does)"
         );
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = super::free_port();
         let userlist: String = users.iter().map(|u| format!("\"{u}\" \"x\"\n")).collect();
         std::fs::write(dir.path().join("userlist.txt"), userlist).expect("userlist");
         let ini = format!(
