@@ -148,20 +148,6 @@ impl Drop for Replica {
     }
 }
 
-/// Polls `f` every 100 ms until it returns `Some`, at most `limit`.
-fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The address of weir's metrics listener, from its log.
 fn logged_metrics_addr(weir: &WeirProcess) -> SocketAddr {
     let log = weir.log();
@@ -224,12 +210,13 @@ async fn compose_scripts_make_a_streaming_replica_and_weir_splits_reads_from_wri
     let name = &env["replica"]["REPLICA_NAME"];
     let streaming =
         format!("SELECT state FROM pg_stat_replication WHERE application_name = '{name}'");
-    let state = poll(REPLICA_LIMIT, || {
-        let state = cluster.psql(primary, "postgres", &streaming).ok()?;
-        (state == "streaming").then_some(state)
-    });
+    let streamed = common::eventually(REPLICA_LIMIT, || {
+        let state = cluster.psql(primary, "postgres", &streaming);
+        state.is_ok_and(|state| state == "streaming")
+    })
+    .await;
     assert!(
-        state.is_some(),
+        streamed,
         "the replica never streamed; its log:\n{}",
         replica.log()
     );
@@ -248,11 +235,12 @@ async fn compose_scripts_make_a_streaming_replica_and_weir_splits_reads_from_wri
     let metrics = logged_metrics_addr(&weir);
 
     let mut health = BTreeMap::from([("HEALTH_PORT".to_owned(), metrics.port().to_string())]);
-    let healthy = poll(DISCOVERY_LIMIT, || {
-        run_script("healthcheck.sh", &health, &[]).0.then_some(())
-    });
+    let healthy = common::eventually(DISCOVERY_LIMIT, || {
+        run_script("healthcheck.sh", &health, &[]).0
+    })
+    .await;
     assert!(
-        healthy.is_some(),
+        healthy,
         "weir-healthcheck never passed: {weir_log}",
         weir_log = weir.log()
     );
@@ -273,11 +261,12 @@ async fn compose_scripts_make_a_streaming_replica_and_weir_splits_reads_from_wri
         async move { common::simple_value(client, sql).await }
     };
     let replica_port = replica.port.to_string();
-    let end = Instant::now() + DISCOVERY_LIMIT;
-    while port_of("SELECT inet_server_port()").await != replica_port {
-        assert!(Instant::now() < end, "no read reached the replica");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (port_of, replica_port) = (&port_of, &replica_port);
+    let read_on_replica = common::eventually_async(DISCOVERY_LIMIT, || async move {
+        port_of("SELECT inet_server_port()").await == *replica_port
+    })
+    .await;
+    assert!(read_on_replica, "no read reached the replica");
     client
         .batch_execute("CREATE TABLE compose_check (id int)")
         .await
@@ -360,14 +349,13 @@ async fn reuse_port_lets_two_weir_processes_share_a_port() {
             }
         }
     };
-    let end = Instant::now() + Duration::from_secs(10);
-    let (a, b) = loop {
-        let (a, b) = (accepted(&first).await, accepted(&second).await);
-        if a + b >= 64.0 || Instant::now() >= end {
-            break (a, b);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (first, second) = (&first, &second);
+    let accepted = &accepted;
+    common::eventually_async(Duration::from_secs(10), || async move {
+        accepted(first).await + accepted(second).await >= 64.0
+    })
+    .await;
+    let (a, b) = (accepted(first).await, accepted(second).await);
     assert_eq!(a + b, 64.0, "every connection accepted once");
     assert!(a > 0.0 && b > 0.0, "both processes accept: {a} and {b}");
     drop(clients);
