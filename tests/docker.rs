@@ -298,13 +298,7 @@ async fn compose_scripts_make_a_streaming_replica_and_weir_splits_reads_from_wri
     assert!(!held.is_finished(), "PAUSE let a transaction through");
 
     // Then Kubernetes sends SIGTERM: the held client is told to go, and weir exits.
-    weir.signal("TERM");
-    let status = weir.wait_exit(Duration::from_secs(10));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "weir did not exit: {}",
-        weir.log()
-    );
+    weir.assert_exits_on_term(Duration::from_secs(10));
     let answer = tokio::time::timeout(Duration::from_secs(5), held).await;
     let answer = answer.expect("the held client heard back").expect("task");
     assert!(answer.is_err(), "a paused transaction ran during shutdown");

@@ -147,6 +147,18 @@ impl WeirProcess {
         }
     }
 
+    /// Sends SIGTERM and asserts that weir exits successfully within `limit`, showing its
+    /// log if it does not.
+    pub fn assert_exits_on_term(&mut self, limit: Duration) {
+        self.signal("TERM");
+        let status = self.wait_exit(limit);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "weir did not exit successfully within {limit:?} of SIGTERM ({status:?}):\n{}",
+            self.log()
+        );
+    }
+
     /// What weir logged so far.
     pub fn log(&self) -> String {
         self.stderr
