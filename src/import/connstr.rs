@@ -4,6 +4,8 @@
 //! values: spaces between pairs, values in single quotes with `''` for a quote.
 //! Does not: know what the keys mean.
 
+use super::values::unquote;
+
 /// One `key=value` pair: the key in lower case, the value unquoted.
 pub(crate) type Pair = (String, String);
 
@@ -34,36 +36,22 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Pair>, String> {
 
 /// One value at the start of `text`, and what follows it.
 fn value(text: &str) -> Result<(String, &str), &'static str> {
-    let Some(quoted) = text.strip_prefix('\'') else {
+    if !text.starts_with('\'') {
         let end = text.find(char::is_whitespace).unwrap_or(text.len());
         let (value, rest) = text.split_at(end);
         if value.is_empty() {
             return Err("empty value");
         }
         return Ok((value.to_owned(), rest));
-    };
-    let mut value = String::new();
-    let mut chars = quoted.char_indices();
-    while let Some((i, c)) = chars.next() {
-        if c != '\'' {
-            value.push(c);
-            continue;
-        }
-        let after = quoted.get(i + 1..).unwrap_or("");
-        if after.starts_with('\'') {
-            value.push('\'');
-            chars.next();
-            continue;
-        }
-        if value.is_empty() {
-            return Err("empty value");
-        }
-        if !(after.is_empty() || after.starts_with(char::is_whitespace)) {
-            return Err("expected a space after the closing quote");
-        }
-        return Ok((value, after));
     }
-    Err("a quoted value needs its closing '")
+    let (value, after) = unquote(text, '\'').ok_or("a quoted value needs its closing '")?;
+    if value.is_empty() {
+        return Err("empty value");
+    }
+    if !(after.is_empty() || after.starts_with(char::is_whitespace)) {
+        return Err("expected a space after the closing quote");
+    }
+    Ok((value, after))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::{ImportError, Origin};
+use super::values::unquote;
 
 /// PgBouncer stops at this depth too; deeper is almost surely a file including itself.
 const MAX_INCLUDE_DEPTH: usize = 10;
@@ -170,25 +171,13 @@ fn parse_line(raw: &str) -> Result<Line, String> {
 /// The key at the start of `line` and what follows it. A bare key is letters, digits and
 /// `_.-*`; anything else must be double-quoted, with `""` for a quote inside.
 fn parse_key(line: &str) -> Result<(String, &str), String> {
-    if let Some(quoted) = line.strip_prefix('"') {
-        let mut key = String::new();
-        let mut chars = quoted.char_indices();
-        while let Some((i, c)) = chars.next() {
-            if c != '"' {
-                key.push(c);
-                continue;
-            }
-            if quoted.get(i + 1..).is_some_and(|r| r.starts_with('"')) {
-                key.push('"');
-                chars.next();
-                continue;
-            }
-            if key.is_empty() {
-                return Err("empty quoted name".to_owned());
-            }
-            return Ok((key, quoted.get(i + 1..).unwrap_or("")));
+    if line.starts_with('"') {
+        let (key, rest) =
+            unquote(line, '"').ok_or_else(|| "a quoted name needs its closing \"".to_owned())?;
+        if key.is_empty() {
+            return Err("empty quoted name".to_owned());
         }
-        return Err("a quoted name needs its closing \"".to_owned());
+        return Ok((key, rest));
     }
     let end = line
         .find(|c: char| !(c.is_ascii_alphanumeric() || "_.-*".contains(c)))

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use super::error::{ImportError, Origin};
+use super::values::unquote;
 
 /// One user of the auth file. No `Debug`: it holds a password.
 pub(crate) struct Listed {
@@ -37,8 +38,8 @@ pub(crate) fn parse(text: &str, path: &Path) -> Result<Vec<Listed>, ImportError>
             continue;
         }
         let fields = (|| {
-            let (name, rest) = quoted(line)?;
-            let (password, _ignored) = quoted(rest.trim_start())?;
+            let (name, rest) = unquote(line, '"')?;
+            let (password, _ignored) = unquote(rest.trim_start(), '"')?;
             Some((name, password))
         })();
         let Some((name, password)) = fields else {
@@ -50,27 +51,6 @@ pub(crate) fn parse(text: &str, path: &Path) -> Result<Vec<Listed>, ImportError>
         users.push(Listed { name, password, at });
     }
     Ok(users)
-}
-
-/// A double-quoted field at the start of `text` (`""` is a quote inside), and the rest.
-fn quoted(text: &str) -> Option<(String, &str)> {
-    let inner = text.strip_prefix('"')?;
-    let mut field = String::new();
-    let mut chars = inner.char_indices();
-    while let Some((i, c)) = chars.next() {
-        if c != '"' {
-            field.push(c);
-            continue;
-        }
-        let after = inner.get(i + 1..).unwrap_or("");
-        if after.starts_with('"') {
-            field.push('"');
-            chars.next();
-            continue;
-        }
-        return Some((field, after));
-    }
-    None
 }
 
 #[cfg(test)]

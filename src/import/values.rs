@@ -57,6 +57,26 @@ pub(crate) fn list(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A value in `quote`s at the start of `text`, with the quote doubled for one inside
+/// (`'it''s'`, `"we""ird"`): the value unquoted, and the text after the closing quote.
+/// `None` when `text` does not start with `quote` or the closing one is missing.
+pub(crate) fn unquote(text: &str, quote: char) -> Option<(String, &str)> {
+    let mut rest = text.strip_prefix(quote)?;
+    let mut value = String::new();
+    loop {
+        let end = rest.find(quote)?;
+        value.push_str(rest.get(..end)?);
+        let after = rest.get(end + quote.len_utf8()..)?;
+        match after.strip_prefix(quote) {
+            Some(more) => {
+                value.push(quote);
+                rest = more;
+            }
+            None => return Some((value, after)),
+        }
+    }
+}
+
 /// A duration as weir reads it, in the largest unit that divides it exactly:
 /// `"30s"`, `"2m"`, `"1h"`, `"30d"`, `"1500ms"`.
 pub(crate) fn duration_text(d: Duration) -> String {
@@ -120,6 +140,20 @@ mod tests {
             ["postgres", "ops", "we\"ird"]
         );
         assert!(list("").is_empty());
+    }
+
+    #[test]
+    fn quoted_values_double_their_quote() {
+        assert_eq!(
+            unquote("'it''s' rest", '\''),
+            Some(("it's".into(), " rest"))
+        );
+        assert_eq!(unquote(r#""we""ird"x"#, '"'), Some(("we\"ird".into(), "x")));
+        assert_eq!(unquote(r#""""#, '"'), Some((String::new(), "")));
+        assert_eq!(unquote(r#""""""#, '"'), Some(("\"".into(), "")));
+        assert_eq!(unquote("'unterminated", '\''), None);
+        assert_eq!(unquote("'ends in a doubled quote''", '\''), None);
+        assert_eq!(unquote("bare", '\''), None);
     }
 
     #[test]
