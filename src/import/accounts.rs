@@ -14,7 +14,7 @@ use super::general::{clamp_non_zero, Globals};
 use super::settings::Settings;
 use super::userlist::{self, Listed};
 use super::values::{list, whole};
-use super::{Plan, Warnings};
+use super::{LastWins, Plan, Warnings};
 use crate::auth::verifier::{parse_secret, Secret};
 use crate::config::{AuthMethod, TlsMode, UserConfig};
 
@@ -190,7 +190,7 @@ fn users(
     plan: &mut Plan,
     w: &mut Warnings,
 ) {
-    let mut out: Vec<UserConfig> = Vec::new();
+    let mut out = LastWins::new();
     for l in listed {
         if let Some(problem) = name_problem(&l.name) {
             w.at(
@@ -243,22 +243,21 @@ fn users(
             }
             Some(l.password)
         };
-        if let Some(i) = out.iter().position(|u| u.name == l.name) {
-            w.at(
-                &l.at,
-                format!("user {} is listed twice: the later line is used", l.name),
-            );
-            out.remove(i);
-        }
-        out.push(UserConfig {
-            name: l.name,
+        let user = UserConfig {
+            name: l.name.clone(),
             password,
             auth_method,
             max_client_conn: None,
             previous_passwords: Vec::new(),
-        });
+        };
+        if out.insert(&l.name, user) {
+            w.at(
+                &l.at,
+                format!("user {} is listed twice: the later line is used", l.name),
+            );
+        }
     }
-    plan.config.users = out;
+    plan.config.users = out.into_vec();
 }
 
 /// `max_user_client_connections` (global, and per user in `[users]`) -> `users[].max_client_conn`.

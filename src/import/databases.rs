@@ -6,6 +6,7 @@
 //! Does not: decide pool sizes or modes (`pools.rs`) or `auth_user` (`accounts.rs`).
 
 use std::net::Ipv6Addr;
+use std::time::Duration;
 
 use super::connstr::{self, Pair};
 use super::error::{ImportError, Origin};
@@ -14,7 +15,7 @@ use super::ini::Entry;
 use super::reasons;
 use super::settings::shown;
 use super::values::{seconds, whole};
-use super::{Plan, Warnings};
+use super::{LastWins, Plan, Warnings};
 use crate::config::{DatabaseConfig, HostAddr, Routing, RESERVED_DATABASES};
 
 /// PostgreSQL truncates longer names, so weir refuses them.
@@ -135,7 +136,7 @@ pub(crate) fn apply(
     plan: &mut Plan,
     w: &mut Warnings,
 ) -> Result<(), ImportError> {
-    let mut out: Vec<DatabaseConfig> = Vec::new();
+    let mut out = LastWins::new();
     for db in dbs {
         if db.name == "*" {
             fallback(db, plan, w);
@@ -159,7 +160,7 @@ pub(crate) fn apply(
             continue;
         };
         warn_params(db, plan, w);
-        if let Some(i) = out.iter().position(|d| d.name == config.name) {
+        if out.insert(&db.name, config) {
             w.at(
                 &db.at,
                 format!(
@@ -167,11 +168,9 @@ pub(crate) fn apply(
                     db.name
                 ),
             );
-            out.remove(i);
         }
-        out.push(config);
     }
-    plan.config.databases = out;
+    plan.config.databases = out.into_vec();
     Ok(())
 }
 
@@ -368,57 +367,56 @@ fn fallback(db: &Named, plan: &mut Plan, w: &mut Warnings) {
     ]);
 }
 
-/// A warning for each parameter of `db` weir has no place for.
+/// A warning for each parameter of `db` weir has no place for (timeouts the same as
+/// weir's single value pass).
 fn warn_params(db: &Named, plan: &Plan, w: &mut Warnings) {
     let pool = &plan.config.pool;
-    for (key, value) in last_of_each(&db.params) {
-        let same_as_global = match key.as_str() {
-            "server_lifetime" => seconds(value).is_ok_and(|d| d == pool.server_lifetime),
-            "query_wait_timeout" => seconds(value).is_ok_and(|d| d == pool.query_wait_timeout),
-            _ => false,
-        };
-        if same_as_global {
-            continue;
-        }
-        if let Some(reason) = reasons::database_param(key) {
-            w.at(
-                &db.at,
-                format!(
-                    "database {}: {key}={} is not carried over: {reason}",
-                    db.name,
-                    shown(key, value)
-                ),
-            );
-        }
-    }
+    let weir_value = |key: &str| match key {
+        "server_lifetime" => Some(pool.server_lifetime),
+        "query_wait_timeout" => Some(pool.query_wait_timeout),
+        _ => None,
+    };
+    warn_unplaced("database", db, weir_value, reasons::database_param, w);
 }
 
 /// A warning for each `[users]` parameter weir has no place for (timeouts the same as
 /// weir's single value pass).
 pub(crate) fn warn_user_params(users: &[Named], plan: &Plan, w: &mut Warnings) {
     let pool = &plan.config.pool;
+    let weir_value = |key: &str| match key {
+        "query_timeout" => Some(pool.query_timeout),
+        "query_wait_timeout" => Some(pool.query_wait_timeout),
+        "idle_transaction_timeout" => Some(pool.idle_transaction_timeout),
+        "client_idle_timeout" => Some(pool.client_idle_timeout),
+        _ => None,
+    };
     for user in users {
-        for (key, value) in last_of_each(&user.params) {
-            let global = match key.as_str() {
-                "query_timeout" => Some(pool.query_timeout),
-                "query_wait_timeout" => Some(pool.query_wait_timeout),
-                "idle_transaction_timeout" => Some(pool.idle_transaction_timeout),
-                "client_idle_timeout" => Some(pool.client_idle_timeout),
-                _ => None,
-            };
-            if global.is_some_and(|g| seconds(value).is_ok_and(|d| d == g)) {
-                continue;
-            }
-            if let Some(reason) = reasons::user_param(key) {
-                w.at(
-                    &user.at,
-                    format!(
-                        "user {}: {key}={} is not carried over: {reason}",
-                        user.name,
-                        shown(key, value)
-                    ),
-                );
-            }
+        warn_unplaced("user", user, weir_value, reasons::user_param, w);
+    }
+}
+
+/// A warning, with `reason`, for each parameter of the `kind` entry `named` that has one,
+/// except a timeout equal to weir's single value for it (`weir_value`).
+fn warn_unplaced(
+    kind: &str,
+    named: &Named,
+    weir_value: impl Fn(&str) -> Option<Duration>,
+    reason: fn(&str) -> Option<&'static str>,
+    w: &mut Warnings,
+) {
+    for (key, value) in last_of_each(&named.params) {
+        if weir_value(key).is_some_and(|weir| seconds(value).is_ok_and(|d| d == weir)) {
+            continue;
+        }
+        if let Some(reason) = reason(key) {
+            w.at(
+                &named.at,
+                format!(
+                    "{kind} {}: {key}={} is not carried over: {reason}",
+                    named.name,
+                    shown(key, value)
+                ),
+            );
         }
     }
 }

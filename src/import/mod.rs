@@ -103,6 +103,40 @@ impl Warnings {
     }
 }
 
+/// Entries by name where one listed again replaces the earlier, as PgBouncer reads a
+/// database or user given twice; in the order of the entries that are kept.
+pub(crate) struct LastWins<T> {
+    /// Each entry added, `None` where a later one of the same name replaced it.
+    slots: Vec<Option<T>>,
+    /// Name to its entry's slot, so a replacement costs no search.
+    index: HashMap<String, usize>,
+}
+
+impl<T> LastWins<T> {
+    /// None yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// Adds `entry` as `name`; true when it replaced one of that name.
+    pub(crate) fn insert(&mut self, name: &str, entry: T) -> bool {
+        let earlier = self.index.insert(name.to_owned(), self.slots.len());
+        self.slots.push(Some(entry));
+        earlier
+            .and_then(|i| self.slots.get_mut(i))
+            .and_then(Option::take)
+            .is_some()
+    }
+
+    /// The entries kept.
+    pub(crate) fn into_vec(self) -> Vec<T> {
+        self.slots.into_iter().flatten().collect()
+    }
+}
+
 /// The configuration being built, with a comment for the keys a reader may wonder about.
 pub(crate) struct Plan {
     /// weir's configuration, starting from its defaults.

@@ -565,3 +565,36 @@ fn a_pool_size_of_zero_is_reported_where_it_was_written() {
     // The others are told the size that is written, not the 0.
     run.warning("database b: pool_size=10 is carried over as pool.size = 1");
 }
+
+#[test]
+fn a_name_listed_twice_keeps_its_later_entry() {
+    let run = Run::new(
+        "[databases]\napp = host=db1\nother = host=db3\napp = host=db2\n[pgbouncer]\n",
+        Some("\"app\" \"first\"\n\"ops\" \"ops-secret\"\n\"app\" \"second\"\n"),
+    );
+    let c = run.config();
+    let dbs: Vec<(&str, String)> = c
+        .databases
+        .iter()
+        .map(|d| (d.name.as_str(), d.hosts[0].host.clone()))
+        .collect();
+    assert_eq!(
+        dbs,
+        [("other", "db3".to_owned()), ("app", "db2".to_owned())]
+    );
+    let users: Vec<(&str, Option<&str>)> = c
+        .users
+        .iter()
+        .map(|u| (u.name.as_str(), u.password.as_deref()))
+        .collect();
+    assert_eq!(
+        users,
+        [("ops", Some("ops-secret")), ("app", Some("second"))]
+    );
+    assert!(run
+        .warning("database app is listed twice")
+        .contains("pgbouncer.ini line 4: database app is listed twice: the later entry is used"));
+    assert!(run
+        .warning("user app is listed twice")
+        .contains("userlist.txt line 3: user app is listed twice: the later line is used"));
+}
