@@ -309,9 +309,9 @@ struct AuthQuery {
 /// asked for): weir has one `auth.user` for all databases, and giving databases that had
 /// none a way to look users up would let more users in than PgBouncer did.
 fn auth_query(s: &mut Settings, dbs: &[Named], w: &mut Warnings) -> Option<AuthQuery> {
-    let user = s.take("auth_user").filter(|u| !u.value.is_empty());
-    let query = s.take("auth_query").filter(|q| !q.value.is_empty());
-    let dbname = s.take("auth_dbname").filter(|d| !d.value.is_empty());
+    let user = s.take_given("auth_user");
+    let query = s.take_given("auth_query");
+    let dbname = s.take_given("auth_dbname");
     let real: Vec<&Named> = dbs.iter().filter(|d| d.name != "*").collect();
     let at = user
         .as_ref()

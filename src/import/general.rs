@@ -370,13 +370,9 @@ fn limits(s: &mut Settings, plan: &mut Plan, w: &mut Warnings) -> Result<(), Imp
 /// `client_tls_*` -> `[tls]`.
 fn client_tls(s: &mut Settings, config: &mut Config, w: &mut Warnings) -> Result<(), ImportError> {
     let sslmode = s.take("client_tls_sslmode");
-    let cert = s
-        .take("client_tls_cert_file")
-        .filter(|c| !c.value.is_empty());
-    let key = s
-        .take("client_tls_key_file")
-        .filter(|k| !k.value.is_empty());
-    let ca = s.take("client_tls_ca_file").filter(|c| !c.value.is_empty());
+    let cert = s.take_given("client_tls_cert_file");
+    let key = s.take_given("client_tls_key_file");
+    let ca = s.take_given("client_tls_ca_file");
     let Some(sslmode) = sslmode else {
         return Ok(()); // PgBouncer's default is disable: no TLS, whatever the files say.
     };
@@ -433,13 +429,9 @@ fn client_tls(s: &mut Settings, config: &mut Config, w: &mut Warnings) -> Result
 
 /// `server_tls_*` -> `[server_tls]`.
 fn server_tls(s: &mut Settings, config: &mut Config, w: &mut Warnings) -> Result<(), ImportError> {
-    let ca = s.take("server_tls_ca_file").filter(|c| !c.value.is_empty());
-    let cert = s
-        .take("server_tls_cert_file")
-        .filter(|c| !c.value.is_empty());
-    let key = s
-        .take("server_tls_key_file")
-        .filter(|k| !k.value.is_empty());
+    let ca = s.take_given("server_tls_ca_file");
+    let cert = s.take_given("server_tls_cert_file");
+    let key = s.take_given("server_tls_key_file");
     let tls = &mut config.server_tls;
     tls.ca = ca.map(|c| PathBuf::from(c.value));
     match (cert, key) {

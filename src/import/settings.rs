@@ -49,6 +49,12 @@ impl Settings {
         self.map.remove(key)
     }
 
+    /// Takes `key` out; `None` when it was not written or is empty, which PgBouncer reads
+    /// as not set (file names, `auth_user`, `auth_query`).
+    pub(crate) fn take_given(&mut self, key: &str) -> Option<Setting> {
+        self.take(key).filter(|s| !s.value.is_empty())
+    }
+
     /// Looks at `key` without taking it (for a step that depends on another's key).
     pub(crate) fn peek(&self, key: &str) -> Option<&Setting> {
         self.map.get(key)
