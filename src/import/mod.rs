@@ -46,7 +46,7 @@ pub struct Imported {
 pub struct Warning {
     /// The line it is about, or the file when it is about something left out.
     pub place: Place,
-    /// The setting and the reason, e.g. `server_reset_query = DISCARD ALL is not carried
+    /// The setting and the reason, e.g. `server_reset_query = RESET ALL is not carried
     /// over: weir always resets session-mode servers with DISCARD ALL`.
     pub message: String,
 }

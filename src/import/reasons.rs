@@ -60,7 +60,7 @@ const GENERAL: &[(&str, &[&str], &str)] = &[
     ("application_name_add_host", &["0"], "weir does not add the client's address to application_name"),
     ("peer_id", &["0"], "weir has no peering: a cancel request that reaches another weir process sharing the port is lost (docs/scaling.md); one weir process uses every core, so one per host needs none"),
     ("scram_iterations", &["4096"], "weir derives SCRAM keys from plaintext passwords with PostgreSQL's 4096 iterations"),
-    ("server_reset_query", &[], "weir always resets session-mode servers with DISCARD ALL"),
+    ("server_reset_query", &["DISCARD ALL", "DISCARD ALL;"], "weir always resets session-mode servers with DISCARD ALL"),
     ("server_reset_query_always", &["0"], "weir never resets servers between transactions; in transaction mode it carries each client's settings to the next server instead"),
     ("server_check_delay", &[], CHECK),
     ("server_check_query", &[], CHECK),
@@ -176,12 +176,16 @@ mod tests {
         );
         assert_eq!(general("conffile", "/etc/x.ini"), Verdict::Harmless);
         assert_eq!(general("unix_socket_dir", ""), Verdict::Harmless);
+        // What weir does anyway, in any case, with or without the `;`.
+        for reset in ["DISCARD ALL", "discard all;", " Discard  All ; "] {
+            assert_eq!(general("server_reset_query", reset), Verdict::Harmless);
+        }
     }
 
     #[test]
     fn lost_settings_say_why() {
         assert_eq!(
-            general("server_reset_query", "DISCARD ALL"),
+            general("server_reset_query", "RESET ALL"),
             Verdict::Lost("weir always resets session-mode servers with DISCARD ALL")
         );
         assert!(matches!(

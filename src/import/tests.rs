@@ -364,13 +364,13 @@ fn databases_hosts_and_limits() {
 #[test]
 fn lost_settings_warn_once_with_the_line_and_never_a_password() {
     let ini = "; header\n[databases]\na = host=db1 user=svc password=hunter2 connect_query='SELECT 1'\n\
-               [pgbouncer]\nserver_reset_query = DISCARD ALL\nso_reuseport = 0\nlogfile = /var/log/p.log\n\
+               [pgbouncer]\nserver_reset_query = RESET ALL\nso_reuseport = 0\nlogfile = /var/log/p.log\n\
                tcp_keepalive = 1\nno_such_thing = 1\nignore_startup_parameters = extra_float_digits\n\
                [peers]\n1 = host=/tmp/a\n";
     let run = Run::new(ini, Some(USERS));
     assert_eq!(
         run.warning("server_reset_query"),
-        "PATH line 5: server_reset_query = DISCARD ALL is not carried over: weir always resets session-mode servers with DISCARD ALL"
+        "PATH line 5: server_reset_query = RESET ALL is not carried over: weir always resets session-mode servers with DISCARD ALL"
             .replace("PATH", &run.ok().warnings[0].place_file())
     );
     run.warning("database a: user=svc is not carried over");
