@@ -122,32 +122,53 @@ async fn describe_errors_and_pipelines_behave_like_postgres() {
 }
 
 #[tokio::test]
-async fn a_reparsed_statement_is_closed_on_the_server_when_the_client_closes_it() {
-    // On one server, a second Parse of the same text gets a name of its own (the first may
-    // predate a schema change); nobody else can use that name, so the client's Close
-    // reaches the server instead of leaving the statement to take a place until evicted.
+async fn a_parse_after_a_schema_change_is_analysed_afresh_on_every_server() {
+    // Two servers each hold the statement from before an ALTER TABLE that changes its
+    // result. A client that prepares it after the change must get the new columns on both
+    // (PostgreSQL would run its own, fresh Parse), never `0A000` "cached plan must not
+    // change result type" from a stale copy; and each server keeps one copy, not one per
+    // client.
     let db = fresh_database();
-    let proxy = Proxy::start(&config_toml(&db, "size = 1", "")).await;
-    let c = proxy.client(&db).await;
-    let count = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'weir\\_%'";
-    let first = c.prepare("SELECT 1 AS a").await.expect("prepare");
-    let second = c.prepare("SELECT 1 AS a").await.expect("prepare again");
-    assert_eq!(
-        c.query_one(&second, &[])
-            .await
-            .expect("run")
-            .get::<_, i32>(0),
-        1
+    let proxy = Proxy::start(&config_toml(&db, "size = 2", "")).await;
+    let (a, b, c) = (
+        proxy.client(&db).await,
+        proxy.client(&db).await,
+        proxy.client(&db).await,
     );
-    assert_eq!(common::simple_value(&c, count).await, "2");
-    drop(second);
-    assert_eq!(common::simple_value(&c, count).await, "1");
-    assert_eq!(
-        c.query_one(&first, &[])
-            .await
-            .expect("run")
-            .get::<_, i32>(0),
-        1
-    );
+    a.batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
+        .await
+        .expect("table");
+    let text = "SELECT *, pg_backend_pid() AS pid, \
+                (SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'weir\\_%') AS held \
+                FROM t";
+    // a holds one server while b prepares on the other; then a prepares on its own.
+    a.batch_execute("BEGIN; SELECT 1").await.expect("begin");
+    let on_b = b.prepare(text).await.expect("prepare on b");
+    assert_eq!(b.query_one(&on_b, &[]).await.expect("run on b").len(), 3);
+    let on_a = a.prepare(text).await.expect("prepare on a");
+    let pid_a: i32 = a.query_one(&on_a, &[]).await.expect("run on a").get("pid");
+    a.batch_execute("COMMIT").await.expect("commit");
+    b.batch_execute("ALTER TABLE t ADD COLUMN y int DEFAULT 2")
+        .await
+        .expect("alter");
+
+    let fresh = c.prepare(text).await.expect("prepare after the change");
+    let mut pids = std::collections::HashSet::new();
+    for _ in 0..3 {
+        // While a holds the server on top of the pool, c runs on the other one; then on
+        // the one a gives back. So c meets both servers.
+        a.batch_execute("BEGIN; SELECT 1").await.expect("begin");
+        let beside = c.query_one(&fresh, &[]).await.expect("run beside a");
+        a.batch_execute("COMMIT").await.expect("commit");
+        let after = c.query_one(&fresh, &[]).await.expect("run after a");
+        for row in [beside, after] {
+            assert_eq!(row.len(), 4, "the new column is there");
+            assert_eq!(row.get::<_, i32>("y"), 2);
+            assert_eq!(row.get::<_, i64>("held"), 1, "one copy per server");
+            pids.insert(row.get::<_, i32>("pid"));
+        }
+    }
+    assert_eq!(pids.len(), 2, "c ran on both servers");
+    assert!(pids.contains(&pid_a));
     proxy.stop().await;
 }

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,9 +21,6 @@ pub(crate) struct StatementDef {
     /// What the text suggests about session state (an advisory lock, `set_config`): each
     /// run of it makes the session probe the server.
     pub(crate) hints: super::hints::Hints,
-    /// The name is this statement's alone (`with_unique_name`): when the client closes it,
-    /// nobody else can use it, so it is closed on the server too.
-    pub(crate) unique: bool,
 }
 
 impl StatementDef {
@@ -45,46 +41,55 @@ impl StatementDef {
             server_name: name.into(),
             tail: Bytes::copy_from_slice(tail),
             hints: super::hints::Hints::of_text(tail, true),
-            unique: false,
         }
     }
 }
 
-impl StatementDef {
-    /// The same definition under a name no other statement has: for a client's Parse of a
-    /// text a server already holds under the shared name (see `relay::requests::on_parse`).
-    pub(crate) fn with_unique_name(self) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        Self {
-            server_name: format!("{}_{n}", self.server_name).into(),
-            unique: true,
-            ..self
-        }
-    }
+/// One of a client's statements, with the ticks (`server::prepared::tick`) that tell which
+/// servers' copies are fresh enough for it.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientStatement {
+    /// What was prepared.
+    pub(crate) def: Arc<StatementDef>,
+    /// When its Parse was sent: the copy that Parse made is the client's own.
+    pub(crate) sent: u64,
+    /// When its Parse was answered (`u64::MAX` until then): copies made later are fresh.
+    pub(crate) answered: u64,
 }
 
 /// The statements one client has prepared, by the client's names.
 #[derive(Debug, Default)]
 pub(crate) struct ClientStatements {
-    /// Client name → definition.
-    by_name: HashMap<String, Arc<StatementDef>>,
+    /// Client name → statement.
+    by_name: HashMap<String, ClientStatement>,
 }
 
 impl ClientStatements {
-    /// The definition behind the client's `name`.
-    pub(crate) fn get(&self, name: &str) -> Option<Arc<StatementDef>> {
-        self.by_name.get(name).cloned()
+    /// The statement behind the client's `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&ClientStatement> {
+        self.by_name.get(name)
     }
 
-    /// Remembers a Parse.
-    pub(crate) fn insert(&mut self, name: &str, def: Arc<StatementDef>) {
-        self.by_name.insert(name.to_owned(), def);
+    /// Remembers a Parse sent at tick `sent`.
+    pub(crate) fn insert(&mut self, name: &str, def: Arc<StatementDef>, sent: u64) {
+        let statement = ClientStatement {
+            def,
+            sent,
+            answered: u64::MAX,
+        };
+        self.by_name.insert(name.to_owned(), statement);
     }
 
-    /// Forgets a Close'd (or failed) statement; returns its definition.
-    pub(crate) fn remove(&mut self, name: &str) -> Option<Arc<StatementDef>> {
-        self.by_name.remove(name)
+    /// The Parse of `name` was answered at tick `at`.
+    pub(crate) fn answered(&mut self, name: &str, at: u64) {
+        if let Some(s) = self.by_name.get_mut(name) {
+            s.answered = at;
+        }
+    }
+
+    /// Forgets a Close'd (or failed) statement.
+    pub(crate) fn remove(&mut self, name: &str) {
+        self.by_name.remove(name);
     }
 
     /// Forgets everything (DEALLOCATE ALL, DISCARD ALL).
@@ -104,9 +109,6 @@ mod tests {
         let c = StatementDef::new(b"SELECT $1\0\0\0", "");
         let d = StatementDef::new(b"SELECT $1\0\0\0", "s1, public");
         assert_ne!(c.server_name, d.server_name);
-        let e = StatementDef::new(b"SELECT $1\0\0\0", "").with_unique_name();
-        assert_ne!(c.server_name, e.server_name);
-        assert!(e.server_name.len() <= 63, "{}", e.server_name);
         assert_eq!(a.server_name, b.server_name);
         assert_ne!(a.server_name, c.server_name);
         assert_eq!(a.server_name.len(), 29);

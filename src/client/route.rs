@@ -376,10 +376,10 @@ fn walk(
                 if !parsed_here.contains(&name) {
                     // The unnamed statement lives on one server only: it was parsed here
                     // or the Bind fails wherever it goes, so the primary it is.
-                    let Some(def) = statements.get(name).filter(|_| !name.is_empty()) else {
+                    let Some(statement) = statements.get(name).filter(|_| !name.is_empty()) else {
                         return Verdict::PRIMARY;
                     };
-                    let Some(text) = c_str(&def.tail) else {
+                    let Some(text) = c_str(&statement.def.tail) else {
                         return Verdict::PRIMARY;
                     };
                     verdict.add(classify(text));

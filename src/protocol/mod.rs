@@ -20,7 +20,9 @@ pub(crate) use backend::{
 pub(crate) use error::ProtocolError;
 pub(crate) use frame::{decode, Frame};
 pub(crate) use frontend::{Extended, FrontendTag, LoginMessage, Request, Target};
-pub(crate) use scan::{BackendEvent, BackendScanner, BackendTag, FrontendEvent, FrontendScanner};
+pub(crate) use scan::{
+    parameter_status, BackendEvent, BackendScanner, BackendTag, FrontendEvent, FrontendScanner,
+};
 pub(crate) use startup::{decode_startup, StartupPacket, SSL_REQUEST};
 
 /// PostgreSQL never accepts a message larger than this (MaxAllocSize - 1), and neither

@@ -169,14 +169,24 @@ impl BackendTag {
     }
 }
 
-/// What the next bytes of a server stream are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the next bytes of a server stream are. Events are small and copied: a decoded
+/// message is only a span of the buffer, decoded by whoever needs its fields
+/// (`parameter_status`, `ErrorFields::parse`), and checked here to be well formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BackendEvent {
-    /// A message weir does not decode starts here; `Pass` events follow for its bytes.
+    /// A message weir does not decode starts here and is not all in the buffer yet; `Pass`
+    /// events follow for its bytes.
     Start {
         /// Its type.
         tag: BackendTag,
         /// Its total length.
+        len: usize,
+    },
+    /// A whole message weir does not decode (no `Pass` events follow).
+    Whole {
+        /// Its type.
+        tag: BackendTag,
+        /// Bytes the message takes.
         len: usize,
     },
     /// Bytes of the message started last (forward or drop them as decided at `Start`).
@@ -188,12 +198,8 @@ pub(crate) enum BackendEvent {
         /// Bytes the message takes.
         len: usize,
     },
-    /// A whole ParameterStatus.
+    /// A whole ParameterStatus (`parameter_status` reads it).
     ParameterStatus {
-        /// Parameter name.
-        name: String,
-        /// New value.
-        value: String,
         /// Bytes the message takes.
         len: usize,
     },
@@ -202,10 +208,8 @@ pub(crate) enum BackendEvent {
         /// Bytes the message takes.
         len: usize,
     },
-    /// A whole ErrorResponse.
+    /// A whole ErrorResponse (`ErrorFields::parse` reads its body, bytes `5..len`).
     Error {
-        /// Severity, SQLSTATE and message.
-        fields: ErrorFields,
         /// Bytes the message takes.
         len: usize,
     },
@@ -216,15 +220,28 @@ pub(crate) enum BackendEvent {
 impl BackendEvent {
     /// How many bytes at the front this event covers.
     pub(crate) fn len(&self) -> usize {
-        match self {
-            Self::Pass(n) => *n,
-            Self::ReadyForQuery { len, .. }
-            | Self::ParameterStatus { len, .. }
+        match *self {
+            Self::Pass(n) => n,
+            Self::Whole { len, .. }
+            | Self::ReadyForQuery { len, .. }
+            | Self::ParameterStatus { len }
             | Self::CommandComplete { len }
-            | Self::Error { len, .. } => *len,
+            | Self::Error { len } => len,
             Self::Start { .. } | Self::NeedMore => 0,
         }
     }
+}
+
+/// The name and value of a whole ParameterStatus message (tag and length included), as
+/// the scanner reported it.
+pub(crate) fn parameter_status(msg: &[u8]) -> Result<(&str, &str), ProtocolError> {
+    let mut rest = msg.get(5..).unwrap_or_default();
+    let mut field = || {
+        super::startup::take_str(&mut rest).ok_or(ProtocolError::Malformed {
+            what: "ParameterStatus",
+        })
+    };
+    Ok((field()?, field()?))
 }
 
 /// Walks the server→client byte stream.
@@ -255,11 +272,12 @@ impl BackendScanner {
             return Ok(BackendEvent::NeedMore);
         };
         if !matches!(tag, b'Z' | b'S' | b'E' | b'C') {
+            let tag = BackendTag::from_byte(tag);
+            if total <= buf.len() {
+                return Ok(BackendEvent::Whole { tag, len: total });
+            }
             self.remaining = total;
-            return Ok(BackendEvent::Start {
-                tag: BackendTag::from_byte(tag),
-                len: total,
-            });
+            return Ok(BackendEvent::Start { tag, len: total });
         }
         if total > MAX_INSPECTED_LEN {
             return Err(ProtocolError::BadLength {
@@ -267,35 +285,30 @@ impl BackendScanner {
                 len: total - 1,
             });
         }
-        let Some(body) = buf.get(5..total) else {
+        let Some(msg) = buf.get(..total) else {
             return Ok(BackendEvent::NeedMore);
         };
-        let malformed = |what| ProtocolError::Malformed { what };
         Ok(match tag {
-            b'Z' => match body {
-                &[status] => BackendEvent::ReadyForQuery {
+            b'Z' => match msg {
+                &[_, _, _, _, _, status] => BackendEvent::ReadyForQuery {
                     status: TxStatus::from_byte(status)?,
                     len: total,
                 },
-                _ => return Err(malformed("ReadyForQuery")),
+                _ => {
+                    return Err(ProtocolError::Malformed {
+                        what: "ReadyForQuery",
+                    })
+                }
             },
             b'C' => BackendEvent::CommandComplete { len: total },
             b'S' => {
-                let mut rest = body;
-                let name =
-                    super::startup::take_cstr(&mut rest).ok_or(malformed("ParameterStatus"))?;
-                let value =
-                    super::startup::take_cstr(&mut rest).ok_or(malformed("ParameterStatus"))?;
-                BackendEvent::ParameterStatus {
-                    name,
-                    value,
-                    len: total,
-                }
+                parameter_status(msg)?;
+                BackendEvent::ParameterStatus { len: total }
             }
-            _ => BackendEvent::Error {
-                fields: ErrorFields::parse(body)?,
-                len: total,
-            },
+            _ => {
+                ErrorFields::parse(msg.get(5..).unwrap_or_default())?;
+                BackendEvent::Error { len: total }
+            }
         })
     }
 }
@@ -342,8 +355,21 @@ mod tests {
         );
         assert_eq!(sc.next(&stream[..7]).expect("ok"), BackendEvent::Pass(7));
         assert_eq!(sc.next(&stream[7..]).expect("ok"), BackendEvent::Pass(4));
-        let ev = sc.next(&stream[11..]).expect("ok");
-        assert_eq!(ev.len(), 15);
+        assert_eq!(
+            BackendScanner::default().next(&stream).expect("ok"),
+            BackendEvent::Whole {
+                tag: BackendTag::Other,
+                len: 11
+            }
+        );
+        assert_eq!(
+            sc.next(&stream[11..]).expect("ok"),
+            BackendEvent::ParameterStatus { len: 15 }
+        );
+        assert_eq!(
+            parameter_status(&stream[11..26]).expect("ok"),
+            ("TimeZone", "")
+        );
         assert_eq!(
             sc.next(&stream[26..30]).expect("ok"),
             BackendEvent::NeedMore
@@ -359,6 +385,7 @@ mod tests {
                 len: 6
             }
         );
+        assert!(BackendScanner::default().next(b"S\0\0\0\x08abc\0").is_err());
         assert!(BackendScanner::default().next(b"Z\0\0\0\x06II").is_err());
     }
 }

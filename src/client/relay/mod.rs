@@ -23,7 +23,7 @@ use crate::protocol::{
     self, BackendEvent, BackendScanner, BackendTag, ErrorFields, ErrorSeverity, FrontendScanner,
     MessageBuilder, TxStatus,
 };
-use crate::server::ServerConn;
+use crate::server::{prepared, ServerConn};
 use replies::{Ending, Expect, Hidden, Replies, Route, Synth};
 
 use super::hints;
@@ -543,13 +543,9 @@ impl Relay {
             let len = event.len();
             let route = match event {
                 BackendEvent::NeedMore => break,
+                BackendEvent::Whole { tag, .. } => self.on_message(tag, state),
                 BackendEvent::Start { tag, .. } => {
-                    if tag == BackendTag::CopyInResponse {
-                        let (ignored, ended) = self.replies.copy_in_started();
-                        self.pending = self.pending.saturating_sub(ignored);
-                        self.copy_in = !ended;
-                    }
-                    self.dropping = self.replies.on_message(tag) == Route::Drop;
+                    self.dropping = self.on_message(tag, state) == Route::Drop;
                     continue;
                 }
                 BackendEvent::Pass(_) if self.dropping => Route::Drop,
@@ -589,15 +585,17 @@ impl Relay {
                     }
                     route
                 }
-                BackendEvent::ParameterStatus { name, value, .. } => {
-                    server.params.report(&name, &value);
+                BackendEvent::ParameterStatus { len } => {
+                    let msg = server.conn.rbuf.get(self.sfwd..self.sfwd + len);
+                    let (name, value) = protocol::parameter_status(msg.unwrap_or_default())?;
+                    server.params.report(name, value);
                     let hidden = self.replies.in_hidden();
                     if hidden
-                        || crate::server::ParamSet::is_tracked(&name)
-                        || state.desired.get(&name).is_some()
+                        || crate::server::ParamSet::is_tracked(name)
+                        || state.desired.get(name).is_some()
                     {
                         // The client's own command changed it (or weir's sync canonicalised it).
-                        state.desired.set(&name, &value);
+                        state.desired.set(name, value);
                     }
                     if hidden {
                         Route::Drop
@@ -605,7 +603,9 @@ impl Relay {
                         Route::Forward
                     }
                 }
-                BackendEvent::Error { fields, .. } => {
+                BackendEvent::Error { len } => {
+                    let body = server.conn.rbuf.get(self.sfwd + 5..self.sfwd + len);
+                    let fields = ErrorFields::parse(body.unwrap_or_default())?;
                     if fields.is_fatal() {
                         server.clean = false;
                         self.fatal = Some(fields);
@@ -638,6 +638,24 @@ impl Relay {
             }
         }
         Ok(())
+    }
+
+    /// Routes a reply message the scanner does not decode.
+    fn on_message(&mut self, tag: BackendTag, state: &mut ClientState) -> Route {
+        match tag {
+            BackendTag::CopyInResponse => {
+                let (ignored, ended) = self.replies.copy_in_started();
+                self.pending = self.pending.saturating_sub(ignored);
+                self.copy_in = !ended;
+            }
+            BackendTag::ParseComplete => {
+                if let Some(name) = self.replies.client_parse_due() {
+                    state.statements.answered(name, prepared::tick());
+                }
+            }
+            _ => {}
+        }
+        self.replies.on_message(tag)
     }
 
     /// The reply to weir's parameter sync ended.

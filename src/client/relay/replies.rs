@@ -174,6 +174,15 @@ impl Replies {
         (dropped, false)
     }
 
+    /// The client's name of the statement whose ParseComplete is due next, if the client
+    /// prepared it.
+    pub(super) fn client_parse_due(&self) -> Option<&str> {
+        match self.queue.front() {
+            Some(Expect::Client(Request::Parse(Some((_, name))))) => Some(name),
+            _ => None,
+        }
+    }
+
     /// Whether a ParameterStatus now belongs to weir's own request (and is not the client's).
     pub(super) fn in_hidden(&self) -> bool {
         matches!(self.queue.front(), Some(Expect::Hidden(_)))
@@ -214,14 +223,15 @@ impl Replies {
             ) {
                 break;
             }
+            // Whether the server holds a name whose Parse or Close failed or was skipped is
+            // not known (a replaced copy is closed first): the next use replaces it.
             match self.queue.pop_front() {
                 Some(Expect::Client(Request::Parse(Some((server_name, client_name))))) => {
-                    prepared.remove(&server_name);
+                    prepared.forget(server_name);
                     statements.remove(&client_name);
                 }
-                Some(Expect::Hidden(Hidden::Parse(name))) => prepared.remove(&name),
-                Some(Expect::Hidden(Hidden::Close(name))) => {
-                    let _ = prepared.insert(name, usize::MAX);
+                Some(Expect::Hidden(Hidden::Parse(name) | Hidden::Close(name))) => {
+                    prepared.forget(name);
                 }
                 _ => {}
             }
@@ -250,20 +260,21 @@ fn completes(req: &Request, tag: BackendTag) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::prepared::Held;
 
     #[test]
     fn error_skips_to_sync_and_undoes_prepares() {
         let mut r = Replies::default();
         let mut prepared = PreparedSet::default();
         let mut stmts = ClientStatements::default();
-        let _ = prepared.insert("weir_a".into(), 10);
+        let _ = prepared.insert("weir_a".into(), 1, 10);
         r.push(Expect::Hidden(Hidden::Parse("weir_a".into())));
         r.push(Expect::Client(Request::Bind));
         r.push(Expect::Synth(Synth::CloseComplete));
         r.push(Expect::Client(Request::Execute));
         r.push(Expect::Client(Request::Sync));
         assert_eq!(r.on_error(&mut prepared, &mut stmts), Ending::Client);
-        assert!(!prepared.touch("weir_a"));
+        assert_eq!(prepared.touch("weir_a", 1, 1), Held::Stale);
         assert_eq!(r.pop_synth(), None);
         assert_eq!(r.on_ready(), Ending::Client);
         assert!(r.is_empty());

@@ -9,13 +9,14 @@ use bytes::BytesMut;
 use super::replies::{Expect, Hidden, Request, Synth};
 use super::Relay;
 use crate::client::hints;
-use crate::client::prepared::{ClientStatements, StatementDef};
+use crate::client::prepared::{ClientStatement, ClientStatements, StatementDef};
 use crate::client::session::ClientState;
 use crate::client::SessionError;
 use crate::net::Conn;
 use crate::protocol::{
     self, Extended, FrontendTag, MessageBuilder, ProtocolError, TxStatus, MAX_INSPECTED_LEN,
 };
+use crate::server::prepared::{tick, Held};
 use crate::server::ServerConn;
 
 /// Statement and portal names longer than this are refused (PostgreSQL truncates at 63).
@@ -213,18 +214,14 @@ impl Relay {
             return Err(ProtocolError::Malformed { what: "Parse" }.into());
         };
         let name = name.to_owned();
-        let mut def = StatementDef::new(tail, search_path);
-        if server.prepared.touch(&def.server_name) {
-            // A Parse is always parsed, as on PostgreSQL: the statement already here may
-            // have been analysed before a schema change, and must not answer for this one.
-            def = def.with_unique_name();
-        }
-        let def = Arc::new(def);
-        statements.insert(&name, def.clone());
+        let def = Arc::new(StatementDef::new(tail, search_path));
         self.unsynced = true;
         out.clear();
-        self.evict_for(server, &def.server_name, out);
+        // A Parse is always analysed afresh, as on PostgreSQL: a copy this server already
+        // holds may predate a schema change, so it is replaced.
+        let sent = self.make_room(server, &def.server_name, out);
         MessageBuilder::parse(out, &def.server_name, &def.tail);
+        statements.insert(&name, def.clone(), sent);
         self.replies.push(Expect::Client(Request::Parse(Some((
             def.server_name.clone(),
             name,
@@ -256,15 +253,15 @@ impl Relay {
             }
             return Ok(Step::More);
         };
-        let Some(def) = (!stmt.is_empty()).then(|| statements.get(stmt)).flatten() else {
+        let Some(statement) = (!stmt.is_empty()).then(|| statements.get(stmt)).flatten() else {
             // Unnamed, or unknown to weir: the server answers (26000 for an unknown name).
             return Ok(self.plain(Request::Bind, total));
         };
         let rest_len = total - 5 - rest_at;
-        self.hints.merge(def.hints);
+        self.hints.merge(statement.def.hints);
         out.clear();
-        self.ensure_prepared(server, &def, out);
-        MessageBuilder::bind_prefix(out, portal, &def.server_name, rest_len);
+        self.ensure_prepared(server, statement, out);
+        MessageBuilder::bind_prefix(out, portal, &statement.def.server_name, rest_len);
         protocol::splice(&mut client.rbuf, self.cfwd, 5 + rest_at, out);
         self.cfwd += out.len();
         self.unsynced = true;
@@ -306,23 +303,16 @@ impl Relay {
         self.unsynced = true;
         out.clear();
         if tag == FrontendTag::Close {
+            // The client forgets its name; the server keeps the statement for others.
             // Closing a name that does not exist is not an error in PostgreSQL either.
-            match statements.remove(name) {
-                Some(def) if def.unique => {
-                    // Nobody else can use this name: close it here rather than let it
-                    // take a place in the server's bounded set until evicted.
-                    server.prepared.remove(&def.server_name);
-                    MessageBuilder::target(out, b'C', b'S', &def.server_name);
-                    self.replies.push(Expect::Client(Request::Close));
-                }
-                _ => self.replies.push(Expect::Synth(Synth::CloseComplete)),
-            }
+            statements.remove(name);
+            self.replies.push(Expect::Synth(Synth::CloseComplete));
         } else {
-            let Some(def) = statements.get(name) else {
+            let Some(statement) = statements.get(name) else {
                 return Ok(self.plain(request, total));
             };
-            self.ensure_prepared(server, &def, out);
-            MessageBuilder::target(out, b'D', b'S', &def.server_name);
+            self.ensure_prepared(server, statement, out);
+            MessageBuilder::target(out, b'D', b'S', &statement.def.server_name);
             self.replies.push(Expect::Client(Request::Describe));
         }
         protocol::splice(&mut client.rbuf, self.cfwd, total, out);
@@ -330,27 +320,46 @@ impl Relay {
         Ok(Step::Next)
     }
 
-    /// Queues a Parse of `def` (and any eviction it causes) when this server lacks it.
-    fn ensure_prepared(&mut self, server: &mut ServerConn, def: &StatementDef, out: &mut BytesMut) {
-        if server.prepared.touch(&def.server_name) {
+    /// Queues a Parse of a client's statement when this server lacks a copy fresh enough
+    /// for it (see `server::prepared`).
+    fn ensure_prepared(
+        &mut self,
+        server: &mut ServerConn,
+        statement: &ClientStatement,
+        out: &mut BytesMut,
+    ) {
+        let name = &statement.def.server_name;
+        let held = server
+            .prepared
+            .touch(name, statement.sent, statement.answered);
+        if held == Held::Fresh {
             return;
         }
-        self.evict_for(server, &def.server_name, out);
-        MessageBuilder::parse(out, &def.server_name, &def.tail);
+        self.make_room(server, name, out);
+        MessageBuilder::parse(out, name, &statement.def.tail);
         self.replies
-            .push(Expect::Hidden(Hidden::Parse(def.server_name.clone())));
+            .push(Expect::Hidden(Hidden::Parse(name.clone())));
     }
 
-    /// Records `name` as prepared on the server; when that passes the limit, queues a Close
-    /// of the least recently used statement.
-    fn evict_for(&mut self, server: &mut ServerConn, name: &Arc<str>, out: &mut BytesMut) {
+    /// Queues what must precede a Parse of `name` on this server: a Close of the copy it
+    /// holds, or of the least recently used statement when the set is full. Records the
+    /// Parse and returns its tick.
+    fn make_room(&mut self, server: &mut ServerConn, name: &Arc<str>, out: &mut BytesMut) -> u64 {
+        let mut close = |replies: &mut super::replies::Replies, victim: Arc<str>| {
+            MessageBuilder::target(out, b'C', b'S', &victim);
+            replies.push(Expect::Hidden(Hidden::Close(victim)));
+        };
+        if server.prepared.contains(name) {
+            close(&mut self.replies, name.clone());
+        }
+        let sent = tick();
         if let Some(victim) = server
             .prepared
-            .insert(name.clone(), self.config.max_prepared)
+            .insert(name.clone(), sent, self.config.max_prepared)
         {
-            MessageBuilder::target(out, b'C', b'S', &victim);
-            self.replies.push(Expect::Hidden(Hidden::Close(victim)));
+            close(&mut self.replies, victim);
         }
+        sent
     }
 }
 
