@@ -40,9 +40,8 @@ pub(crate) struct CancelSlot {
     /// The server the client is using right now, if any. Uncontended: only this client's
     /// task writes it, and a cancel request reads it.
     target: Mutex<Option<CancelTarget>>,
-    /// Wakes the client task when weir wants it to stop (shutdown, KILL). A permit is kept
-    /// if the task is busy, so it sees the request at its next wait.
-    pub(crate) wake: tokio::sync::Notify,
+    /// Wakes the client task when weir wants it to stop (shutdown, KILL).
+    pub(crate) wake: Wake,
     /// Who the client is and what it is doing, for the admin console.
     pub(crate) info: ClientInfo,
 }
@@ -126,6 +125,67 @@ impl std::future::Future for KillSignal<'_> {
             if self.info.killed() {
                 return std::task::Poll::Ready(());
             }
+        }
+        std::task::Poll::Pending
+    }
+}
+
+/// A task's wake-up, like a `Notify` with one waiter: a wake while the task is busy is
+/// kept until its next wait. Every idle wait of every client listens to one, so it costs
+/// no lock and no waiter list: a flag and the task's waker.
+#[derive(Debug, Default)]
+pub(crate) struct Wake {
+    /// Woken and not yet seen.
+    pending: AtomicBool,
+    /// The waiting task.
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl Wake {
+    /// Wakes the task, now or at its next wait.
+    pub(crate) fn notify(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+        self.waker.wake();
+    }
+
+    /// Resolves at the next wake (a kept one at once). It registers the task's waker on
+    /// its first poll (and after each wake) only, so one future may be polled across a
+    /// relay's whole loop.
+    pub(crate) fn notified(&self) -> Notified<'_> {
+        Notified {
+            wake: self,
+            registered: false,
+        }
+    }
+
+    /// Takes a kept wake.
+    fn take(&self) -> bool {
+        self.pending.load(Ordering::SeqCst) && self.pending.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// See `Wake::notified`.
+pub(crate) struct Notified<'a> {
+    wake: &'a Wake,
+    registered: bool,
+}
+
+impl std::future::Future for Notified<'_> {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if !self.registered {
+            self.wake.waker.register(cx.waker());
+            self.registered = true;
+        }
+        // Checked after registering: a wake in between is not lost.
+        if self.wake.take() {
+            // A wake takes the waker out: a later poll registers again.
+            self.registered = false;
+            return std::task::Poll::Ready(());
         }
         std::task::Poll::Pending
     }
@@ -319,7 +379,7 @@ impl CancelRegistry {
         let slot = Arc::new(CancelSlot {
             secret_key: rand::random(),
             target: Mutex::new(None),
-            wake: tokio::sync::Notify::new(),
+            wake: Wake::default(),
             info,
         });
         self.shard(process_id).insert(process_id, slot.clone());
@@ -334,7 +394,7 @@ impl CancelRegistry {
     /// their transaction).
     pub(crate) fn wake_all(&self) {
         for (_, slot) in self.clients() {
-            slot.wake.notify_one();
+            slot.wake.notify();
         }
     }
 
@@ -369,7 +429,7 @@ impl CancelRegistry {
         };
         slot.info.killed.store(true, Ordering::SeqCst);
         slot.info.kill_waker.wake();
-        slot.wake.notify_one();
+        slot.wake.notify();
         true
     }
 

@@ -298,7 +298,7 @@ impl Session {
                         advisory: relay.advisory_hint(),
                         reset: relay.settings_reset(),
                     };
-                    self.spare = relay.into_spare();
+                    self.spare = relay.take_spare();
                     self.after_transaction(pinned, ran).await?;
                 }
                 Ok(Outcome::ClientGone) => {

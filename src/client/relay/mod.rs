@@ -15,7 +15,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Buf;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::net::{read_ready, write_ready, Conn};
@@ -78,7 +78,7 @@ pub(super) struct RelayConfig {
 /// What the relay listens to besides the two sockets.
 pub(super) struct Signals<'a> {
     /// This client's wake-up (shutdown).
-    pub(super) wake: &'a Notify,
+    pub(super) wake: &'a crate::cancel::Wake,
     /// Whether weir is shutting down.
     pub(super) shutdown: &'a watch::Receiver<bool>,
     /// The client's registry entry: an administrator may have killed it.
@@ -231,8 +231,9 @@ impl Relay {
         relay
     }
 
-    /// What the next transaction's relay can reuse.
-    pub(super) fn into_spare(mut self) -> Spare {
+    /// What the next transaction's relay can reuse (taken by reference: moving the whole
+    /// relay out costs a copy of it per transaction).
+    pub(super) fn take_spare(&mut self) -> Spare {
         self.replies.clear();
         // A client that once pipelined thousands of requests does not keep room for
         // them while idle: idle clients stay cheap (see `Conn::shrink_idle`).
@@ -366,7 +367,8 @@ impl Relay {
         signals: Signals<'_>,
     ) -> Result<Outcome, SessionError> {
         let killed = signals.client.kill_signal();
-        tokio::pin!(killed);
+        let woken = signals.wake.notified();
+        tokio::pin!(killed, woken);
         loop {
             self.scan_client(client, server, state)?;
             self.scan_server(client, server, state)?;
@@ -439,7 +441,7 @@ impl Relay {
                     }
                     _ => return Err(SessionError::Timeout(Deadline::IdleInTransaction, self.config.idle_in_transaction)),
                 },
-                _ = signals.wake.notified(), if listen_wake => {
+                _ = &mut woken, if listen_wake => {
                     if *signals.shutdown.borrow() {
                         self.leave_when_idle = true;
                     }
