@@ -71,19 +71,18 @@ pub(crate) fn tag_changes_session(tag: &[u8]) -> bool {
 /// or a temporary table: `SELECT set_config(..)`, `SELECT pg_advisory_lock(..)`, `CREATE
 /// TEMP TABLE .. AS` (whose tag, `SELECT n`, says nothing). Matched without regard to case.
 ///
-/// This runs over every query text, so it looks for a letter of each word that is rare in
-/// SQL (`_`, `v`, `m`) with `memchr` (vectorised), and compares a word only around those;
-/// comparing at every `s`, `a` or `t` cost more than the rest of the transaction's
-/// scanning.
+/// This runs over every query text, so it makes one vectorised pass (`memchr3`) for the
+/// letters of these words that are rare in SQL, and compares a word only around those:
+/// the `_` of `set_config` and of every advisory-lock function (`pg_advisory_lock`,
+/// `pg_try_advisory_xact_lock`, ...), and the `m` of `temp`. Comparing at every `s`, `a`
+/// or `t` cost more than the rest of the transaction's scanning.
 pub(crate) fn text_changes_session(text: &[u8]) -> bool {
     let found_at = |at: usize| match text.get(at) {
-        Some(b'_') => word_at(text, at, 3, b"set_config"),
-        Some(b'v' | b'V') => word_at(text, at, 2, b"advisory"),
+        Some(b'_') => word_at(text, at, 3, b"set_config") || word_at(text, at, 0, b"_advisory"),
         Some(b'm' | b'M') => word_at(text, at, 2, b"temp") && is_temp_keyword(text, at - 2),
         _ => false,
     };
-    memchr::memchr3_iter(b'_', b'v', b'm', text).any(found_at)
-        || memchr::memchr2_iter(b'V', b'M', text).any(found_at)
+    memchr::memchr3_iter(b'_', b'm', b'M', text).any(found_at)
 }
 
 /// Whether `text` contains `word` (lower-case ASCII), in any case.
@@ -157,12 +156,25 @@ mod tests {
         assert!(!text_changes_session(b"UPDATE t SET a = 1"));
         assert!(!text_changes_session(b"te"));
         // The rare letters at the very start or end of the text.
-        for text in ["m", "emp", "v", "_", "MP", "dvisory", "et_config"] {
+        for text in [
+            "m",
+            "emp",
+            "v",
+            "_",
+            "MP",
+            "dvisory",
+            "_dvisory",
+            "et_config",
+        ] {
             assert!(!text_changes_session(text.as_bytes()), "{text}");
         }
         assert!(text_changes_session(b"TEMP TABLE x"));
-        assert!(text_changes_session(b"advisory"));
+        assert!(text_changes_session(b"_advisory"));
         assert!(text_changes_session(b"set_config"));
+        assert!(text_changes_session(b"SELECT PG_ADVISORY_XACT_LOCK(1)"));
+        assert!(text_changes_session(
+            b"select pg_catalog.pg_advisory_unlock_all()"
+        ));
         assert!(!text_changes_session(b"SELECT attempts FROM jobs"));
         assert!(!text_changes_session(b"SELECT * FROM template_x, temps"));
         assert!(text_changes_session(b"SELECT 1 INTO TEMP t"));

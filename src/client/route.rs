@@ -199,6 +199,25 @@ pub(crate) enum RouteCommand {
     Show,
 }
 
+/// Whether a Query text may be a `weir.route` command, from its first word alone (SET,
+/// SHOW or RESET): every short Query of every client is asked this, and nearly all are
+/// ruled out in a few byte comparisons. A text opening with a byte beyond ASCII may be
+/// Unicode space, which `route_command` trims: it is not ruled out.
+pub(crate) fn may_be_route_command(text: &[u8]) -> bool {
+    let Some(start) = text.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return false;
+    };
+    let word = text.get(start..).unwrap_or_default();
+    let verb = |v: &[u8]| {
+        word.get(..v.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(v))
+            && word
+                .get(v.len())
+                .is_some_and(|b| b.is_ascii_whitespace() || *b == b',')
+    };
+    word.first().is_some_and(|b| !b.is_ascii()) || verb(b"set") || verb(b"show") || verb(b"reset")
+}
+
 /// Reads a simple-protocol Query text as a `weir.route` command: `SET [SESSION]
 /// weir.route {=|TO} value`, `RESET weir.route`, `SHOW weir.route`, with an optional
 /// trailing semicolon. `None` for anything else (it goes to a server); `Err` for a bad value.
@@ -799,5 +818,25 @@ mod tests {
         assert_eq!(route_command("SET search_path = a"), None);
         assert_eq!(route_command("SELECT 1"), None);
         assert_eq!(route_command("SET LOCAL weir.route = replica"), None);
+    }
+
+    #[test]
+    fn route_commands_are_not_ruled_out_by_their_first_word() {
+        for text in [
+            "SET weir.route = replica",
+            "set\tweir.route to 'PRIMARY';",
+            "SET SESSION weir.route = auto",
+            "RESET weir.route",
+            " show weir.route ; ",
+            "show,weir.route",
+            "\u{a0}SET weir.route = replica",
+            "SET weir.route = sideways",
+        ] {
+            assert!(route_command(text).is_some(), "{text:?}");
+            assert!(may_be_route_command(text.as_bytes()), "{text:?}");
+        }
+        for text in ["SELECT 1", "SETX weir.route", "  ", "", "sho weir.route"] {
+            assert!(!may_be_route_command(text.as_bytes()), "{text:?}");
+        }
     }
 }

@@ -220,9 +220,11 @@ impl Session {
         let Some((bytes, total)) = short_query_bytes(&self.client.rbuf)? else {
             return Ok(false);
         };
-        // Every client's every short Query passes here: a byte scan without allocating
-        // (or even checking the UTF-8) rules nearly all of them out before any parsing.
-        if !hints::contains_ignore_case(bytes, route::SETTING.as_bytes()) {
+        // Every client's every short Query passes here: its first word and a byte scan,
+        // without allocating (or even checking the UTF-8), rule nearly all of them out.
+        if !route::may_be_route_command(bytes)
+            || !hints::contains_ignore_case(bytes, route::SETTING.as_bytes())
+        {
             return Ok(false);
         }
         let command = std::str::from_utf8(bytes)
