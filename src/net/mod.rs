@@ -104,6 +104,27 @@ impl Stream {
         }
     }
 
+    /// Whether the reactor has seen nothing to read (nor a close) since the socket was last
+    /// drained, and TLS holds no input: no system call, and unlike `poll_read_ready` no
+    /// waker registered and no scheduling budget spent. The reactor may not have heard of
+    /// the very latest bytes yet: `nothing_to_read` asks the socket itself.
+    pub(crate) fn reactor_saw_nothing(&self) -> bool {
+        if let Self::Tls(tls) = self {
+            if tls.has_input() {
+                return false;
+            }
+        }
+        let Some(tcp) = self.tcp() else {
+            return false;
+        };
+        // The closure runs only if the reactor flagged the socket readable; it clears
+        // nothing (Ok), so a later read still sees the flag.
+        matches!(
+            tcp.try_io(Interest::READABLE, || Ok(())),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
+    }
+
     /// Whether nothing waits to be read and the peer has not closed, asked of the socket
     /// now (one `peek`, which consumes nothing, so it works under TLS too). For an idle
     /// connection about to be handed out.

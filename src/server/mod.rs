@@ -261,18 +261,7 @@ impl ServerConn {
         if !self.clean || !self.conn.rbuf.is_empty() {
             return false;
         }
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        // With its scheduling budget spent, the reactor answers Pending whatever it knows.
-        let ready = if since <= RECENT && tokio::task::coop::has_budget_remaining() {
-            self.conn.io.poll_read_ready(&mut cx)
-        } else {
-            std::task::Poll::Ready(Ok(()))
-        };
-        match ready {
-            std::task::Poll::Pending => true,
-            std::task::Poll::Ready(Err(_)) => false,
-            std::task::Poll::Ready(Ok(())) => self.conn.io.nothing_to_read(),
-        }
+        (since <= RECENT && self.conn.io.reactor_saw_nothing()) || self.conn.io.nothing_to_read()
     }
 
     /// Runs one simple query and returns its rows as text (NULL as `None`).
