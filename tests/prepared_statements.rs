@@ -172,3 +172,35 @@ async fn a_parse_after_a_schema_change_is_analysed_afresh_on_every_server() {
     assert!(pids.contains(&pid_a));
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_parse_of_the_same_text_leaves_an_open_portal_alone() {
+    // A second Parse of a text replaces the server's copy (Close, then Parse). A client
+    // reading a portal made from that copy in pieces must keep reading: PostgreSQL keeps
+    // a portal's plan when its statement is closed, and this checks weir relies on that
+    // rightly.
+    let db = fresh_database();
+    let proxy = Proxy::start(&config_toml(&db, "size = 1", "")).await;
+    let mut c = proxy.client(&db).await;
+    let text = "SELECT generate_series(1, 10) AS n";
+    let first = c.prepare(text).await.expect("prepare");
+    let tx = c.transaction().await.expect("begin");
+    let portal = tx.bind(&first, &[]).await.expect("bind");
+    let rows = tx.query_portal(&portal, 3).await.expect("first rows");
+    assert_eq!(rows.len(), 3);
+    let again = tx.prepare(text).await.expect("prepare the same text");
+    let rows = tx
+        .query_portal(&portal, 3)
+        .await
+        .expect("the portal is still open");
+    let got: Vec<i32> = rows.iter().map(|r| r.get("n")).collect();
+    assert_eq!(got, [4, 5, 6]);
+    assert_eq!(tx.query(&again, &[]).await.expect("run").len(), 10);
+    tx.commit().await.expect("commit");
+    // Both client names share the one copy.
+    assert_eq!(c.query(&first, &[]).await.expect("run first").len(), 10);
+    drop(again);
+    let count = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'weir\\_%'";
+    assert_eq!(common::simple_value(&c, count).await, "1");
+    proxy.stop().await;
+}

@@ -92,6 +92,15 @@ impl ClientStatements {
         self.by_name.remove(name);
     }
 
+    /// The server was lost with Parses unanswered: whether they ran is not known, so each
+    /// counts as answered now (the copies made before it are then replaced before use,
+    /// instead of every use waiting for an answer that will not come).
+    pub(crate) fn settle(&mut self, at: u64) {
+        for s in self.by_name.values_mut() {
+            s.answered = s.answered.min(at);
+        }
+    }
+
     /// Forgets everything (DEALLOCATE ALL, DISCARD ALL).
     pub(crate) fn clear(&mut self) {
         self.by_name.clear();

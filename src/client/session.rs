@@ -312,6 +312,11 @@ impl Session {
                 Ok(Outcome::ServerLost { fatal }) => {
                     lease.poison();
                     drop(lease);
+                    // Parses the server never answered: their statements are settled now.
+                    self.attach
+                        .state
+                        .statements
+                        .settle(crate::server::prepared::tick());
                     if self.mid_message {
                         // The client can only be told by the connection closing, as it
                         // would be by the server itself.

@@ -21,7 +21,8 @@ pub(crate) use error::ProtocolError;
 pub(crate) use frame::{decode, Frame};
 pub(crate) use frontend::{Extended, FrontendTag, LoginMessage, Request, Target};
 pub(crate) use scan::{
-    parameter_status, BackendEvent, BackendScanner, BackendTag, FrontendEvent, FrontendScanner,
+    error_fields, parameter_status, BackendEvent, BackendScanner, BackendTag, FrontendEvent,
+    FrontendScanner,
 };
 pub(crate) use startup::{decode_startup, StartupPacket, SSL_REQUEST};
 

@@ -171,7 +171,7 @@ impl BackendTag {
 
 /// What the next bytes of a server stream are. Events are small and copied: a decoded
 /// message is only a span of the buffer, decoded by whoever needs its fields
-/// (`parameter_status`, `ErrorFields::parse`), and checked here to be well formed.
+/// (`parameter_status`, `error_fields`), and checked here to be well formed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BackendEvent {
     /// A message weir does not decode starts here and is not all in the buffer yet; `Pass`
@@ -208,7 +208,7 @@ pub(crate) enum BackendEvent {
         /// Bytes the message takes.
         len: usize,
     },
-    /// A whole ErrorResponse (`ErrorFields::parse` reads its body, bytes `5..len`).
+    /// A whole ErrorResponse (`error_fields` reads it).
     Error {
         /// Bytes the message takes.
         len: usize,
@@ -242,6 +242,12 @@ pub(crate) fn parameter_status(msg: &[u8]) -> Result<(&str, &str), ProtocolError
         })
     };
     Ok((field()?, field()?))
+}
+
+/// The fields of a whole ErrorResponse message (tag and length included), as the scanner
+/// reported it.
+pub(crate) fn error_fields(msg: &[u8]) -> Result<ErrorFields, ProtocolError> {
+    ErrorFields::parse(msg.get(5..).unwrap_or_default())
 }
 
 /// Walks the server→client byte stream.
@@ -306,7 +312,7 @@ impl BackendScanner {
                 BackendEvent::ParameterStatus { len: total }
             }
             _ => {
-                ErrorFields::parse(msg.get(5..).unwrap_or_default())?;
+                error_fields(msg)?;
                 BackendEvent::Error { len: total }
             }
         })

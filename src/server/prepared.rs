@@ -6,6 +6,9 @@
 //! after that tick. A client's statement is stamped with a tick taken when its Parse was
 //! answered, so it was analysed before. A held statement with a later stamp than the
 //! client's has seen every schema change the client's Parse saw, and can serve it.
+//!
+//! Replacing a copy (Close, then Parse) leaves the portals made from it alone: PostgreSQL
+//! keeps a portal's plan when its statement is closed (`tests/prepared_statements.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,8 +38,9 @@ pub(crate) enum Held {
 struct Entry {
     /// Last use (a counter of this set, not a clock).
     used: u64,
-    /// A `tick` taken before its Parse was sent; 0 when not known (it may even be gone).
-    since: u64,
+    /// A `tick` taken before its Parse was sent; `None` when not known (the copy may even
+    /// be gone).
+    since: Option<u64>,
 }
 
 /// The statements prepared on one server connection, by weir's server-side name.
@@ -57,7 +61,7 @@ impl PreparedSet {
         match self.names.get_mut(name) {
             Some(e) => {
                 e.used = self.uses;
-                if e.since != 0 && (e.since == sent || e.since >= answered) {
+                if e.since.is_some_and(|at| at == sent || at >= answered) {
                     Held::Fresh
                 } else {
                     Held::Stale
@@ -73,22 +77,27 @@ impl PreparedSet {
     }
 
     /// Records that `name` is being prepared, with the tick `since` taken before its Parse
-    /// is sent. When that makes more than `max`, returns the least recently used other
-    /// name, which the caller closes on the server.
-    pub(crate) fn insert(&mut self, name: Arc<str>, since: u64, max: usize) -> Option<Arc<str>> {
+    /// is sent.
+    pub(crate) fn insert(&mut self, name: Arc<str>, since: u64) {
         self.uses += 1;
         let entry = Entry {
             used: self.uses,
-            since,
+            since: Some(since),
         };
-        let added = self.names.insert(name.clone(), entry).is_none();
-        if !added || self.names.len() <= max.max(1) {
+        self.names.insert(name, entry);
+    }
+
+    /// While more than `max` are held, the least recently used one other than `keep`,
+    /// forgotten here: the caller closes it on the server. (Names whose Close was skipped
+    /// come back through `mark_unknown`, so the set can be over by more than one.)
+    pub(crate) fn evict(&mut self, keep: &str, max: usize) -> Option<Arc<str>> {
+        if self.names.len() <= max.max(1) {
             return None;
         }
         let victim = self
             .names
             .iter()
-            .filter(|(n, _)| **n != name)
+            .filter(|(n, _)| &***n != keep)
             .min_by_key(|(_, e)| e.used)
             .map(|(n, _)| n.clone())?;
         self.names.remove(&victim);
@@ -98,13 +107,13 @@ impl PreparedSet {
     /// A Parse or Close of `name` was skipped or failed: whether the server holds it is
     /// not known. It is kept as held but never fresh, so its next use closes it (a Close
     /// of a missing name is no error) and prepares it again.
-    pub(crate) fn forget(&mut self, name: Arc<str>) {
+    pub(crate) fn mark_unknown(&mut self, name: Arc<str>) {
         self.uses += 1;
         let used = self.uses;
         self.names
             .entry(name)
-            .and_modify(|e| e.since = 0)
-            .or_insert(Entry { used, since: 0 });
+            .and_modify(|e| e.since = None)
+            .or_insert(Entry { used, since: None });
     }
 
     /// Forgets everything (DEALLOCATE ALL / DISCARD ALL ran on the server).
@@ -126,21 +135,28 @@ mod tests {
     #[test]
     fn evicts_the_least_recently_used() {
         let mut set = PreparedSet::default();
-        assert_eq!(set.insert("a".into(), 1, 2), None);
-        assert_eq!(set.insert("b".into(), 2, 2), None);
+        set.insert("a".into(), 1);
+        set.insert("b".into(), 2);
+        assert_eq!(set.evict("b", 2), None);
         assert_eq!(set.touch("a", 7, 9), Held::Stale);
-        assert_eq!(set.insert("c".into(), 4, 2).as_deref(), Some("b"));
+        set.insert("c".into(), 4);
+        assert_eq!(set.evict("c", 2).as_deref(), Some("b"));
+        assert_eq!(set.evict("c", 2), None);
         assert_eq!(set.touch("b", 2, 3), Held::Missing);
         assert_eq!(set.len(), 2);
-        // Replacing a held name evicts nothing.
-        assert_eq!(set.insert("c".into(), 5, 2), None);
-        assert_eq!(set.len(), 2);
+        // Over the limit by more than one (names whose Close was skipped come back): each
+        // call takes one more.
+        set.mark_unknown("d".into());
+        set.mark_unknown("e".into());
+        assert!(set.evict("c", 2).is_some());
+        assert!(set.evict("c", 2).is_some());
+        assert_eq!(set.evict("c", 2), None);
     }
 
     #[test]
     fn freshness_follows_the_ticks() {
         let mut set = PreparedSet::default();
-        let _ = set.insert("s".into(), 10, 5);
+        set.insert("s".into(), 10);
         // The client's own Parse (sent at 10): fresh, answered or not.
         assert_eq!(set.touch("s", 10, u64::MAX), Held::Fresh);
         assert_eq!(set.touch("s", 10, 12), Held::Fresh);
@@ -148,9 +164,9 @@ mod tests {
         assert_eq!(set.touch("s", 7, 9), Held::Fresh);
         // Answered after it was sent: maybe analysed later than this copy.
         assert_eq!(set.touch("s", 11, 13), Held::Stale);
-        set.forget("s".into());
+        set.mark_unknown("s".into());
         assert_eq!(set.touch("s", 10, 12), Held::Stale);
-        set.forget("t".into());
+        set.mark_unknown("t".into());
         assert!(set.contains("t"));
     }
 }

@@ -552,30 +552,9 @@ impl Relay {
                 }
                 BackendEvent::Pass(_) if self.dropping => Route::Drop,
                 BackendEvent::Pass(_) => Route::Forward,
-                BackendEvent::ReadyForQuery { status, .. } => match self.replies.on_ready() {
-                    Ending::ParamSync => {
-                        self.param_sync_done(client, server, state);
-                        Route::Drop
-                    }
-                    Ending::Begin => Route::Drop,
-                    Ending::Client => {
-                        self.pending = self.pending.saturating_sub(1);
-                        self.tally.answered += 1;
-                        if self.pending == 0 {
-                            if let Some(since) = self.tally.busy_since.take() {
-                                let now = std::time::Instant::now();
-                                self.tally.busy_us +=
-                                    crate::stats::micros(now.saturating_duration_since(since));
-                                self.tally.last_answer = Some(now);
-                            }
-                            self.waiting_since = None;
-                            // Idle-in-transaction time counts from the answer, not the question.
-                            self.touch_client();
-                        }
-                        self.tx = status;
-                        Route::Forward
-                    }
-                },
+                BackendEvent::ReadyForQuery { status, .. } => {
+                    self.on_ready(status, client, server, state)
+                }
                 BackendEvent::CommandComplete { len } => {
                     let route = self.replies.on_message(BackendTag::CommandComplete);
                     if route == Route::Forward {
@@ -589,7 +568,8 @@ impl Relay {
                 }
                 BackendEvent::ParameterStatus { len } => {
                     let msg = server.conn.rbuf.get(self.sfwd..self.sfwd + len);
-                    let (name, value) = protocol::parameter_status(msg.unwrap_or_default())?;
+                    let (name, value) = protocol::parameter_status(msg.unwrap_or_default())
+                        .inspect_err(|_| server.clean = false)?;
                     server.params.report(name, value);
                     let hidden = self.replies.in_hidden();
                     if hidden
@@ -606,8 +586,9 @@ impl Relay {
                     }
                 }
                 BackendEvent::Error { len } => {
-                    let body = server.conn.rbuf.get(self.sfwd + 5..self.sfwd + len);
-                    let fields = ErrorFields::parse(body.unwrap_or_default())?;
+                    let msg = server.conn.rbuf.get(self.sfwd..self.sfwd + len);
+                    let fields = protocol::error_fields(msg.unwrap_or_default())
+                        .inspect_err(|_| server.clean = false)?;
                     if fields.is_fatal() {
                         server.clean = false;
                         self.fatal = Some(fields);
@@ -640,6 +621,41 @@ impl Relay {
             }
         }
         Ok(())
+    }
+
+    /// Routes a ReadyForQuery: it ends a client request, weir's parameter sync, or the
+    /// deferred BEGIN.
+    fn on_ready(
+        &mut self,
+        status: TxStatus,
+        client: &mut Conn,
+        server: &mut ServerConn,
+        state: &mut ClientState,
+    ) -> Route {
+        match self.replies.on_ready() {
+            Ending::ParamSync => {
+                self.param_sync_done(client, server, state);
+                Route::Drop
+            }
+            Ending::Begin => Route::Drop,
+            Ending::Client => {
+                self.pending = self.pending.saturating_sub(1);
+                self.tally.answered += 1;
+                if self.pending == 0 {
+                    if let Some(since) = self.tally.busy_since.take() {
+                        let now = std::time::Instant::now();
+                        self.tally.busy_us +=
+                            crate::stats::micros(now.saturating_duration_since(since));
+                        self.tally.last_answer = Some(now);
+                    }
+                    self.waiting_since = None;
+                    // Idle-in-transaction time counts from the answer, not the question.
+                    self.touch_client();
+                }
+                self.tx = status;
+                Route::Forward
+            }
+        }
     }
 
     /// Routes a reply message the scanner does not decode.

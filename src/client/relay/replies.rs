@@ -47,7 +47,7 @@ pub(super) enum Request {
 pub(super) enum Hidden {
     /// Re-preparing a client's statement on this server.
     Parse(Arc<str>),
-    /// Evicting a statement from this server.
+    /// Closing a statement on this server: evicted, or about to be prepared again.
     Close(Arc<str>),
     /// The session-parameter sync query.
     ParamSync,
@@ -224,14 +224,15 @@ impl Replies {
                 break;
             }
             // Whether the server holds a name whose Parse or Close failed or was skipped is
-            // not known (a replaced copy is closed first): the next use replaces it.
+            // not known (a Parse that replaces a copy follows a Close of it, and either may
+            // have run): the next use closes and prepares it again.
             match self.queue.pop_front() {
                 Some(Expect::Client(Request::Parse(Some((server_name, client_name))))) => {
-                    prepared.forget(server_name);
+                    prepared.mark_unknown(server_name);
                     statements.remove(&client_name);
                 }
                 Some(Expect::Hidden(Hidden::Parse(name) | Hidden::Close(name))) => {
-                    prepared.forget(name);
+                    prepared.mark_unknown(name);
                 }
                 _ => {}
             }
@@ -267,7 +268,7 @@ mod tests {
         let mut r = Replies::default();
         let mut prepared = PreparedSet::default();
         let mut stmts = ClientStatements::default();
-        let _ = prepared.insert("weir_a".into(), 1, 10);
+        prepared.insert("weir_a".into(), 1);
         r.push(Expect::Hidden(Hidden::Parse("weir_a".into())));
         r.push(Expect::Client(Request::Bind));
         r.push(Expect::Synth(Synth::CloseComplete));

@@ -342,8 +342,8 @@ impl Relay {
     }
 
     /// Queues what must precede a Parse of `name` on this server: a Close of the copy it
-    /// holds, or of the least recently used statement when the set is full. Records the
-    /// Parse and returns its tick.
+    /// holds, and of the least recently used statements while the set is over the limit.
+    /// Records the Parse and returns its tick.
     fn make_room(&mut self, server: &mut ServerConn, name: &Arc<str>, out: &mut BytesMut) -> u64 {
         let mut close = |replies: &mut super::replies::Replies, victim: Arc<str>| {
             MessageBuilder::target(out, b'C', b'S', &victim);
@@ -353,10 +353,8 @@ impl Relay {
             close(&mut self.replies, name.clone());
         }
         let sent = tick();
-        if let Some(victim) = server
-            .prepared
-            .insert(name.clone(), sent, self.config.max_prepared)
-        {
+        server.prepared.insert(name.clone(), sent);
+        while let Some(victim) = server.prepared.evict(name, self.config.max_prepared) {
             close(&mut self.replies, victim);
         }
         sent
