@@ -32,6 +32,10 @@ pub(crate) use error::{Deadline, SessionError};
 pub(crate) use route::Reason;
 pub(crate) use startup::StartupRequest;
 
+/// Bytes reserved for what a login answers (AuthenticationOk, a dozen ParameterStatus,
+/// BackendKeyData, ReadyForQuery): written at once instead of growing the buffer.
+const LOGIN_ANSWER: usize = 512;
+
 /// How long a cancel request may take to reach its server.
 const CANCEL_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long weir tries to deliver a final error before closing.
@@ -216,8 +220,9 @@ async fn start(
         .map_err(SessionError::LimitReached)?;
     let targets: Arc<Vec<ServerTarget>> = Arc::new(snap.targets(&db.config, &user));
     let pool = snap.pool(&shared.pools, &db.config, &user);
+    let fetched;
     let defaults = match pool.server_defaults.get() {
-        Some(d) => d.clone(),
+        Some(d) => d,
         None => {
             // The first client of a pool: log in to a server to learn what PostgreSQL reports.
             let host = db
@@ -231,17 +236,22 @@ async fn start(
             let wait = snap.config.pool.query_wait_timeout;
             let asked = std::time::Instant::now();
             let mut lease = pool.checkout(host, asked, wait).await?;
-            let d = lease.params.reported().clone();
+            fetched = lease.params.reported().clone();
             lease.mark_clean();
             drop(lease);
-            d
+            &fetched
         }
     };
-    let mut desired = defaults.client_defaults();
+    let mut desired = pool
+        .client_defaults
+        .get_or_init(|| defaults.client_defaults())
+        .clone();
     for (name, value) in request.params.iter() {
         desired.set(name, value);
     }
     let cancel = shared.cancel.register(info());
+    // Room for the whole answer at once (about 400 bytes), not grown message by message.
+    conn.wbuf.reserve(LOGIN_ANSWER);
     MessageBuilder::auth_ok(&mut conn.wbuf);
     for (name, value) in defaults.iter() {
         let value = desired.get(name).unwrap_or(value);

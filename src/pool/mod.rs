@@ -280,6 +280,9 @@ pub(crate) struct DbUserPool {
     pub(crate) hosts: Vec<HostPool>,
     /// Parameters the first server login reported: what a client is told at its login.
     pub(crate) server_defaults: OnceLock<ParamSet>,
+    /// `server_defaults.client_defaults()`, made once: where each client's parameters
+    /// start.
+    pub(crate) client_defaults: OnceLock<ParamSet>,
     /// Limits in force; replaced on RELOAD and SET (read off the transaction path only).
     settings: RwLock<PoolSettings>,
     /// The configuration snapshot generation its settings come from.
@@ -322,6 +325,7 @@ impl DbUserPool {
             targets,
             hosts,
             server_defaults: OnceLock::new(),
+            client_defaults: OnceLock::new(),
             settings: RwLock::new(settings.clone()),
             generation: AtomicU64::new(0),
         }

@@ -336,8 +336,17 @@ impl MessageBuilder {
     }
 
     fn cstr(buf: &mut BytesMut, s: &str) {
-        // A NUL inside would end the field early; weir's own strings never carry one.
-        buf.put_slice(s.replace('\0', " ").as_bytes());
+        // A NUL inside would end the field early: each becomes a space. Written piece by
+        // piece, as this runs for every name a Bind or Parse carries and every
+        // ParameterStatus of a login (a `replace` allocated a copy each time).
+        let mut rest = s.as_bytes();
+        while let Some(nul) = memchr::memchr(0, rest) {
+            let (piece, after) = rest.split_at(nul);
+            buf.put_slice(piece);
+            buf.put_u8(b' ');
+            rest = after.get(1..).unwrap_or_default();
+        }
+        buf.put_slice(rest);
         buf.put_u8(0);
     }
 
