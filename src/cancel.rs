@@ -101,35 +101,6 @@ pub(crate) struct ClientInfo {
     kill_waker: futures_util::task::AtomicWaker,
 }
 
-/// Resolves once the client is killed; polled by the relay on every loop. It registers its
-/// waker on the first poll only: a task's waker stays valid for the task's life.
-pub(crate) struct KillSignal<'a> {
-    info: &'a ClientInfo,
-    registered: bool,
-}
-
-impl std::future::Future for KillSignal<'_> {
-    type Output = ();
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.info.killed() {
-            return std::task::Poll::Ready(());
-        }
-        if !self.registered {
-            self.info.kill_waker.register(cx.waker());
-            self.registered = true;
-            // A kill between the check and the registration woke nobody: look again.
-            if self.info.killed() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        std::task::Poll::Pending
-    }
-}
-
 /// A task's wake-up, like a `Notify` with one waiter: a wake while the task is busy is
 /// kept until its next wait. Every idle wait of every client listens to one, so it costs
 /// no lock and no waiter list: a flag and the task's waker.
@@ -148,29 +119,33 @@ impl Wake {
         self.waker.wake();
     }
 
-    /// Resolves at the next wake (a kept one at once). It registers the task's waker on
-    /// its first poll (and after each wake) only, so one future may be polled across a
-    /// relay's whole loop.
-    pub(crate) fn notified(&self) -> Notified<'_> {
-        Notified {
-            wake: self,
+    /// Resolves at the next wake (a kept one at once).
+    pub(crate) fn notified(&self) -> FlagWait<'_> {
+        FlagWait {
+            flag: &self.pending,
+            waker: &self.waker,
+            take: true,
             registered: false,
         }
     }
-
-    /// Takes a kept wake.
-    fn take(&self) -> bool {
-        self.pending.load(Ordering::SeqCst) && self.pending.swap(false, Ordering::SeqCst)
-    }
 }
 
-/// See `Wake::notified`.
-pub(crate) struct Notified<'a> {
-    wake: &'a Wake,
+/// Resolves once `flag` is set (`Wake::notified`, `ClientInfo::kill_signal`): a flag and
+/// the waiting task's waker, without the lock and waiter list of a `Notify`. It registers
+/// the waker on its first poll, and again after each time it resolved (a wake takes the
+/// waker out), so one future may be polled across a relay's whole loop.
+pub(crate) struct FlagWait<'a> {
+    /// Set by whoever wakes the task.
+    flag: &'a AtomicBool,
+    /// Where the task's waker is left.
+    waker: &'a futures_util::task::AtomicWaker,
+    /// Clear the flag on seeing it (a wake-up), or leave it set (a kill, which lasts).
+    take: bool,
+    /// The waker is registered.
     registered: bool,
 }
 
-impl std::future::Future for Notified<'_> {
+impl std::future::Future for FlagWait<'_> {
     type Output = ();
 
     fn poll(
@@ -178,16 +153,17 @@ impl std::future::Future for Notified<'_> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<()> {
         if !self.registered {
-            self.wake.waker.register(cx.waker());
+            self.waker.register(cx.waker());
             self.registered = true;
         }
-        // Checked after registering: a wake in between is not lost.
-        if self.wake.take() {
-            // A wake takes the waker out: a later poll registers again.
-            self.registered = false;
-            return std::task::Poll::Ready(());
+        // Looked at after registering: a flag set in between is not missed.
+        let set = self.flag.load(Ordering::SeqCst)
+            && (!self.take || self.flag.swap(false, Ordering::SeqCst));
+        if !set {
+            return std::task::Poll::Pending;
         }
-        std::task::Poll::Pending
+        self.registered = false;
+        std::task::Poll::Ready(())
     }
 }
 
@@ -226,9 +202,11 @@ impl ClientInfo {
     }
 
     /// A future that resolves once the client is killed.
-    pub(crate) fn kill_signal(&self) -> KillSignal<'_> {
-        KillSignal {
-            info: self,
+    pub(crate) fn kill_signal(&self) -> FlagWait<'_> {
+        FlagWait {
+            flag: &self.killed,
+            waker: &self.kill_waker,
+            take: false,
             registered: false,
         }
     }

@@ -104,17 +104,21 @@ impl Stream {
         }
     }
 
+    /// The socket an idle check asks, or `None` when the answer is already "something to
+    /// read": TLS holds input, or the stream is gone.
+    fn idle_socket(&self) -> Option<&TcpStream> {
+        match self {
+            Self::Tls(tls) if tls.has_input() => None,
+            _ => self.tcp(),
+        }
+    }
+
     /// Whether the reactor has seen nothing to read (nor a close) since the socket was last
     /// drained, and TLS holds no input: no system call, and unlike `poll_read_ready` no
-    /// waker registered and no scheduling budget spent. The reactor may not have heard of
-    /// the very latest bytes yet: `nothing_to_read` asks the socket itself.
+    /// waker registered and no scheduling budget spent. Bytes or a close the reactor has
+    /// not processed yet are not seen: where that matters, ask `nothing_to_read`.
     pub(crate) fn reactor_saw_nothing(&self) -> bool {
-        if let Self::Tls(tls) = self {
-            if tls.has_input() {
-                return false;
-            }
-        }
-        let Some(tcp) = self.tcp() else {
+        let Some(tcp) = self.idle_socket() else {
             return false;
         };
         // The closure runs only if the reactor flagged the socket readable; it clears
@@ -129,12 +133,7 @@ impl Stream {
     /// now (one `peek`, which consumes nothing, so it works under TLS too). For an idle
     /// connection about to be handed out.
     pub(crate) fn nothing_to_read(&self) -> bool {
-        if let Self::Tls(tls) = self {
-            if tls.has_input() {
-                return false;
-            }
-        }
-        let Some(tcp) = self.tcp() else {
+        let Some(tcp) = self.idle_socket() else {
             return false;
         };
         let mut cx = Context::from_waker(std::task::Waker::noop());
