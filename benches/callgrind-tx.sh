@@ -9,7 +9,8 @@
 # Kernel time (the system calls themselves) is not counted.
 #
 # Needs the PostgreSQL that benches/ab-builds.sh starts (port 25432, database bench):
-# run that script once first. MODE=extended|prepared as in pgbench's -M.
+# run that script once first. MODE=extended|prepared as in pgbench's -M; MODE=churn opens
+# a new connection per transaction (pgbench -C, trust), so the figure is per connection.
 set -u
 BIN=${1:?weir binary}; C=${2:-64}; N=${3:-200}; M=${MODE:-simple}
 WORK=${WORK:-/tmp/weir-ab}; PORT=26439
@@ -24,7 +25,9 @@ run() {
     psql -h 127.0.0.1 -p $PORT -U postgres -tAc 'SELECT 1' bench >/dev/null 2>&1 && break
     sleep 0.2
   done
-  pgbench -h 127.0.0.1 -p $PORT -U postgres -S -M "$M" -c "$C" -j 2 -t "$1" bench >/dev/null 2>&1
+  local how=(-M "$M")
+  [ "$M" = churn ] && how=(-M simple -C)
+  pgbench -h 127.0.0.1 -p $PORT -U postgres -S "${how[@]}" -c "$C" -j 2 -t "$1" bench >/dev/null 2>&1
   kill -INT $vg; wait $vg
   callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
 }

@@ -642,10 +642,12 @@ fn spawn_client(tasks: &mut JoinSet<()>, stream: TcpStream, shared: &Arc<Shared>
     metrics::counter!(names::CLIENTS_ACCEPTED_TOTAL).increment(1);
     let guard = ClientCount(shared.clone());
     let shared = shared.clone();
-    tasks.spawn(async move {
+    // Boxed: a client's future is kilobytes, and spawning moves it several times (into
+    // the task's cell, and its stages); a box moves as a pointer.
+    tasks.spawn(Box::pin(async move {
         let _guard = guard;
         crate::client::serve(stream, shared).await;
-    });
+    }));
 }
 
 /// Stops the health checks of the clusters in force when weir shuts down.

@@ -1,7 +1,7 @@
 //! The registry of connected clients: weir's cancel keys per client, which server query
 //! each one points at now, what each is doing (SHOW CLIENTS), and a per-client wake-up
-//! used to tell clients to leave (shutdown, KILL). One `Notify` per client, so waking
-//! thousands never contends on one lock.
+//! used to tell clients to leave (shutdown, KILL): a flag and a waker per client
+//! (`Wake`, `FlagWait`), so waking thousands never contends on one lock.
 //!
 //! Owns: the registry. Does not: read client sockets (the client task decodes the
 //! CancelRequest and calls `forward`).
@@ -133,7 +133,8 @@ impl Wake {
 /// Resolves once `flag` is set (`Wake::notified`, `ClientInfo::kill_signal`): a flag and
 /// the waiting task's waker, without the lock and waiter list of a `Notify`. It registers
 /// the waker on its first poll, and again after each time it resolved (a wake takes the
-/// waker out), so one future may be polled across a relay's whole loop.
+/// waker out), so one future may be polled across a relay's whole loop. That relies on
+/// being polled by one task only: any waker of a tokio task wakes that task.
 pub(crate) struct FlagWait<'a> {
     /// Set by whoever wakes the task.
     flag: &'a AtomicBool,
@@ -141,7 +142,8 @@ pub(crate) struct FlagWait<'a> {
     waker: &'a futures_util::task::AtomicWaker,
     /// Clear the flag on seeing it (a wake-up), or leave it set (a kill, which lasts).
     take: bool,
-    /// The waker is registered.
+    /// The task's waker is with `waker` (not registered again on every poll: that was the
+    /// cost of a `Notify` this replaces).
     registered: bool,
 }
 

@@ -53,7 +53,8 @@ pub(crate) async fn serve(socket: TcpStream, shared: Arc<Shared>) {
     let started = std::sync::atomic::AtomicBool::new(false);
     // A client still logging in when shutdown starts is told at once, not waited for.
     let login = tokio::select! {
-        r = tokio::time::timeout(limit, start(&mut conn, &shared, &snap, &started)) => match r {
+        // Boxed: the login's state is kilobytes, and the timeout would otherwise copy it in.
+        r = tokio::time::timeout(limit, Box::pin(start(&mut conn, &shared, &snap, &started))) => match r {
             Ok(result) => result,
             Err(_) => Err(SessionError::Timeout(Deadline::Login, limit)),
         },

@@ -338,9 +338,10 @@ impl MessageBuilder {
     fn cstr(buf: &mut BytesMut, s: &str) {
         // A NUL inside would end the field early: each becomes a space. Written piece by
         // piece, as this runs for every name a Bind or Parse carries and every
-        // ParameterStatus of a login (a `replace` allocated a copy each time).
+        // ParameterStatus of a login (a `replace` allocated a copy each time). The strings
+        // are short: a plain search is as quick as a vectorised one here.
         let mut rest = s.as_bytes();
-        while let Some(nul) = memchr::memchr(0, rest) {
+        while let Some(nul) = rest.iter().position(|&b| b == 0) {
             let (piece, after) = rest.split_at(nul);
             buf.put_slice(piece);
             buf.put_u8(b' ');
@@ -676,6 +677,14 @@ impl MessageBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nuls_inside_strings_become_spaces() {
+        let mut buf = BytesMut::new();
+        MessageBuilder::parameter_status(&mut buf, "\0a\0\0b\0", "plain");
+        assert_eq!(&buf[5..], b" a  b \0plain\0");
+        assert_eq!(usize::from(buf[4]) + 1, buf.len());
+    }
 
     #[test]
     fn error_round_trips() {
