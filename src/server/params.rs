@@ -388,6 +388,13 @@ mod tests {
         a.remove("SEARCH_PATH");
         assert_eq!(a.digest(), b.digest());
         assert_eq!(ParamSet::default().digest(), 0);
+        // Names longer than the digest's 32-byte chunk, in either case.
+        let long = "my_extension.a_setting_with_a_long_name";
+        assert_eq!(
+            entry_digest(long, "1"),
+            entry_digest(&long.to_ascii_uppercase(), "1")
+        );
+        assert_ne!(entry_digest(long, "1"), entry_digest(&long[..32], "1"));
     }
 
     #[test]
