@@ -53,8 +53,8 @@ pub(crate) struct ClientStatement {
     pub(crate) def: Arc<StatementDef>,
     /// When its Parse was sent: the copy that Parse made is the client's own.
     pub(crate) sent: u64,
-    /// When its Parse was answered (`u64::MAX` until then): copies made later are fresh.
-    pub(crate) answered: u64,
+    /// When its Parse was answered (`None` until then): copies made later are fresh.
+    pub(crate) answered: Option<u64>,
 }
 
 /// The statements one client has prepared, by the client's names.
@@ -75,7 +75,7 @@ impl ClientStatements {
         let statement = ClientStatement {
             def,
             sent,
-            answered: u64::MAX,
+            answered: None,
         };
         self.by_name.insert(name.to_owned(), statement);
     }
@@ -83,7 +83,7 @@ impl ClientStatements {
     /// The Parse of `name` was answered at tick `at`.
     pub(crate) fn answered(&mut self, name: &str, at: u64) {
         if let Some(s) = self.by_name.get_mut(name) {
-            s.answered = at;
+            s.answered = Some(at);
         }
     }
 
@@ -97,7 +97,7 @@ impl ClientStatements {
     /// instead of every use waiting for an answer that will not come).
     pub(crate) fn settle(&mut self, at: u64) {
         for s in self.by_name.values_mut() {
-            s.answered = s.answered.min(at);
+            s.answered.get_or_insert(at);
         }
     }
 

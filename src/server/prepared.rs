@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// The next tick of the freshness counter (never 0, which stands for "unknown").
+/// The next tick of the freshness counter.
 pub(crate) fn tick() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -54,14 +54,15 @@ pub(crate) struct PreparedSet {
 
 impl PreparedSet {
     /// Whether the server has `name` fresh enough for a client's statement whose Parse was
-    /// sent at tick `sent` and answered at tick `answered` (`u64::MAX` while unanswered).
-    /// Counts as a use.
-    pub(crate) fn touch(&mut self, name: &str, sent: u64, answered: u64) -> Held {
+    /// sent at tick `sent` and answered at tick `answered` (`None` while unanswered: then
+    /// only the copy that Parse made will do). Counts as a use.
+    pub(crate) fn touch(&mut self, name: &str, sent: u64, answered: Option<u64>) -> Held {
         self.uses += 1;
         match self.names.get_mut(name) {
             Some(e) => {
                 e.used = self.uses;
-                if e.since.is_some_and(|at| at == sent || at >= answered) {
+                let fresh = |at: u64| at == sent || answered.is_some_and(|a| at >= a);
+                if e.since.is_some_and(fresh) {
                     Held::Fresh
                 } else {
                     Held::Stale
@@ -71,7 +72,7 @@ impl PreparedSet {
         }
     }
 
-    /// Whether the server has `name` at all (or may have: see `forget`).
+    /// Whether the server has `name` at all (or may have: see `mark_unknown`).
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.names.contains_key(name)
     }
@@ -138,11 +139,11 @@ mod tests {
         set.insert("a".into(), 1);
         set.insert("b".into(), 2);
         assert_eq!(set.evict("b", 2), None);
-        assert_eq!(set.touch("a", 7, 9), Held::Stale);
+        assert_eq!(set.touch("a", 7, Some(9)), Held::Stale);
         set.insert("c".into(), 4);
         assert_eq!(set.evict("c", 2).as_deref(), Some("b"));
         assert_eq!(set.evict("c", 2), None);
-        assert_eq!(set.touch("b", 2, 3), Held::Missing);
+        assert_eq!(set.touch("b", 2, Some(3)), Held::Missing);
         assert_eq!(set.len(), 2);
         // Over the limit by more than one (names whose Close was skipped come back): each
         // call takes one more.
@@ -158,14 +159,14 @@ mod tests {
         let mut set = PreparedSet::default();
         set.insert("s".into(), 10);
         // The client's own Parse (sent at 10): fresh, answered or not.
-        assert_eq!(set.touch("s", 10, u64::MAX), Held::Fresh);
-        assert_eq!(set.touch("s", 10, 12), Held::Fresh);
+        assert_eq!(set.touch("s", 10, None), Held::Fresh);
+        assert_eq!(set.touch("s", 10, Some(12)), Held::Fresh);
         // Another client's Parse answered before this one was sent: fresh.
-        assert_eq!(set.touch("s", 7, 9), Held::Fresh);
+        assert_eq!(set.touch("s", 7, Some(9)), Held::Fresh);
         // Answered after it was sent: maybe analysed later than this copy.
-        assert_eq!(set.touch("s", 11, 13), Held::Stale);
+        assert_eq!(set.touch("s", 11, Some(13)), Held::Stale);
         set.mark_unknown("s".into());
-        assert_eq!(set.touch("s", 10, 12), Held::Stale);
+        assert_eq!(set.touch("s", 10, Some(12)), Held::Stale);
         set.mark_unknown("t".into());
         assert!(set.contains("t"));
     }

@@ -275,7 +275,7 @@ mod tests {
         r.push(Expect::Client(Request::Execute));
         r.push(Expect::Client(Request::Sync));
         assert_eq!(r.on_error(&mut prepared, &mut stmts), Ending::Client);
-        assert_eq!(prepared.touch("weir_a", 1, 1), Held::Stale);
+        assert_eq!(prepared.touch("weir_a", 1, Some(1)), Held::Stale);
         assert_eq!(r.pop_synth(), None);
         assert_eq!(r.on_ready(), Ending::Client);
         assert!(r.is_empty());
