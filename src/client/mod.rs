@@ -25,6 +25,7 @@ use crate::cancel::ClientInfo;
 use crate::config::{TlsMode, RESERVED_DATABASES};
 use crate::limits::Scope;
 use crate::net::Conn;
+use crate::pool::ServerDefaults;
 use crate::protocol::{ErrorSeverity, MessageBuilder, StartupPacket, TxStatus};
 use crate::server::ServerTarget;
 pub(crate) use auth_query::AuthCache;
@@ -221,7 +222,6 @@ async fn start(
         .map_err(SessionError::LimitReached)?;
     let targets: Arc<Vec<ServerTarget>> = Arc::new(snap.targets(&db.config, &user));
     let pool = snap.pool(&shared.pools, &db.config, &user);
-    let fetched;
     let defaults = match pool.server_defaults.get() {
         Some(d) => d,
         None => {
@@ -237,16 +237,16 @@ async fn start(
             let wait = snap.config.pool.query_wait_timeout;
             let asked = std::time::Instant::now();
             let mut lease = pool.checkout(host, asked, wait).await?;
-            fetched = lease.params.reported().clone();
+            // Set by the checkout already, unless another login's came first.
+            let defaults = pool
+                .server_defaults
+                .get_or_init(|| ServerDefaults::new(lease.params.reported()));
             lease.mark_clean();
             drop(lease);
-            &fetched
+            defaults
         }
     };
-    let mut desired = pool
-        .client_defaults
-        .get_or_init(|| defaults.client_defaults())
-        .clone();
+    let mut desired = defaults.client.clone();
     for (name, value) in request.params.iter() {
         desired.set(name, value);
     }
@@ -254,7 +254,7 @@ async fn start(
     // Room for the whole answer at once (about 400 bytes), not grown message by message.
     conn.wbuf.reserve(LOGIN_ANSWER);
     MessageBuilder::auth_ok(&mut conn.wbuf);
-    for (name, value) in defaults.iter() {
+    for (name, value) in defaults.reported.iter() {
         let value = desired.get(name).unwrap_or(value);
         MessageBuilder::parameter_status(&mut conn.wbuf, name, value);
     }

@@ -230,7 +230,12 @@ impl Session {
                 ..config
             };
             let unknown = ParamSet::default();
-            let defaults = self.attach.pool.server_defaults.get().unwrap_or(&unknown);
+            let defaults = self
+                .attach
+                .pool
+                .server_defaults
+                .get()
+                .map_or(&unknown, |d| &d.reported);
             let param_sync = match lease.params.sync_for(&self.attach.state.desired, defaults) {
                 Some(sql) => {
                     MessageBuilder::query(&mut lease.conn.wbuf, &sql);

@@ -152,6 +152,26 @@ impl ServerManager {
     }
 }
 
+/// The parameters a pool's first server login reported, and the part a client starts
+/// from: made together, so the two always come from the same server.
+#[derive(Debug)]
+pub(crate) struct ServerDefaults {
+    /// Everything reported: what a client is told at its login.
+    pub(crate) reported: ParamSet,
+    /// `reported.client_defaults()`: where each client's parameters start.
+    pub(crate) client: ParamSet,
+}
+
+impl ServerDefaults {
+    /// The defaults of a server that reported `reported`.
+    pub(crate) fn new(reported: &ParamSet) -> Self {
+        Self {
+            client: reported.client_defaults(),
+            reported: reported.clone(),
+        }
+    }
+}
+
 /// The pool of one host for one (database, user).
 #[derive(Debug)]
 pub(crate) struct HostPool {
@@ -278,11 +298,8 @@ pub(crate) struct DbUserPool {
     targets: Vec<ServerTarget>,
     /// One pool per configured host, in configuration order.
     pub(crate) hosts: Vec<HostPool>,
-    /// Parameters the first server login reported: what a client is told at its login.
-    pub(crate) server_defaults: OnceLock<ParamSet>,
-    /// `server_defaults.client_defaults()`, made once: where each client's parameters
-    /// start.
-    pub(crate) client_defaults: OnceLock<ParamSet>,
+    /// What the first server login reported, set once with the client's share of it.
+    pub(crate) server_defaults: OnceLock<ServerDefaults>,
     /// Limits in force; replaced on RELOAD and SET (read off the transaction path only).
     settings: RwLock<PoolSettings>,
     /// The configuration snapshot generation its settings come from.
@@ -325,7 +342,6 @@ impl DbUserPool {
             targets,
             hosts,
             server_defaults: OnceLock::new(),
-            client_defaults: OnceLock::new(),
             settings: RwLock::new(settings.clone()),
             generation: AtomicU64::new(0),
         }
@@ -448,9 +464,8 @@ impl DbUserPool {
                 })?,
         };
         let lease = Lease::new(claim, conn);
-        if self.server_defaults.get().is_none() {
-            let _ = self.server_defaults.set(lease.params.reported().clone());
-        }
+        self.server_defaults
+            .get_or_init(|| ServerDefaults::new(lease.params.reported()));
         Ok(lease)
     }
 
@@ -496,7 +511,8 @@ impl DbUserPool {
             };
             match hp.manager.create().await {
                 Ok(conn) => {
-                    let _ = self.server_defaults.set(conn.params.reported().clone());
+                    self.server_defaults
+                        .get_or_init(|| ServerDefaults::new(conn.params.reported()));
                     // Dropping the claim puts the connection on the free list.
                     claim.fill(conn);
                 }
