@@ -1,7 +1,7 @@
 //! The registry of connected clients: weir's cancel keys per client, which server query
 //! each one points at now, what each is doing (SHOW CLIENTS), and a per-client wake-up
 //! used to tell clients to leave (shutdown, KILL): a flag and a waker per client
-//! (`Wake`, `FlagWait`), so waking thousands never contends on one lock.
+//! (`Wake`), so waking thousands never contends on one lock.
 //!
 //! Owns: the registry. Does not: read client sockets (the client task decodes the
 //! CancelRequest and calls `forward`).
@@ -40,7 +40,8 @@ pub(crate) struct CancelSlot {
     /// The server the client is using right now, if any. Uncontended: only this client's
     /// task writes it, and a cancel request reads it.
     target: Mutex<Option<CancelTarget>>,
-    /// Wakes the client task when weir wants it to stop (shutdown, KILL).
+    /// Wakes the client task when weir wants it to stop (shutdown, or KILL: `info`'s
+    /// `killed` flag, set first, says which).
     pub(crate) wake: Wake,
     /// Who the client is and what it is doing, for the admin console.
     pub(crate) info: ClientInfo,
@@ -97,8 +98,6 @@ pub(crate) struct ClientInfo {
     pinned_to: AtomicI32,
     /// An administrator asked for it to be disconnected.
     killed: AtomicBool,
-    /// Wakes a relay waiting on `kill_signal` (cheaper than a `Notify`: no lock per poll).
-    kill_waker: futures_util::task::AtomicWaker,
 }
 
 /// A task's wake-up, like a `Notify` with one waiter: a wake while the task is busy is
@@ -120,34 +119,28 @@ impl Wake {
     }
 
     /// Resolves at the next wake (a kept one at once).
-    pub(crate) fn notified(&self) -> FlagWait<'_> {
-        FlagWait {
-            flag: &self.pending,
-            waker: &self.waker,
-            take: true,
+    pub(crate) fn notified(&self) -> Notified<'_> {
+        Notified {
+            wake: self,
             registered: false,
         }
     }
 }
 
-/// Resolves once `flag` is set (`Wake::notified`, `ClientInfo::kill_signal`): a flag and
-/// the waiting task's waker, without the lock and waiter list of a `Notify`. It registers
-/// the waker on its first poll, and again after each time it resolved (a wake takes the
-/// waker out), so one future may be polled across a relay's whole loop. That relies on
-/// being polled by one task only: any waker of a tokio task wakes that task.
-pub(crate) struct FlagWait<'a> {
-    /// Set by whoever wakes the task.
-    flag: &'a AtomicBool,
-    /// Where the task's waker is left.
-    waker: &'a futures_util::task::AtomicWaker,
-    /// Clear the flag on seeing it (a wake-up), or leave it set (a kill, which lasts).
-    take: bool,
-    /// The task's waker is with `waker` (not registered again on every poll: that was the
+/// Resolves at a task's next wake (`Wake::notified`), without the lock and waiter list
+/// of a `Notify`. It registers the task's waker on its first poll, and again after each
+/// time it resolved (a wake takes the waker out), so one future may be polled across a
+/// relay's whole loop. That relies on being polled by one task only: any waker of a
+/// tokio task wakes that task.
+pub(crate) struct Notified<'a> {
+    /// The wake-up it waits for.
+    wake: &'a Wake,
+    /// The task's waker is with `wake` (not registered again on every poll: that was the
     /// cost of a `Notify` this replaces).
     registered: bool,
 }
 
-impl std::future::Future for FlagWait<'_> {
+impl std::future::Future for Notified<'_> {
     type Output = ();
 
     fn poll(
@@ -155,13 +148,13 @@ impl std::future::Future for FlagWait<'_> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<()> {
         if !self.registered {
-            self.waker.register(cx.waker());
+            self.wake.waker.register(cx.waker());
             self.registered = true;
         }
-        // Looked at after registering: a flag set in between is not missed.
-        let set = self.flag.load(Ordering::SeqCst)
-            && (!self.take || self.flag.swap(false, Ordering::SeqCst));
-        if !set {
+        // Looked at after registering: a wake in between is not missed.
+        let pending = &self.wake.pending;
+        let woken = pending.load(Ordering::SeqCst) && pending.swap(false, Ordering::SeqCst);
+        if !woken {
             return std::task::Poll::Pending;
         }
         self.registered = false;
@@ -199,17 +192,6 @@ impl ClientInfo {
             pins: AtomicU8::new(0),
             pinned_to: AtomicI32::new(0),
             killed: AtomicBool::new(false),
-            kill_waker: futures_util::task::AtomicWaker::new(),
-        }
-    }
-
-    /// A future that resolves once the client is killed.
-    pub(crate) fn kill_signal(&self) -> FlagWait<'_> {
-        FlagWait {
-            flag: &self.killed,
-            waker: &self.kill_waker,
-            take: false,
-            registered: false,
         }
     }
 
@@ -407,8 +389,8 @@ impl CancelRegistry {
         let Some(slot) = self.shard(process_id).get(&process_id).cloned() else {
             return false;
         };
+        // Set before the wake, so the woken task sees why.
         slot.info.killed.store(true, Ordering::SeqCst);
-        slot.info.kill_waker.wake();
         slot.wake.notify();
         true
     }

@@ -365,9 +365,8 @@ impl Relay {
         state: &mut ClientState,
         signals: Signals<'_>,
     ) -> Result<Outcome, SessionError> {
-        let killed = signals.client.kill_signal();
         let woken = signals.wake.notified();
-        tokio::pin!(killed, woken);
+        tokio::pin!(woken);
         loop {
             self.scan_client(client, server, state)?;
             self.scan_server(client, server, state)?;
@@ -405,7 +404,6 @@ impl Relay {
             let deadline = self.stall_deadline(client).or_else(|| self.deadline());
             let read_client = !self.terminate && client.rbuf.len() < HIGH_WATER;
             let read_server = server.conn.rbuf.len() < HIGH_WATER || self.sfwd == 0;
-            let listen_wake = !self.config.release_when_idle && !self.leave_when_idle;
             tokio::select! {
                 biased;
                 r = write_ready(&server.conn), if to_server_blocked => {
@@ -440,14 +438,18 @@ impl Relay {
                     }
                     _ => return Err(SessionError::Timeout(Deadline::IdleInTransaction, self.config.idle_in_transaction)),
                 },
-                _ = &mut woken, if listen_wake => {
-                    if *signals.shutdown.borrow() {
+                // Woken for a KILL or a shutdown. KILL ends a client mid-transaction: its
+                // server is closed, so the transaction rolls back. A shutdown lets session
+                // mode leave at the next idle point; in transaction mode the session sees
+                // it once the transaction is over.
+                _ = &mut woken => {
+                    if signals.client.killed() {
+                        return Err(SessionError::Killed);
+                    }
+                    if !self.config.release_when_idle && *signals.shutdown.borrow() {
                         self.leave_when_idle = true;
                     }
                 }
-                // KILL ends a client mid-transaction: its server is closed, so the
-                // transaction rolls back.
-                _ = &mut killed => return Err(SessionError::Killed),
                 r = read_ready(client), if read_client => {
                     if r.is_err() { return Ok(Outcome::ClientGone); }
                     self.touch_client();
