@@ -57,8 +57,14 @@ pub fn backend(data: &[u8]) {
     while let Some(rest) = data.get(at..) {
         match scanner.next(rest) {
             Ok(BackendEvent::NeedMore) | Err(_) => break,
-            // `Start` covers nothing; the `Pass` events after it do.
-            Ok(event) => at += event.len(),
+            Ok(event) => {
+                if let BackendEvent::Error { len } = event {
+                    // The relay decodes an ErrorResponse from its span, as here.
+                    let _ = rest.get(..len).map(crate::protocol::error_fields);
+                }
+                // `Start` covers nothing; the `Pass` events after it do.
+                at += event.len();
+            }
         }
     }
 }

@@ -171,7 +171,9 @@ impl BackendTag {
 
 /// What the next bytes of a server stream are. Events are small and copied: a decoded
 /// message is only a span of the buffer, decoded by whoever needs its fields
-/// (`parameter_status`, `error_fields`), and checked here to be well formed.
+/// (`parameter_status`, `error_fields`). A ParameterStatus is checked here to be well
+/// formed (without copying anything); an ErrorResponse is checked by its one decoding,
+/// in the relay, which copies its fields (decoding it here too did that twice).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BackendEvent {
     /// A message weir does not decode starts here and is not all in the buffer yet; `Pass`
@@ -311,10 +313,7 @@ impl BackendScanner {
                 parameter_status(msg)?;
                 BackendEvent::ParameterStatus { len: total }
             }
-            _ => {
-                error_fields(msg)?;
-                BackendEvent::Error { len: total }
-            }
+            _ => BackendEvent::Error { len: total },
         })
     }
 }
